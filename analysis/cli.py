@@ -1,0 +1,108 @@
+"""`unlearn-sweep analyze` and `unlearn-sweep export`: the subcommands sweeps/cli.py adds with
+`add_parsers(sub)` and dispatches through `COMMANDS`. Everything is computed and validated
+before the first file is written."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from unlearn_core.errors import UserError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from analysis import export  # pandas and yaml load only when the parser is built
+
+    p = sub.add_parser(
+        "analyze", help="Pareto fronts, plots and report.md/html of experiment folders",
+        description="Writes report.md, report.html and analysis/ (PNG + interactive HTML plots) "
+                    "in each folder and prints each method's front. With several folders "
+                    "(e.g. two samplers on one benchmark) it also writes a side-by-side "
+                    "comparison into FIRST/comparison/, its series named folder/method.")
+    p.add_argument("experiments", nargs="+", metavar="DIR", help="experiment folder(s)")
+    defaults = {f.name: f.default for f in dataclasses.fields(export.Rule)}
+    p = sub.add_parser(
+        "export", help="write the configuration a rule picks to DIR/best/<method>.yaml (+ .json)",
+        description=export.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", metavar="DIR")
+    p.add_argument("--rule", required=True, help="knee | max-forget | max-utility | weighted")
+    p.add_argument("--min-utility-frac", type=float, metavar="F",
+                   help=f"max-forget: model_utility >= F x the target's (default "
+                        f"{defaults['min_utility_frac']})")
+    p.add_argument("--min-forget-quality", type=float, metavar="Q",
+                   help=f"max-utility: forget_quality >= Q (default "
+                        f"{defaults['min_forget_quality']})")
+    p.add_argument("--weights", metavar="A,B", help="weighted: one weight per objective, in the "
+                                                    "sweep's order (default: equal)")
+    p.add_argument("--openunlearning", action="store_true",
+                   help="also print the equivalent open-unlearning command-line overrides")
+
+
+def _print_fronts(a) -> None:
+    import pandas as pd
+
+    from analysis.summary import front_table
+
+    with pd.option_context("display.width", 160, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        for s in a.series:
+            table = front_table(a, s)
+            print(f"\n{s}: {len(table)} point(s) on the Pareto front")
+            print(table.to_string(index=False))
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from analysis.report import write_report
+    from analysis.summary import analyze
+
+    homes = [Path(d).expanduser().absolute() for d in args.experiments]
+    singles = [analyze([h]) for h in homes]  # validates every folder before writing anything
+    both = analyze(homes) if len(homes) > 1 else None
+    for a in singles:
+        home = a.experiments[0].home
+        files = write_report(a, home, a.experiments[0].name)
+        print(f"== {home}")
+        _print_fronts(a)
+        print(f"\nreport: {files[0]}\n        {files[1]}\nplots:  {home / 'analysis'}")
+    if both is not None:
+        out = homes[0] / "comparison"
+        files = write_report(both, out, " vs ".join(h.name for h in homes))
+        print(f"\n== comparison of {len(homes)} folders")
+        _print_fronts(both)
+        print(f"\nreport: {files[0]}\n        {files[1]}")
+
+
+def _weights(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise UserError(f"--weights expects comma-separated numbers, got {text!r}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from analysis import export
+    from analysis.load import load
+
+    given = {"min_utility_frac": args.min_utility_frac,
+             "min_forget_quality": args.min_forget_quality, "weights": _weights(args.weights)}
+    rule = export.Rule(args.rule, **{k: v for k, v in given.items() if v is not None})
+    rows, (exp,) = load([args.experiment])
+    if rows.empty or not (rows["status"] == "complete").any():
+        raise UserError(f"{exp.home} has no complete trial yet (nothing to export)")
+    records = export.select(exp, rows, rule)
+    overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning \
+        else []
+    paths = export.write(exp, records)
+    for r, yaml_path in zip(records, paths[::2], strict=True):
+        objs = ", ".join(f"{k} {v:.4g}" for k, v in r["objectives"].items())
+        stop = f" (stop after epoch {r['epoch']})" if r["train"]["stop_after"] else ""
+        print(f"{r['method']}: trial {r['trial_id']} epoch {r['epoch']}{stop}, {objs} -> "
+              f"{yaml_path}")
+    for r, text in zip(records, overrides, strict=False):
+        print(f"\n# open-unlearning equivalent of {r['method']}:\n{text}")
+
+
+COMMANDS = {"analyze": cmd_analyze, "export": cmd_export}

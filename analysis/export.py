@@ -1,0 +1,235 @@
+"""Pick one configuration per method by a stated rule and write it where `unlearn --config` reads
+it: `HOME/best/<method>.yaml` and a `.json` mirror. Rules (v: objective values of feasible
+evaluated epochs; n_j = (v_j - worst_j) / (best_j - worst_j) over the method's Pareto front, 1 at
+its best, 1 where the front does not vary):
+- knee:        argmin over the front of sqrt(sum_j (1 - n_j)^2), the point closest to the ideal
+               corner after normalising each objective.
+- max-forget:  argmax forget_quality s.t. model_utility >= F * model_utility(target);
+               ties: higher model_utility.
+- max-utility: argmax model_utility s.t. forget_quality >= Q; ties: higher forget_quality.
+- weighted:    argmax over the front of sum_j w_j * n_j (weights in the sweep's objective order).
+Remaining ties go to the earlier trial and epoch."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from analysis.files import write_text
+from analysis.load import (
+    OPTIMIZER_KEYS,
+    Experiment,
+    metric_columns,
+    objective_keys,
+    params_of,
+    trial_name,
+)
+from analysis.pareto import pareto_mask
+from unlearn_core.errors import UserError
+
+RULES = ("knee", "max-forget", "max-utility", "weighted")
+# open-unlearning trainer handler per method (configs/trainer/<handler>.yaml)
+OU_TRAINERS = {"grad_ascent": "GradAscent", "grad_diff": "GradDiff", "npo": "NPO",
+               "simnpo": "SimNPO", "idk_dpo": "DPO", "rmu": "RMU", "undial": "UNDIAL",
+               "ceu": "CEU", "satimp": "SatImp", "wga": "WGA", "pdu": "PDU"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    min_utility_frac: float = 0.9  # max-forget: fraction of the target's model_utility
+    min_forget_quality: float = 0.05  # max-utility: TOFU's "not distinguishable" p-value
+    weights: tuple[float, ...] | None = None  # weighted: one per objective; None = equal
+
+    def __post_init__(self) -> None:
+        if self.name not in RULES:
+            raise UserError(f"unknown rule {self.name!r}; accepted: {', '.join(RULES)}")
+        if not 0 < self.min_utility_frac <= 1.5:
+            raise UserError(f"--min-utility-frac is a fraction of the target's utility in "
+                            f"(0, 1.5], got {self.min_utility_frac}")
+        if not 0 <= self.min_forget_quality <= 1:
+            raise UserError(f"--min-forget-quality is a p-value in [0, 1], got "
+                            f"{self.min_forget_quality}")
+        if self.weights is not None and (any(not math.isfinite(w) or w < 0 for w in self.weights)
+                                         or sum(self.weights) <= 0):
+            raise UserError(f"--weights must be finite, >= 0 and not all 0, got {self.weights}")
+
+
+def _normalised(values: np.ndarray, directions: list[str], over: np.ndarray) -> np.ndarray:
+    """n_j in [0, 1] with 1 the best value of `over` in objective j (1 where it is constant)."""
+    sign = np.array([1.0 if d == "max" else -1.0 for d in directions])
+    v, o = values * sign, over * sign
+    lo, hi = o.min(axis=0), o.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.where(hi > lo, (v - lo) / span, 1.0)
+
+
+def _first_best(cands: pd.DataFrame, *scores: np.ndarray) -> pd.Series:
+    """The highest first score, ties broken by the next scores (all higher-is-better), then to
+    the earlier trial and epoch."""
+    cols = [f"_score{i}" for i in range(len(scores))]
+    order = cands.assign(**dict(zip(cols, scores, strict=True))).sort_values(
+        [*cols, "trial_index", "epoch"], ascending=[False] * len(cols) + [True, True],
+        kind="stable")
+    return order.drop(columns=cols).iloc[0]
+
+
+def choose(rows: pd.DataFrame, keys: list[str], directions: list[str], rule: Rule,
+           target_utility: float | None) -> pd.Series:
+    """The row of one method's table that `rule` picks (see the module docstring)."""
+    method = rows["method"].iloc[0] if len(rows) else "(no rows)"
+    cands = rows[rows["status"] == "complete"]
+    cands = cands[np.isfinite(cands[keys].to_numpy(dtype=float)).all(axis=1)]
+    if cands.empty:
+        raise UserError(f"{method}: no complete, feasible trial to export")
+    values = cands[keys].to_numpy(dtype=float)  # (N, M)
+    if rule.name in ("knee", "weighted"):
+        on = pareto_mask(values, directions)
+        front, fv = cands[on], values[on]
+        n = _normalised(fv, directions, fv)  # (F, M)
+        if rule.name == "knee":
+            return _first_best(front, -np.sqrt(((1 - n) ** 2).sum(axis=1)))
+        w = np.array(rule.weights) if rule.weights is not None else np.ones(len(keys))
+        if len(w) != len(keys):
+            raise UserError(f"--weights gives {len(w)} weights for {len(keys)} objectives "
+                            f"({', '.join(keys)})")
+        return _first_best(front, n @ w)
+    if rule.name == "max-forget":
+        if target_utility is None:
+            raise UserError("max-forget needs the target model's metrics (reference/target-*.json)")
+        floor = rule.min_utility_frac * target_utility
+        ok = cands[cands["model_utility"] >= floor]
+        if ok.empty:
+            best = _first_best(cands, cands["model_utility"].to_numpy())
+            raise UserError(
+                f"{method}: no trial reaches model_utility >= {rule.min_utility_frac:g} x target "
+                f"{target_utility:.4g} = {floor:.4g}; closest: trial {trial_name(best)} epoch "
+                f"{int(best['epoch'])} with model_utility {best['model_utility']:.4g}")
+        return _first_best(ok, ok["log10_forget_quality"].to_numpy(),
+                           ok["model_utility"].to_numpy())
+    ok = cands[cands["forget_quality"] >= rule.min_forget_quality]
+    if ok.empty:
+        best = _first_best(cands, cands["log10_forget_quality"].to_numpy())
+        raise UserError(
+            f"{method}: no trial reaches forget_quality >= {rule.min_forget_quality:g}; closest: "
+            f"trial {trial_name(best)} epoch {int(best['epoch'])} with forget_quality "
+            f"{best['forget_quality']:.3g}")
+    return _first_best(ok, ok["model_utility"].to_numpy(),
+                       ok["log10_forget_quality"].to_numpy())
+
+
+
+
+def _plain(v):
+    """numpy scalars -> Python numbers so YAML and JSON hold plain values."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def record(exp: Experiment, row: pd.Series, rule: Rule, keys: list[str],
+           metric_names: list[str]) -> dict:
+    """The exported document: only these fields (no paths, hosts or environment)."""
+    sweep = exp.sweeps[row["method"]]
+    params = params_of(row)
+    epochs, epoch = int(params["epochs"]), int(row["epoch"])
+    seeds = row["seeds"] if isinstance(row["seeds"], list) else [sweep["seed"]]
+    return {
+        "method": row["method"], "benchmark": sweep["benchmark"], "split": sweep["split"],
+        "hparams": {k: _plain(v) for k, v in params.items() if k not in OPTIMIZER_KEYS},
+        "train": {"lr": float(params["lr"]), "epochs": epochs,
+                  "warmup_epochs": float(params["warmup_epochs"]),
+                  "weight_decay": float(params["weight_decay"]),
+                  "batch_size": int(sweep["batch_size"]), "grad_accum": int(sweep["grad_accum"]),
+                  "seed": int(seeds[0]),
+                  # an earlier epoch of a longer run: same schedule, stop after this epoch
+                  "stop_after": epoch if epoch < epochs else None},
+        "model": sweep.get("model"), "lora_r": int(sweep.get("lora_r") or 0),
+        "objectives": {k: float(row[k]) for k in keys},
+        "metrics": {m: float(row[m]) for m in metric_names if pd.notna(row.get(m))},
+        "trial_id": str(row["trial_id"]), "epoch": epoch,
+        "version": str(row["version"]) if isinstance(row.get("version"), str)
+        else str(exp.manifest.get("version")),
+        "rule": {k: _plain(v) for k, v in asdict(rule).items()
+                 if k == "name" or _rule_uses(rule.name, k)},
+    }
+
+
+def _rule_uses(rule: str, field: str) -> bool:
+    return {"max-forget": "min_utility_frac", "max-utility": "min_forget_quality",
+            "weighted": "weights"}.get(rule) == field
+
+
+def select(exp: Experiment, rows: pd.DataFrame, rule: Rule) -> list[dict]:
+    """One record per method of the experiment, or a UserError before anything is written."""
+    from sweeps.objectives import OBJECTIVES
+
+    derived = {o.key for o in OBJECTIVES.values() if o.key != o.needs}
+    out = []
+    for method, sweep in exp.sweeps.items():
+        part = rows[(rows["experiment"] == exp.name) & (rows["method"] == method)]
+        if part.empty:
+            raise UserError(f"{method}: no trial in {exp.home} yet")
+        keys, dirs = objective_keys(sweep)
+        target = exp.target["model_utility"] if exp.target else None
+        row = choose(part, keys, dirs, rule, target)
+        metric_names = [m for m in metric_columns(part) if m not in derived]
+        out.append(record(exp, row, rule, keys, metric_names))
+    return out
+
+
+def write(exp: Experiment, records: list[dict]) -> list[Path]:
+    """HOME/best/<method>.yaml and .json, each written under a temporary name and renamed."""
+    paths = []
+    for r in records:
+        base = exp.home / "best" / r["method"]
+        paths.append(write_text(base.with_suffix(".yaml"), yaml.safe_dump(r, sort_keys=False)))
+        paths.append(write_text(base.with_suffix(".json"), json.dumps(r, indent=2) + "\n"))
+    return paths
+
+
+def _hydra(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def openunlearning_overrides(export: dict) -> str:
+    """The open-unlearning command (Hydra overrides) that trains the same configuration there."""
+    method = export["method"]
+    if method not in OU_TRAINERS:
+        raise UserError(f"open-unlearning has no trainer for {method}; it has: "
+                        f"{', '.join(OU_TRAINERS)}")
+    trainer, split, t = OU_TRAINERS[method], export["split"], export["train"]
+    args = ["python src/train.py --config-name=unlearn.yaml experiment=unlearn/tofu/default",
+            f"trainer={trainer}", f"forget_split={split}",
+            f"retain_split=retain{100 - int(split[-2:])}",
+            f"task_name=unlearn-sweep_{split}_{trainer}_{export['trial_id'] or 'best'}",
+            f"trainer.args.learning_rate={_hydra(t['lr'])}",
+            f"trainer.args.num_train_epochs={t['epochs']}",
+            f"trainer.args.warmup_epochs={_hydra(t['warmup_epochs'])}",
+            f"trainer.args.weight_decay={_hydra(t['weight_decay'])}",
+            f"trainer.args.per_device_train_batch_size={t['batch_size']}",
+            f"trainer.args.gradient_accumulation_steps={t['grad_accum']}",
+            f"trainer.args.seed={t['seed']}"]
+    for name, value in export["hparams"].items():
+        if name == "retain_loss":
+            args.append(f"trainer.method_args.retain_loss_type={str(value).upper()}")
+        else:
+            args.append(f"trainer.method_args.{name}={_hydra(value)}")
+    if export.get("model"):
+        args.append(f"model.model_args.pretrained_model_name_or_path={export['model']}")
+    notes = []
+    if t["stop_after"] is not None:
+        args.append("trainer.args.save_strategy=epoch")
+        notes.append(f"# chosen at epoch {t['stop_after']} of {t['epochs']}: keep that epoch's "
+                     "checkpoint (the schedule is the full run's)")
+    if export["benchmark"] != "tofu":
+        notes.append(f"# {export['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
+                     "the tiny models' learning rates do not transfer")
+    notes.append("# effective batch = per-device batch x accumulation x GPUs in open-unlearning")
+    return "\n".join(notes) + "\n" + " \\\n  ".join(args)

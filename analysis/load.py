@@ -1,0 +1,303 @@
+"""Experiment folders -> one tidy table: a row per trial and evaluated epoch (plus one per failed,
+diverged or not-yet-reporting trial), joined with the Optuna journal. Reads files; never ray."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sweeps.objectives import OBJECTIVES
+from unlearn_core.errors import UserError
+
+# The layout sweeps/launch.py writes (a test checks the two agree; launch imports torch).
+MANIFEST = "unlearn_sweep.json"
+OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
+# Row status: an evaluated epoch is "complete" (feasible) or "stopped" (below the utility floor,
+# infeasible); a trial that ended without objectives adds one "diverged" or "failed" row; a trial
+# with no result yet is one "running" row. trial_status is the same word for the whole trial.
+STATUSES = ("complete", "stopped", "diverged", "failed", "running")
+# Ray's bookkeeping and per-trial descriptors: everything else numeric in a result is a metric.
+NOT_METRICS = {
+    "event", "trial_id", "method", "params", "config", "hostname", "host", "node_ip", "pid",
+    "date", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
+    "iterations_since_restore", "training_iteration", "checkpoint_dir_name", "should_checkpoint",
+    "done", "experiment_tag", "epoch", "seeds", "seed", "device", "version", "utility_floor",
+    "utility_violation", "optimizer_steps", "effective_batch", "world_size", "wall_time_s",
+    "diverged", "failure",
+}
+RUN_KEYS = ("optimizer_steps", "effective_batch", "world_size", "wall_time_s", "device",
+            "version", "utility_floor", "utility_violation")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One folder: its manifest, one sweep-settings dict per method, and the reference models."""
+
+    home: Path
+    manifest: dict
+    sweeps: dict[str, dict]  # method -> SweepConfig fields
+    target: dict | None  # target model's aggregate metrics (before unlearning)
+    retain: dict | None  # retain model's aggregate metrics (forget_quality 1 by definition)
+
+    @property
+    def name(self) -> str:
+        return self.home.name
+
+
+def read_manifest(home: Path) -> dict:
+    """The manifest a sweep writes first; anything else is not an experiment folder."""
+    path = home / MANIFEST
+    if not home.is_dir():
+        raise UserError(f"{home} is not a folder")
+    if not path.is_file():
+        raise UserError(f"{home} is not an unlearn-sweep experiment (no {MANIFEST})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is corrupted: {e}") from e
+    if not isinstance(data, dict) or data.get("tool") != "unlearn-sweep" or not data.get("sweeps"):
+        raise UserError(f"{path} is not an unlearn-sweep manifest")
+    return data
+
+
+def open_experiment(home: str | Path) -> Experiment:
+    home = Path(home).expanduser().absolute()
+    manifest = read_manifest(home)
+    sweeps = {s["method"]: s for s in manifest["sweeps"]}
+    first = manifest["sweeps"][0]
+    ref = home / "reference"
+    bench = f"{first['benchmark']}-{first['split']}"
+    return Experiment(home, manifest, sweeps, _read_json(ref / f"target-{bench}.json"),
+                      _read_json(ref / f"retain-{bench}.json"))
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def objective_keys(sweep: dict) -> tuple[list[str], list[str]]:
+    """(keys, directions "max"/"min") of a sweep's objectives, in the manifest's order."""
+    unknown = [n for n in sweep["objectives"] if n not in OBJECTIVES]
+    if unknown:
+        raise UserError(f"unknown objective {unknown[0]!r}; accepted: {', '.join(OBJECTIVES)}")
+    objs = [OBJECTIVES[n] for n in sweep["objectives"]]
+    return [o.key for o in objs], [o.mode for o in objs]
+
+
+def _events(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    events = []
+    for i, line in enumerate(lines):
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            # the last line may be mid-write while a sweep runs; anything else is damage
+            if i != len(lines) - 1:
+                raise UserError(f"{path}: line {i + 1} is not JSON") from None
+    return events
+
+
+def _trials_from_log(events: list[dict]) -> dict[str, dict]:
+    """trial_id -> {params, rows (last per epoch), end ("complete"|"error"|None), error}."""
+    trials: dict[str, dict] = {}
+    for ev in events:
+        t = trials.setdefault(ev["trial_id"], {"params": {}, "rows": {}, "end": None,
+                                               "error": None, "retries": 0})
+        t["params"] = ev.get("params") or t["params"]
+        kind = ev["event"]
+        if kind == "result":
+            key = "diverged" if ev.get("diverged") else ev.get("epoch")
+            t["rows"][key] = ev  # a retry or resume repeats epochs: the last one stands
+        elif kind == "complete":
+            t["end"] = "complete"
+        elif kind == "error":
+            t["end"], t["error"] = "error", ev.get("error", "error")
+        elif kind == "retry":
+            t["retries"] += 1
+            t["end"] = None
+    return trials
+
+
+def load_study(home: Path, method: str):
+    """The method's Optuna study from its journal, or None if the sweep never started it."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = home / "optuna" / f"{method}.journal"
+    if not path.is_file():
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        return optuna.load_study(study_name=method, storage=storage)
+    except Exception as e:  # a damaged journal raises from deep inside optuna (several types)
+        raise UserError(f"cannot read {path}: {str(e).splitlines()[0]}") from e
+
+
+def _same_params(a: dict, b: dict) -> bool:
+    keys = set(a) & set(b)
+    return bool(keys) and all(
+        math.isclose(float(a[k]), float(b[k]), rel_tol=1e-9) if isinstance(a[k], int | float)
+        else a[k] == b[k] for k in keys)
+
+
+def _match_optuna(trials: dict[str, dict], study) -> list:
+    """Attach each Optuna trial to its Ray trial (user attr ray_trial_id, else equal params for
+    trials still running); returns the Optuna trials no Ray trial reported."""
+    if study is None:
+        return []
+    left = []
+    for ot in study.get_trials(deepcopy=False):
+        rid = ot.user_attrs.get("ray_trial_id")
+        if rid is None:
+            rid = next((k for k, t in trials.items()
+                        if "optuna" not in t and _same_params(t["params"], ot.params)), None)
+        if rid is not None and rid in trials:
+            trials[rid]["optuna"] = ot
+        else:
+            left.append(ot)
+    return left
+
+
+def _trial_status(t: dict) -> str:
+    ot = t.get("optuna")
+    rows = [r for k, r in t["rows"].items() if k != "diverged"]
+    if "diverged" in t["rows"]:
+        return "diverged"
+    if t["end"] == "error" or (ot is not None and ot.state.name == "FAIL"):
+        return "failed"
+    if rows and rows[-1].get("utility_violation", -1.0) > 0:
+        return "stopped"
+    if t["end"] == "complete" or (ot is not None and ot.state.name == "COMPLETE"):
+        return "complete"
+    return "running"
+
+
+def _row(exp: Experiment, method: str, trial_id: str, t: dict, status: str, ev: dict | None,
+         trial_status: str) -> dict:
+    ot = t.get("optuna")
+    params = t["params"] or (dict(ot.params) if ot is not None else {})
+    ev = ev or {}
+    failure = (ev.get("failure") or t.get("error")
+               or (ot.user_attrs.get("failure") if ot is not None else None))
+    row = {"experiment": exp.name, "method": method, "trial_id": trial_id,
+           "number": ot.number if ot is not None else np.nan,
+           "epoch": ev.get("epoch", np.nan), "epochs": params.get("epochs", np.nan),
+           "status": status, "trial_status": trial_status,
+           "failure": failure if trial_status in ("failed", "diverged") else None,
+           "retries": t.get("retries", 0), "seeds": ev.get("seeds")}
+    row["params"] = dict(params)  # as sampled, with their types (ints stay ints)
+    row |= {f"p_{k}": v for k, v in params.items()}
+    row |= {k: v for k, v in ev.items()
+            if k not in NOT_METRICS and not k.startswith("hp/") and isinstance(v, int | float)
+            and not isinstance(v, bool)}
+    row |= {k: ev[k] for k in RUN_KEYS if k in ev}
+    return row
+
+
+def method_rows(exp: Experiment, method: str) -> list[dict]:
+    trials = _trials_from_log(_events(exp.home / "results" / f"{method}.jsonl"))
+    left = _match_optuna(trials, load_study(exp.home, method))
+    rows = []
+    for trial_id, t in trials.items():
+        status = _trial_status(t)
+        for key, ev in t["rows"].items():
+            if key == "diverged":
+                rows.append(_row(exp, method, trial_id, t, "diverged", ev, status))
+            else:
+                feasible = ev.get("utility_violation", -1.0) <= 0
+                rows.append(_row(exp, method, trial_id, t, "complete" if feasible else "stopped",
+                                 ev, status))
+        if status in ("failed", "running") and not (status == "running" and t["rows"]):
+            rows.append(_row(exp, method, trial_id, t, status, None, status))
+    keys, _ = objective_keys(exp.sweeps[method])
+    for ot in left:  # in the journal only: lost before any report, or not yet reporting
+        t = {"params": {}, "rows": {}, "end": None, "optuna": ot}
+        ev = None
+        if ot.state.name == "COMPLETE":  # its result lines are missing: keep Optuna's values
+            violation = ot.constraints.get("utility_floor", -1.0)
+            ev = dict(zip(keys, ot.values, strict=True)) | {"utility_violation": violation,
+                                                            "epoch": ot.user_attrs.get("epoch")}
+            status = "complete" if violation <= 0 else "stopped"
+        else:
+            status = "failed" if ot.state.name == "FAIL" else "running"
+        rows.append(_row(exp, method, "", t, status, ev, status))
+    return rows
+
+
+def _objective_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Every objective's key, derived from its metric where a sweep did not optimise it."""
+    for o in OBJECTIVES.values():
+        if o.needs in df and o.key not in df:
+            df[o.key] = [o.fn(v) if np.isfinite(v) else np.nan for v in df[o.needs]]
+    return df
+
+
+def _trial_index(df: pd.DataFrame) -> pd.Series:
+    """1-based order in which each (experiment, method)'s trials were sampled: Optuna's number,
+    then trials Optuna does not know in the order they first reported."""
+    key = df["trial_id"].where(df["trial_id"] != "", "#" + df["number"].astype(str))
+    first = df.assign(_key=key, _pos=np.arange(len(df))).groupby(
+        ["experiment", "method", "_key"], sort=False).agg(number=("number", "min"),
+                                                         pos=("_pos", "min")).reset_index()
+    first = first.sort_values(["number", "pos"], na_position="last")
+    first["trial_index"] = first.groupby(["experiment", "method"]).cumcount() + 1
+    idx = first.set_index(["experiment", "method", "_key"])["trial_index"]
+    return pd.Series(idx.loc[list(zip(df["experiment"], df["method"], key, strict=True))].values,
+                     index=df.index)
+
+
+def load(homes: list[str | Path]) -> tuple[pd.DataFrame, list[Experiment]]:
+    """All rows of all methods of all folders; `series` names a curve: the method, or
+    `<folder>/<method>` when several folders are compared."""
+    exps = [open_experiment(h) for h in homes]
+    names = [e.name for e in exps]
+    if len(set(names)) != len(names):
+        raise UserError(f"two experiment folders share the name {names[0]!r}; compare folders "
+                        "with distinct names")
+    rows = [r for e in exps for m in e.sweeps for r in method_rows(e, m)]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df, exps
+    df = _objective_columns(df)
+    df["series"] = df["method"] if len(exps) == 1 else df["experiment"] + "/" + df["method"]
+    df["trial_index"] = _trial_index(df)
+    df["is_default"] = _is_default(df, exps)
+    return df.reset_index(drop=True), exps
+
+
+def _is_default(df: pd.DataFrame, exps: list[Experiment]) -> pd.Series:
+    """Rows of the trial that ran the method's reference defaults (manifest "defaults")."""
+    defaults = {(e.name, m): p for e in exps for m, p in e.manifest.get("defaults", {}).items()}
+    out = []
+    for _, r in df.iterrows():
+        d = defaults.get((r["experiment"], r["method"]))
+        out.append(d is not None and _same_params(params_of(r), d))
+    return pd.Series(out, index=df.index, dtype=bool)
+
+
+def params_of(row: pd.Series) -> dict:
+    """The sampled parameters of a row, as sampled (the p_ columns turn ints into floats where
+    another method lacks the parameter)."""
+    return dict(row["params"])
+
+
+def trial_name(row: pd.Series) -> str:
+    """Ray's trial id, or the Optuna number for a trial Ray never reported."""
+    return row["trial_id"] or f"#{int(row['number'])}"
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Aggregate metrics (and objectives) of the rows: every numeric column that is not a
+    parameter, an identifier or run bookkeeping."""
+    skip = {"number", "epoch", "epochs", "retries", "trial_index", "is_default", *RUN_KEYS}
+    return [c for c in df.columns if c not in skip and not c.startswith("p_")
+            and pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool]

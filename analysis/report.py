@@ -1,0 +1,188 @@
+"""`report.md` and `report.html` for an analysis, with its plots under `analysis/`: settings,
+reference models, trial counts and failures, fronts per method and across methods."""
+
+from __future__ import annotations
+
+import datetime
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import plots
+from analysis.files import write_text
+from analysis.load import trial_name
+from analysis.pareto import FQ_MU
+from analysis.summary import Analysis, counts, front_table
+
+SETTINGS = ("benchmark", "split", "trials", "sampler", "seed", "objectives", "preset", "space",
+            "fixed", "batch_size", "grad_accum", "eval_every", "utility_floor", "seeds", "model",
+            "lora_r")
+REF_METRICS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
+               "forget_Q_A_Prob", "extraction_strength", "privleak")
+MAX_FAILURES = 30  # failure lines listed in the report; the counts table has them all
+
+
+def _file_safe(series: str) -> str:
+    return series.replace("/", "__")
+
+
+def draw(a: Analysis, out: Path, title: str) -> dict[str, list[Path]]:
+    """Every plot, as PNG + HTML under out/analysis; returns name -> files."""
+    d = out / "analysis"
+    figs = {"pareto": plots.pareto(a.rows, a.on_fq_mu_front, a.refs, d / "pareto",
+                                   f"{title}: forget quality vs model utility"),
+            "hypervolume": plots.hypervolume(a.curves, d / "hypervolume",
+                                             f"{title}: hypervolume vs trials (ref. log10 FQ "
+                                             f"{a.floor:g}, utility 0)")}
+    for s in a.series:
+        if a.ranges[s]:
+            part = a.rows[a.rows["series"] == s]
+            figs[f"params-{s}"] = plots.param_axes(
+                part, a.on_front, a.ranges[s], a.flags[a.flags["series"] == s],
+                d / f"params-{_file_safe(s)}", f"{s}: front points in the searched ranges")
+    figs["importance"] = plots.importance({s: i.values for s, i in a.importances.items()},
+                                          {s: i.note for s, i in a.importances.items()},
+                                          d / "importance", f"{title}: parameter importance")
+    return figs
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float | np.floating):
+        return "" if np.isnan(v) else f"{v:.4g}"
+    if isinstance(v, list | tuple):
+        return ",".join(map(str, v))
+    if isinstance(v, dict):
+        return " ".join(f"{k}={x}" for k, x in v.items()) or "-"
+    return "-" if v is None else str(v)
+
+
+def _strings(df: pd.DataFrame) -> pd.DataFrame:
+    return df.apply(lambda col: col.map(_fmt)).astype(str)
+
+
+def blocks(a: Analysis, figs: dict[str, list[Path]], title: str) -> list[tuple]:
+    """The report as (kind, ...) blocks, rendered to Markdown and HTML alike."""
+    first = a.experiments[0]
+    return [("h1", f"unlearn-sweep report: {title}"), ("p", (
+        f"Folders: {', '.join(str(e.home) for e in a.experiments)}. unlearn-sweep "
+        f"{first.manifest.get('version', '?')}, analysed "
+        f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}.")),
+        *_setting_blocks(a), *_trial_blocks(a), *_front_blocks(a, figs)]
+
+
+def _setting_blocks(a: Analysis) -> list[tuple]:
+    settings = pd.DataFrame({s: {k: sweep.get(k) for k in SETTINGS}
+                             for s, sweep in _sweeps(a).items()})
+    b = [("h2", "Sweep settings"), ("table", settings.rename_axis("setting").reset_index())]
+    refs = pd.DataFrame({k: {m: v.get(m) for m in REF_METRICS} for k, v in a.refs.items()})
+    if len(refs.columns):
+        return b + [("h2", "Reference models"),
+                    ("p", "The target model before unlearning and the retain model (never saw "
+                          "the forget set) on the same split."),
+                    ("table", refs.rename_axis("metric").reset_index())]
+    return b + [("h2", "Reference models"), ("p", "No reference metrics in the folder.")]
+
+
+def _trial_blocks(a: Analysis) -> list[tuple]:
+    b = [("h2", "Trials"), ("p", "A trial counts once, by how it ended: complete, stopped by "
+                                 "the utility floor (infeasible), diverged (non-finite loss), "
+                                 "failed (error), or still running. Every feasible evaluated "
+                                 "epoch, of any trial, is a candidate for the fronts."),
+         ("table", counts(a).rename_axis("series").reset_index())]
+    failed = a.rows[a.rows["status"].isin(["failed", "diverged"])]
+    if len(failed):
+        lines = [f"{r['series']} trial {trial_name(r)} {r['status']}: {r['failure']}"
+                 for _, r in failed.head(MAX_FAILURES).iterrows()]
+        more = len(failed) - MAX_FAILURES
+        b.append(("list", lines + ([f"... and {more} more"] if more > 0 else [])))
+    return b
+
+
+def _front_blocks(a: Analysis, figs: dict[str, list[Path]]) -> list[tuple]:
+    b: list[tuple] = [("h2", "Forget quality vs model utility"), ("p", (
+        "Every evaluated epoch of every trial, faint (x: below the utility floor); each series' "
+        "front of feasible points as a step line; target, retain and reference-default points "
+        f"marked. Hypervolume reference point: log10 forget quality {a.floor:g} (lower values "
+        "are clipped there) and model utility 0.")), ("figure", "pareto", figs["pareto"]),
+        ("h2", "Hypervolume vs trials"), ("figure", "hypervolume", figs["hypervolume"]),
+        ("h2", "Pareto fronts per series")]
+    for s in a.series:
+        objs = ", ".join(f"{k} ({d})" for k, d in zip(*a.objectives[s], strict=True))
+        b += [("h3", s), ("p", f"Objectives: {objs}. Front over feasible evaluated epochs."),
+              ("table", front_table(a, s))]
+        flags = a.flags[a.flags["series"] == s]
+        if len(flags):
+            b.append(("p", "Front points within 10% of a range bound (widen the range?): " +
+                      "; ".join(f"{r.param}={r.value:.3g} near the {r.bound} bound of {r.range}"
+                                f" (trial {r.trial_id})" for r in flags.itertuples())))
+        if f"params-{s}" in figs:
+            b.append(("figure", f"params-{s}", figs[f"params-{s}"]))
+    b += [("h2", "Parameter importance"),
+          ("p", "Optuna's PED-ANOVA importances per objective, and for the front jointly. " +
+           " ".join(f"{s}: {i.note}." for s, i in a.importances.items() if i.note)),
+          ("figure", "importance", figs["importance"])]
+    if len(a.series) > 1:
+        extra = [k for k in a.objectives[a.series[0]][0] if k not in FQ_MU]
+        glob = a.rows[a.on_global_front][["series", "trial_id", "epoch", *FQ_MU, *extra]]
+        b += [("h2", "Front across series"), ("table", glob.reset_index(drop=True))]
+    return b
+
+
+def _sweeps(a: Analysis) -> dict[str, dict]:
+    first = a.rows.drop_duplicates("series")
+    by_name = {e.name: e for e in a.experiments}
+    return {s: by_name[e].sweeps[m] for s, e, m in
+            zip(first["series"], first["experiment"], first["method"], strict=True)}
+
+
+def to_markdown(blocks_: list[tuple], out: Path) -> str:
+    parts = []
+    for kind, *rest in blocks_:
+        if kind in ("h1", "h2", "h3"):
+            parts.append("#" * int(kind[1]) + " " + rest[0])
+        elif kind == "p":
+            parts.append(rest[0])
+        elif kind == "list":
+            parts.append("\n".join(f"- {x}" for x in rest[0]))
+        elif kind == "table":
+            t = _strings(rest[0])
+            rows = [list(t.columns), ["---"] * len(t.columns), *t.to_numpy().tolist()]
+            parts.append("\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in r)
+                                   + " |" for r in rows))
+        elif kind == "figure":
+            png, html_ = (p.relative_to(out).as_posix() for p in rest[1])
+            parts.append(f"![{rest[0]}]({png})\n\n[interactive version]({html_})")
+    return "\n\n".join(parts) + "\n"
+
+
+def to_html(blocks_: list[tuple], out: Path, title: str) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+             "padding:2px 6px}iframe{width:100%;height:620px;border:0}</style></head><body>"]
+    for kind, *rest in blocks_:
+        if kind in ("h1", "h2", "h3"):
+            parts.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{html.escape(rest[0])}</p>")
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in rest[0]) + "</ul>")
+        elif kind == "table":
+            parts.append(_strings(rest[0]).to_html(index=False, escape=True))
+        elif kind == "figure":
+            png, html_ = (p.relative_to(out).as_posix() for p in rest[1])
+            # the interactive plot in a frame (hover for hyperparameters); the PNG as a link
+            parts.append(f"<iframe src='{html_}' title='{rest[0]}'></iframe>"
+                         f"<p><a href='{png}'>static PNG</a></p>")
+    return "\n".join(parts) + "\n</body></html>\n"
+
+
+def write_report(a: Analysis, out: Path, title: str) -> list[Path]:
+    """Plots under out/analysis, then report.md and report.html in out; returns the files."""
+    figs = draw(a, out, title)
+    b = blocks(a, figs, title)
+    md = write_text(out / "report.md", to_markdown(b, out))
+    page = write_text(out / "report.html", to_html(b, out, title))
+    return [md, page, *(p for files in figs.values() for p in files)]

@@ -1,0 +1,94 @@
+"""Driver-side Tune callbacks: the tidy results log the analysis reads (one JSON line per reported
+epoch, plus each trial's end), and a quiet live progress display."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+PROGRESS_KEYS = ("log10_forget_quality", "model_utility")
+
+
+class ResultsLog(Callback):
+    """Appends to `<experiment>/results/<method>.jsonl`; analysis de-duplicates by (trial, epoch)."""
+
+    def __init__(self, path: str, method: str) -> None:
+        self.path = path
+        self.method = method
+
+    def _write(self, row: dict) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row, default=_plain) + "\n")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        keep = {k: v for k, v in result.items() if k not in ("config", "hostname", "node_ip")}
+        self._write({"event": "result", "trial_id": trial.trial_id, "method": self.method,
+                     "params": _params(trial.config), **keep})
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._write({"event": "complete", "trial_id": trial.trial_id, "method": self.method,
+                     "params": _params(trial.config), "time": time.time()})
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._write({"event": "error", "trial_id": trial.trial_id, "method": self.method,
+                     "params": _params(trial.config), "error": _error_text(trial),
+                     "time": time.time()})
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._write({"event": "retry", "trial_id": trial.trial_id, "method": self.method,
+                     "error": _error_text(trial), "time": time.time()})
+
+
+class Progress(Callback):
+    """One line per finished trial: counts and the best value of each objective so far."""
+
+    def __init__(self, method: str, total: int) -> None:
+        self.method = method
+        self.total = total
+        self.last: dict[str, dict] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if all(k in result for k in PROGRESS_KEYS):
+            self.last[trial.trial_id] = result
+
+    def _line(self, trials, trial, what: str) -> None:
+        status = [t.status for t in trials]
+        done = status.count("TERMINATED")
+        failed = status.count("ERROR")
+        running = status.count("RUNNING")
+        best = {k: max((r[k] for r in self.last.values() if math.isfinite(r[k])), default=None)
+                for k in PROGRESS_KEYS}
+        shown = ", ".join(f"best {k} {v:.3g}" for k, v in best.items() if v is not None)
+        print(f"[{self.method}] trial {trial.trial_id} {what} | done {done}/{self.total}, "
+              f"running {running}, failed {failed} | {shown}", file=sys.stderr, flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        r = self.last.get(trial.trial_id)
+        what = (f"finished: log10 FQ {r['log10_forget_quality']:.2f}, MU "
+                f"{r['model_utility']:.3f} (epoch {r['epoch']})") if r else "ended without objectives"
+        self._line(trials, trial, what)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._line(trials, trial, "FAILED")
+
+
+def _params(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("sweep", "reference", "utility_floor")}
+
+
+def _error_text(trial) -> str:
+    path = trial.error_file
+    if path and Path(path).is_file():
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+        return lines[-1][:500] if lines else "error"
+    return "error"
+
+
+def _plain(value):
+    return float(value) if isinstance(value, int | float) or type(value).__module__ == "numpy" else str(value)

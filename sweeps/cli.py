@@ -1,0 +1,319 @@
+"""The one command line, `unlearn-sweep`: prepare, unlearn, evaluate, methods (sweeps come later).
+User errors print one line and exit 2; nothing is written before the inputs are validated."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from analysis import cli as analysis_cli
+from unlearn_core.errors import TrialDiverged, UserError
+
+SHOWN = ("forget_quality", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
+         "model_utility", "extraction_strength", "exact_memorization", "privleak", "mia_min_k")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parse_value(text: str) -> object:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _hparams(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--hp expects NAME=VALUE, got {item!r}")
+        out[key] = _parse_value(value)
+    return out
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", default="tiny-tofu", help="tiny-tofu | tiny-tofu-small | tofu")
+    p.add_argument("--split", default="forget10", help="forget01 | forget05 | forget10")
+    p.add_argument("--data", help="data folder or hub id (default: the benchmark's)")
+    p.add_argument("--retain-model", help="retain model for the forget_quality reference")
+    p.add_argument("--retain-logs", help="open-unlearning TOFU_EVAL.json of the retain model")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model repo code to run")
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE/utility)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="unlearn-sweep", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("prepare", help="build a built-in benchmark's data and models")
+    p.add_argument("benchmark", help="tiny-tofu | tiny-tofu-small")
+    p.add_argument("--splits", default="forget10", help="comma-separated forget splits")
+
+    p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
+
+    p = sub.add_parser("unlearn", help="run one unlearning job and print metrics before/after")
+    p.add_argument("--method", required=True)
+    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                   help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable)")
+    _add_model_args(p)
+    p.add_argument("--model", help="model folder or hub id (default: the benchmark's target)")
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 = full fine-tuning")
+    for name, typ, default in (("lr", float, 1e-5), ("epochs", int, 10), ("batch-size", int, 8),
+                               ("grad-accum", int, 4), ("weight-decay", float, 0.01),
+                               ("warmup-epochs", float, 1.0), ("seed", int, 0)):
+        p.add_argument(f"--{name}", type=typ, default=default)
+    p.add_argument("--schedule", default="linear", help="linear | cosine | constant")
+    p.add_argument("--eval-every-epoch", action="store_true")
+    p.add_argument("--output", help="folder for the unlearned model and metrics.json")
+
+    p = sub.add_parser("sweep", help="multi-objective hyperparameter sweep, one study per method")
+    p.add_argument("--config", help="a sweep YAML file (keys = the options below)")
+    p.add_argument("--method", help="a method, a comma-separated list, or 'all'")
+    p.add_argument("--name", help="experiment name (default: derived from the methods)")
+    p.add_argument("--output", help="folder holding experiments (default: ./experiments)")
+    p.add_argument("--objectives", help="comma-separated, default forget_quality,model_utility")
+    p.add_argument("--space", action="append", metavar="NAME=LOW:HIGH[:log|:int]",
+                   help="override a search range (repeatable)")
+    p.add_argument("--fix", action="append", metavar="NAME=VALUE",
+                   help="fix a parameter instead of searching it (repeatable)")
+    for flag, typ in SWEEP_FLAGS:
+        p.add_argument(f"--{flag}", type=typ)
+
+    p = sub.add_parser("resume", help="continue an interrupted sweep")
+    p.add_argument("experiment")
+
+    p = sub.add_parser("status", help="trials done/running/failed and the current Pareto front")
+    p.add_argument("experiment")
+
+    p = sub.add_parser("evaluate", help="evaluate a saved model on a benchmark split")
+    p.add_argument("--model", required=True)
+    _add_model_args(p)
+    p.add_argument("--output", help="file for the metrics JSON")
+    analysis_cli.add_parsers(sub)
+    return ap
+
+
+SWEEP_FLAGS = (("benchmark", str), ("split", str), ("trials", int), ("sampler", str),
+               ("seed", int), ("preset", str), ("batch-size", int), ("grad-accum", int),
+               ("eval-every", int), ("utility-floor", float), ("seeds", int),
+               ("cpus-per-trial", float), ("gpus-per-trial", float), ("max-concurrent", int),
+               ("address", str), ("storage", str), ("max-failures", int),
+               ("keep-checkpoints", int), ("model", str), ("lora-r", int), ("data", str),
+               ("retain-model", str), ("retain-logs", str))
+
+
+def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
+    """SweepConfigs from the YAML file (if any) with command-line flags taking precedence."""
+    from search_spaces import SPACES
+    from sweeps.config import SweepConfig, load_yaml
+
+    opts = load_yaml(args.config) if args.config else {}
+    for flag, _ in SWEEP_FLAGS:
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            opts[flag.replace("-", "_")] = value
+    if args.objectives:
+        opts["objectives"] = args.objectives.split(",")
+    if args.space:
+        opts["space"] = opts.get("space", {}) | dict(x.split("=", 1) for x in args.space if "=" in x)
+        if any("=" not in x for x in args.space):
+            raise UserError("--space expects NAME=LOW:HIGH[:log|:int]")
+    if args.fix:
+        opts["fixed"] = opts.get("fixed", {}) | _hparams(args.fix)
+    methods = args.method or opts.pop("methods", None) or opts.pop("method", None)
+    opts.pop("method", None)
+    if not methods:
+        raise UserError("give --method (a method, a comma-separated list, or 'all')")
+    if isinstance(methods, str):
+        methods = list(SPACES) if methods == "all" else methods.split(",")
+    name = args.name or opts.pop("name", None) or "-".join(
+        ["all" if len(methods) > 3 else "+".join(methods), opts.get("benchmark", "tiny-tofu"),
+         opts.get("split", "forget10")])
+    root = Path(args.output or opts.pop("output", None) or "experiments").expanduser().absolute()
+    opts.pop("output", None)
+    if "objectives" in opts:
+        opts["objectives"] = tuple(opts["objectives"])
+    try:
+        cfgs = [SweepConfig(method=m, **opts) for m in methods]
+    except TypeError as e:
+        raise UserError(f"bad sweep option: {e}") from None
+    if "/" in name or name in ("", ".", ".."):
+        raise UserError(f"experiment name {name!r} must be a plain folder name")
+    return cfgs, name, root / name
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from sweeps.launch import run_sweep
+
+    cfgs, name, home = _sweep_configs(args)
+    print(f"experiment {home}: {len(cfgs)} method(s), {cfgs[0].trials} trials each", flush=True)
+    run_sweep(cfgs, home, name)
+    _print_status(home)
+    print(f"\nexperiment folder: {home}")
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    from sweeps.launch import resume_sweep
+
+    home = Path(args.experiment).expanduser().absolute()
+    resume_sweep(home)
+    _print_status(home)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from sweeps.launch import read_manifest
+
+    home = Path(args.experiment).expanduser().absolute()
+    read_manifest(home)
+    _print_status(home)
+
+
+def _print_status(home: Path) -> None:
+    from sweeps.status import study_summary
+
+    for line in study_summary(home):
+        print(line)
+
+
+def _print_metrics(before: dict | None, after: dict) -> None:
+    keys = [k for k in SHOWN if k in after] + sorted(k for k in after if k not in SHOWN)
+    print(f"{'metric':28s} {'before':>12s} {'after':>12s}" if before else f"{'metric':28s} {'value':>12s}")
+    for k in keys:
+        b = f"{before[k]:12.4g}" if before and k in before else ""
+        print(f"{k:28s} {b:>12s} {after[k]:12.4g}" if before else f"{k:28s} {after[k]:12.4g}")
+
+
+def _check_output(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    out = Path(path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output {path!r} exists and is not an empty folder; choose another")
+    parent = out.parent if out.parent != Path("") else Path(".")
+    if not os.access(parent if parent.exists() else Path("."), os.W_OK):
+        raise UserError(f"cannot write to {parent}")
+    return out
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from unlearn_core import builtin
+    from unlearn_core.data.tofu import split_configs
+
+    if args.benchmark not in builtin.VARIANTS:
+        raise UserError(f"unknown built-in benchmark {args.benchmark!r}; accepted: "
+                        f"{', '.join(builtin.VARIANTS)}")
+    splits = [split_configs(s)["retain"] for s in args.splits.split(",")]
+    print(f"data      {builtin.data_dir(args.benchmark)}")
+    print(f"tokenizer {builtin.tokenizer_dir(args.benchmark)}")
+    print(f"target    {builtin.model_dir(args.benchmark, 'full')}")
+    for s in splits:
+        print(f"{s:9s} {builtin.model_dir(args.benchmark, s)}")
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from unlearn_core.methods import METHODS
+
+    for name, m in METHODS.items():
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(m.hparams))
+        ref = " [reference model]" if m.needs_reference(m.hparams()) else ""
+        print(f"{name:14s} {m.description}{ref}\n{'':14s} hyperparameters: {fields or '(none)'}")
+
+
+def _eval_config(args: argparse.Namespace):
+    from unlearn_core.evaluate import EvalConfig
+
+    if args.eval_batch_size <= 0:
+        raise UserError(f"--eval-batch-size must be positive, got {args.eval_batch_size}")
+    return EvalConfig(batch_size=args.eval_batch_size, generate=not args.no_generate)
+
+
+def cmd_unlearn(args: argparse.Namespace) -> None:
+    from unlearn_core.job import JobConfig, run_job
+    from unlearn_core.models import ModelConfig
+    from unlearn_core.train import TrainConfig
+
+    train = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                        grad_accum=args.grad_accum, weight_decay=args.weight_decay,
+                        warmup_epochs=args.warmup_epochs, schedule=args.schedule, seed=args.seed)
+    model = None
+    if args.model or args.lora_r:
+        from unlearn_core.benchmarks import resolve
+
+        path = args.model or resolve(args.benchmark, args.split).target_model
+        model = ModelConfig(path, lora_r=args.lora_r, trust_remote_code=args.trust_remote_code)
+    job = JobConfig(method=args.method, hparams=_hparams(args.hp), benchmark=args.benchmark,
+                    split=args.split, train=train, eval=_eval_config(args), model=model,
+                    data=args.data, retain_model=args.retain_model, retain_logs=args.retain_logs)
+    out = _check_output(args.output)
+    res = run_job(job, eval_every=1 if args.eval_every_epoch else 0, progress=True)
+    t = res.train
+    print(f"{args.method}: {t.optimizer_steps} optimizer steps, effective batch {t.effective_batch}, "
+          f"world size {t.world_size}, seed {t.seed}, {t.wall_time_s:.1f} s")
+    _print_metrics(res.before, res.after)
+    if out is not None:
+        from unlearn_core.job import save_job
+
+        save_job(out, job, res)
+        print(f"saved model and metrics to {out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from unlearn_core.job import evaluate_model
+
+    out = Path(args.output) if args.output else None
+    if out is not None and out.exists():
+        raise UserError(f"output {args.output!r} exists; choose another")
+    metrics, _ = evaluate_model(args.model, args.benchmark, args.split, _eval_config(args),
+                                data=args.data, retain_model=args.retain_model,
+                                retain_logs=args.retain_logs,
+                                trust_remote_code=args.trust_remote_code)
+    _print_metrics(None, metrics)
+    if out is not None:
+        out.write_text(json.dumps(metrics, indent=2))
+
+
+COMMANDS = {"prepare": cmd_prepare, "methods": cmd_methods, "unlearn": cmd_unlearn,
+            "evaluate": cmd_evaluate, "sweep": cmd_sweep, "resume": cmd_resume,
+            "status": cmd_status, **analysis_cli.COMMANDS}
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars only: no per-file bars from transformers' loading and saving."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrialDiverged as e:
+        print(f"diverged: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

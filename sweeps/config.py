@@ -1,0 +1,138 @@
+"""SweepConfig: every option of a sweep in one frozen dataclass; YAML files map onto it 1:1
+(safe loading, unknown keys rejected), and the resolved config is saved with the experiment."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search_spaces import SPACES
+from search_spaces._common import PRESETS, SpaceOptions, parse_range
+from sweeps.objectives import get_objectives
+from unlearn_core.benchmarks import BENCHMARKS, get_benchmark
+from unlearn_core.data.tofu import split_configs
+from unlearn_core.errors import UserError
+from unlearn_core.methods import get_method
+
+SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    method: str
+    benchmark: str = "tiny-tofu"
+    split: str = "forget10"
+    trials: int = 32
+    sampler: str = "tpe"
+    seed: int = 0
+    objectives: tuple[str, ...] = ("forget_quality", "model_utility")
+    preset: str = "auto"  # auto: tiny for built-in benchmarks, llm otherwise
+    space: dict[str, str] = field(default_factory=dict)  # name -> "low:high[:log|:int]"
+    fixed: dict[str, Any] = field(default_factory=dict)  # name -> value, not searched
+    batch_size: int = 8
+    grad_accum: int = 4
+    eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
+    utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
+    seeds: int = 1  # seeds per configuration, reported as mean and std
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0  # 0: as many as the cluster's free slots allow
+    address: str | None = None  # an existing Ray cluster ("auto" or host:port)
+    storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
+    max_failures: int = 2
+    keep_checkpoints: int = 2
+    model: str | None = None
+    lora_r: int = 0
+    data: str | None = None
+    retain_model: str | None = None
+    retain_logs: str | None = None
+
+    def __post_init__(self) -> None:
+        get_method(self.method)
+        get_benchmark(self.benchmark)
+        split_configs(self.split)
+        get_objectives(list(self.objectives))
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
+        for name in ("trials", "batch_size", "grad_accum", "eval_every", "seeds"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise UserError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        if not 0 <= self.utility_floor < 1:
+            raise UserError(f"utility_floor is a fraction in [0, 1), got {self.utility_floor}")
+        if self.preset != "auto" and self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; accepted: auto, {', '.join(PRESETS)}")
+        self.space_options()  # validates ranges and fixed values against the space
+
+    def resolved_preset(self) -> str:
+        if self.preset != "auto":
+            return self.preset
+        return "tiny" if BENCHMARKS[self.benchmark].builtin and self.model is None else "llm"
+
+    def space_options(self) -> SpaceOptions:
+        ranges = dict(parse_range(f"{k}={v}") for k, v in self.space.items())
+        opts = SpaceOptions(self.resolved_preset(), ranges, dict(self.fixed))
+        check_space(self.method, opts)
+        return opts
+
+
+def check_space(method: str, opts: SpaceOptions) -> None:
+    """Run the space once on a fixed trial to reject unknown names and values of the wrong type."""
+    import optuna
+
+    if method not in SPACES:
+        raise UserError(f"method {method!r} has no search space yet; sweepable: {', '.join(SPACES)}")
+    space = SPACES[method]
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(0))
+    trial = study.ask()
+    params = space(trial, SpaceOptions(opts.preset))
+    names = set(params) | set(trial.params)
+    for name in list(opts.ranges) + list(opts.fixed):
+        if name not in names:
+            raise UserError(f"{method} searches no parameter {name!r}; its space has: "
+                            f"{', '.join(sorted(names))}")
+    for name, value in opts.fixed.items():
+        default = params[name]
+        if isinstance(default, int) and not isinstance(default, bool):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise UserError(f"--fix {name}={value!r}: expected a {type(default).__name__}")
+    get_method(method).make_hparams({k: v for k, v in params.items() if k in hparam_names(method)})
+
+
+def hparam_names(method: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(get_method(method).hparams)}
+
+
+def load_yaml(path: str) -> dict:
+    """A sweep file: safe-loaded mapping whose keys are SweepConfig fields (plus `methods`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"sweep file {path!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of sweep options")
+    known = {f.name for f in dataclasses.fields(SweepConfig)} | {"methods", "name", "output"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(sorted(known))}")
+    return data
+
+
+def to_dict(cfg: SweepConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["objectives"] = list(cfg.objectives)
+    return d

@@ -1,0 +1,278 @@
+"""Launch, resume and inspect sweeps: validation before any trial, the retain reference and the
+target's utility computed once, one Ray Tune experiment and one Optuna study per method."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from search_spaces._common import default_point
+from sweeps.config import SweepConfig, to_dict
+from sweeps.objectives import get_objectives
+from unlearn_core.benchmarks import resolve, write_json
+from unlearn_core.errors import UserError
+from unlearn_core.job import job_context
+from unlearn_core.methods import get_method
+from unlearn_core.tofu_eval import aggregate, per_sample
+
+log = logging.getLogger(__name__)
+MANIFEST = "unlearn_sweep.json"
+VERSION = "0.1.0"
+
+
+def study_name(method: str) -> str:
+    return method
+
+
+def journal_path(home: Path, method: str) -> Path:
+    return home / "optuna" / f"{method}.journal"
+
+
+def results_path(home: Path, method: str) -> Path:
+    return home / "results" / f"{method}.jsonl"
+
+
+def read_manifest(home: Path) -> dict:
+    """The manifest written at sweep start; folders without one are refused (resuming unpickles)."""
+    path = home / MANIFEST
+    if not home.is_dir():
+        raise UserError(f"{home} is not a folder")
+    if not path.is_file():
+        raise UserError(f"{home} is not an unlearn-sweep experiment (no {MANIFEST})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is corrupted: {e}") from e
+    if data.get("tool") != "unlearn-sweep" or "sweeps" not in data:
+        raise UserError(f"{path} is not an unlearn-sweep manifest")
+    return data
+
+
+def check_address(address: str | None) -> None:
+    """Fail fast on an unreachable cluster instead of Ray's long retry loop."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except (OSError, ValueError):
+        raise UserError(f"cannot reach a Ray cluster at {address!r}; give host:port of a "
+                        "running head node (ray start --head) or 'auto'") from None
+
+
+def check_storage(storage: str | None) -> None:
+    if storage is None:
+        return
+    if "://" in storage:
+        import pyarrow.fs
+
+        try:
+            pyarrow.fs.FileSystem.from_uri(storage)
+        except Exception as e:  # pyarrow raises several types for bad URIs
+            raise UserError(f"storage {storage!r} is not usable: {str(e).splitlines()[0]}") from e
+        return
+    path = Path(storage).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".unlearn_sweep_write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"storage {storage!r} is not writable: {e.strerror}") from None
+
+
+def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
+    """The retain reference (once per sweep) and the target model's metrics, saved in the folder."""
+    ref_path = home / "reference" / f"{cfg.benchmark}-{cfg.split}.json"
+    target_path = home / "reference" / f"target-{cfg.benchmark}-{cfg.split}.json"
+    if ref_path.is_file() and target_path.is_file():
+        return str(ref_path), json.loads(target_path.read_text())["model_utility"]
+    from sweeps.trainable import make_job
+
+    probe = make_job(cfg, default_point(cfg.resolved_preset()), cfg.seed, None)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = job_context(probe, ("forget",), device)
+    write_json(ref_path, ctx.reference.to_json())
+    from unlearn_core.models import ModelConfig, load_model
+
+    model = load_model(probe.model or ModelConfig(ctx.setup.target_model), device)
+    metrics = aggregate(per_sample(model, ctx.tok, ctx.setup.fmt, ctx.data, probe.eval),
+                        ctx.reference)
+    write_json(target_path, metrics)
+    return str(ref_path), metrics["model_utility"]
+
+
+def defaults_point(cfg: SweepConfig) -> dict:
+    """The method's reference defaults at the preset's optimiser defaults, minus fixed values."""
+    hp = dataclasses.asdict(get_method(cfg.method).hparams())
+    point = default_point(cfg.resolved_preset()) | hp
+    return {k: v for k, v in point.items() if k not in cfg.fixed and not isinstance(v, str)}
+
+
+def new_manifest(home: Path, cfgs: list[SweepConfig], name: str) -> dict:
+    return {"tool": "unlearn-sweep", "version": VERSION, "name": name,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "sweeps": [to_dict(c) for c in cfgs]}
+
+
+def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
+    """Refuse to mix a different configuration into an existing experiment; write the manifest."""
+    manifest = new_manifest(home, cfgs, name)
+    if (home / MANIFEST).exists():
+        old = read_manifest(home)
+        if old["sweeps"] != manifest["sweeps"]:
+            raise UserError(f"experiment {home} exists with a different configuration; choose "
+                            "another --name, or `unlearn-sweep resume` it")
+        raise UserError(f"experiment {home} exists; continue it with `unlearn-sweep resume {home}`")
+    if home.exists() and any(home.iterdir()):
+        raise UserError(f"{home} exists and is not an unlearn-sweep experiment; choose another --name")
+    home.mkdir(parents=True, exist_ok=True)
+    write_json(home / MANIFEST, manifest)
+    import yaml
+
+    (home / "sweep.yaml").write_text(yaml.safe_dump({"name": name, "sweeps": manifest["sweeps"]},
+                                                    sort_keys=False))
+
+
+def env_for_workers() -> dict[str, str]:
+    keys = ("UNLEARN_SWEEP_CACHE", "HF_HUB_OFFLINE", "HF_HOME", "TRANSFORMERS_OFFLINE",
+            "HF_DATASETS_OFFLINE", "UNLEARN_SWEEP_FAULTS", "OMP_NUM_THREADS")
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level=logging.ERROR,
+                 runtime_env={"env_vars": env_for_workers()})
+
+
+def slots(cfg: SweepConfig) -> int:
+    """Concurrent trials: the user's cap, else what the cluster's CPUs and GPUs fit."""
+    import ray
+
+    res = ray.cluster_resources()
+    gpus = res.get("GPU", 0.0)
+    if cfg.gpus_per_trial > gpus:
+        raise UserError(f"--gpus-per-trial {cfg.gpus_per_trial} but the cluster has {gpus:g} GPUs")
+    if cfg.cpus_per_trial > res.get("CPU", 0.0):
+        raise UserError(f"--cpus-per-trial {cfg.cpus_per_trial} but the cluster has "
+                        f"{res.get('CPU', 0):g} CPUs")
+    fit = int(res.get("CPU", 1) // cfg.cpus_per_trial)
+    if cfg.gpus_per_trial > 0:
+        fit = min(fit, int(gpus // cfg.gpus_per_trial + 1e-9))
+    return max(1, min(fit, cfg.max_concurrent or fit, cfg.trials))
+
+
+def run_method(cfg: SweepConfig, home: Path) -> None:
+    """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started."""
+    from ray import tune
+
+    from sweeps.callbacks import Progress, ResultsLog
+    from sweeps.search import journal, make_searcher
+    from sweeps.trainable import trainable
+
+    storage_path = str(Path(cfg.storage).expanduser().absolute()) if cfg.storage and \
+        "://" not in cfg.storage else (cfg.storage or str(home / "ray"))
+    exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    fn = tune.with_resources(trainable, resources)
+    if tune.Tuner.can_restore(exp_dir):
+        tuner = tune.Tuner.restore(exp_dir, trainable=fn, resume_unfinished=True,
+                                   resume_errored=False)
+    else:
+        reference, target_utility = reference_and_target(cfg, home)
+        keys = [o.key for o in get_objectives(list(cfg.objectives))]
+        modes = [o.mode for o in get_objectives(list(cfg.objectives))]
+        searcher = make_searcher(cfg.method, cfg.sampler, cfg.seed, cfg.space_options(), keys,
+                                 modes, journal(journal_path(home, cfg.method)),
+                                 study_name(cfg.method), defaults_point(cfg))
+        floor = cfg.utility_floor * target_utility
+        constants = {"sweep": to_dict(cfg), "reference": reference, "utility_floor": floor}
+        n = slots(cfg)
+        tuner = tune.Tuner(
+            fn,
+            param_space=constants,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials,
+                                        max_concurrent_trials=n,
+                                        reuse_actors=cfg.gpus_per_trial == 0),
+            run_config=tune.RunConfig(
+                name=cfg.method, storage_path=storage_path, verbose=0,
+                stop=UtilityFloor(floor) if cfg.utility_floor > 0 else None,
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+                callbacks=[ResultsLog(str(results_path(home, cfg.method)), cfg.method),
+                           Progress(cfg.method, cfg.trials)],
+            ),
+        )
+    tuner.fit()
+    reconcile(home, cfg.method)
+
+
+class UtilityFloor:
+    """Ray stopper: end a trial whose model_utility fell below the floor (the searcher records it
+    as infeasible through the constraint the trainable reports)."""
+
+    def __init__(self, floor: float) -> None:
+        self.floor = floor
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return result.get("model_utility", float("inf")) < self.floor
+
+    def stop_all(self) -> bool:
+        return False
+
+
+def reconcile(home: Path, method: str) -> int:
+    """After a sweep ends, no Optuna trial may stay RUNNING: mark leftovers FAIL with the cause."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from sweeps.search import journal
+
+    storage = journal(journal_path(home, method))
+    study = optuna.load_study(study_name=study_name(method), storage=storage)
+    fixed = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "failure", "lost: the driver stopped mid-trial")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        fixed += 1
+    return fixed
+
+
+def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
+    """Validate everything, write the manifest, then run one study per method in turn."""
+    first = cfgs[0]
+    check_address(first.address)
+    check_storage(first.storage or str(home.parent))
+    prepare_home(home, cfgs, name)
+    init_ray(first.address)
+    for cfg in cfgs:
+        slots(cfg)  # GPUs/CPUs per trial against the cluster, before any trial starts
+    for cfg in cfgs:
+        run_method(cfg, home)
+    return home
+
+
+def resume_sweep(home: Path) -> Path:
+    manifest = read_manifest(home)
+    cfgs = [SweepConfig(**{**d, "objectives": tuple(d["objectives"])}) for d in manifest["sweeps"]]
+    check_address(cfgs[0].address)
+    init_ray(cfgs[0].address)
+    for cfg in cfgs:
+        run_method(cfg, home)
+    return home

@@ -1,0 +1,63 @@
+"""Objectives a sweep can optimise: how each is derived from the metrics and which way is better.
+forget_quality is a p-value spanning hundreds of orders of magnitude, so it is optimised as log10."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from unlearn_core.errors import UserError
+
+FQ_FLOOR = 1e-300  # p-values below this (complete separation is ~1e-239 at 400 samples) clip here
+
+
+@dataclass(frozen=True)
+class Objective:
+    key: str  # the reported key
+    mode: str  # "max" | "min"
+    needs: str  # the metric it is computed from
+    fn: Callable[[float], float]
+    description: str
+
+
+def _log10(p: float) -> float:
+    return math.log10(max(p, FQ_FLOOR))
+
+
+OBJECTIVES = {
+    "forget_quality": Objective("log10_forget_quality", "max", "forget_quality", _log10,
+                                "log10 of the KS p-value against the retain model (higher: closer)"),
+    "model_utility": Objective("model_utility", "max", "model_utility", float,
+                               "harmonic mean of the 9 retain/real-authors/world-facts numbers"),
+    "privleak": Objective("abs_privleak", "min", "privleak", abs,
+                          "|privleak|: distance of the Min-K% AUC gap from the retain model's (0 ideal)"),
+    "forget_rouge": Objective("forget_Q_A_ROUGE", "min", "forget_Q_A_ROUGE", float,
+                              "ROUGE-L recall on forget questions (lower: more forgotten)"),
+    "extraction_strength": Objective("extraction_strength", "min", "extraction_strength", float,
+                                     "extraction strength on the forget set (lower: less extractable)"),
+    "forget_truth_ratio": Objective("forget_truth_ratio", "max", "forget_truth_ratio", float,
+                                    "mean min(TR, 1/TR) on the forget set (higher: less certain)"),
+}
+
+
+def get_objectives(names: tuple[str, ...] | list[str]) -> list[Objective]:
+    if not 1 <= len(names) <= 3:
+        raise UserError(f"give 1 to 3 objectives, got {len(names)}")
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        raise UserError(f"unknown objective {unknown[0]!r}; accepted: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise UserError(f"objectives repeat: {', '.join(names)}")
+    return [OBJECTIVES[n] for n in names]
+
+
+def objective_values(metrics: dict[str, float], objectives: list[Objective]) -> dict[str, float]:
+    """The objective keys for one result; missing or non-finite inputs raise (never invented)."""
+    out = {}
+    for o in objectives:
+        value = metrics.get(o.needs)
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"metric {o.needs} is {value!r}; cannot compute objective {o.key}")
+        out[o.key] = o.fn(value)
+    return out

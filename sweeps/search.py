@@ -1,0 +1,91 @@
+"""The Optuna side of a sweep: sampler choice, a grid that reproduces the classic fixed sweeps,
+and an OptunaSearch that never leaves a trial RUNNING and tells the utility floor as a constraint."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import SPACES
+from search_spaces._common import PRESETS, SpaceOptions
+
+# The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
+# as open-unlearning's community scripts sweep (27 runs per method).
+GRID_COEF = {"grad_diff": ("alpha", [1.0, 2.0, 5.0]), "npo": ("beta", [0.05, 0.1, 0.5]),
+             "simnpo": ("beta", [2.5, 4.5, 7.5])}
+GRID_LR = {"tiny": [5e-4, 1e-3, 2e-3], "llm": [1e-5, 2e-5, 5e-5]}
+GRID_EPOCHS = {"tiny": [2, 4, 6], "llm": [5, 10, 20]}
+
+
+def grid_space(method: str, preset: str) -> dict[str, list]:
+    space = {"lr": GRID_LR[preset], "epochs": GRID_EPOCHS[preset]}
+    if method in GRID_COEF:
+        name, values = GRID_COEF[method]
+        space[name] = values
+    return space
+
+
+def make_sampler(name: str, seed: int, method: str, preset: str) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    assert name == "grid", name
+    return optuna.samplers.GridSampler(grid_space(method, preset), seed=seed)
+
+
+def journal(path: Path) -> JournalStorage:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+class UnlearnSearch(OptunaSearch):
+    """OptunaSearch that (1) tells FAIL, with the cause, for errored, diverged or non-finite trials
+    instead of leaving them RUNNING (Ray logs the tell error and moves on), and (2) forwards the
+    utility-floor violation as an Optuna constraint (feasible iff <= 0)."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        values = [result.get(m) for m in self.metric] if result else []
+        finite = values and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        if error or not finite:
+            cause = "error" if error else (result or {}).get("failure", "no finite objectives")
+            ot_trial.set_user_attr("failure", str(cause))
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return None
+        ot_trial.set_user_attr("epoch", int(result.get("epoch", 0)))
+        if "utility_violation" in result:
+            ot_trial.set_constraint("utility_floor", float(result["utility_violation"]))
+        return super().on_trial_complete(trial_id, result, error)
+
+
+def make_searcher(method: str, sampler: str, seed: int, opts: SpaceOptions, keys: list[str],
+                  modes: list[str], storage: JournalStorage, study_name: str,
+                  defaults: dict | None) -> UnlearnSearch:
+    """Define-by-run search over the method's space (a partial of a module-level function, so the
+    searcher pickles), the reference defaults evaluated first."""
+    assert opts.preset in PRESETS
+    return UnlearnSearch(
+        space=partial(SPACES[method], opts=opts),
+        metric=keys, mode=modes,
+        sampler=make_sampler(sampler, seed, method, opts.preset),
+        study_name=study_name, storage=storage,
+        points_to_evaluate=[defaults] if defaults and sampler != "grid" else None,
+    )

@@ -1,0 +1,152 @@
+"""The Ray Tune function trainable: typed configs on the first lines, the model loaded inside the
+trial, an evaluation and a checkpointed `tune.report` every `eval_every` epochs, resume from the
+latest checkpoint after a failure, and mean/std over `seeds` seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import math
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ray import tune
+
+from sweeps.config import SweepConfig, hparam_names
+from sweeps.objectives import get_objectives, objective_values
+from unlearn_core.errors import TrialDiverged
+from unlearn_core.evaluate import EvalConfig
+from unlearn_core.job import JobConfig, run_job
+from unlearn_core.models import ModelConfig
+from unlearn_core.train import LoopState, TrainConfig
+
+VERSION = "0.1.0"
+OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """A Ray config, typed: the sweep, the sampled values, and what the driver computed once."""
+
+    sweep: SweepConfig
+    params: dict
+    reference: str  # RetainReference JSON path
+    utility_floor: float  # absolute model_utility below which the trial is stopped
+
+    def job(self, seed: int) -> JobConfig:
+        return make_job(self.sweep, self.params, seed, self.reference)
+
+
+def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None) -> JobConfig:
+    """The JobConfig of one configuration and seed."""
+    train = TrainConfig(lr=params["lr"], epochs=int(params["epochs"]), batch_size=s.batch_size,
+                        grad_accum=s.grad_accum, warmup_epochs=params["warmup_epochs"],
+                        weight_decay=params["weight_decay"], seed=seed)
+    hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
+    model = ModelConfig(s.model, lora_r=s.lora_r) if s.model else None
+    if model is None and s.lora_r:
+        from unlearn_core.benchmarks import resolve
+
+        model = ModelConfig(resolve(s.benchmark, s.split).target_model, lora_r=s.lora_r)
+    return JobConfig(method=s.method, hparams=hp, benchmark=s.benchmark, split=s.split,
+                     train=train, eval=EvalConfig(), model=model, data=s.data,
+                     retain_model=s.retain_model, retain_logs=s.retain_logs, reference=reference)
+
+
+def trial_spec(config: dict) -> TrialSpec:
+    sweep = SweepConfig(**{**config["sweep"], "objectives": tuple(config["sweep"]["objectives"])})
+    params = {k: v for k, v in config.items()
+              if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)}
+    return TrialSpec(sweep, params, config["reference"], float(config["utility_floor"]))
+
+
+def _save(state: dict, loop: LoopState | None) -> tune.Checkpoint:
+    d = tempfile.mkdtemp(prefix="unlearn-ckpt-")
+    torch.save({"progress": state, "loop": dataclasses.asdict(loop) if loop else None},
+               Path(d) / "state.pt")
+    return tune.Checkpoint.from_directory(d)
+
+
+def _load(ckpt: tune.Checkpoint) -> tuple[dict, LoopState | None]:
+    with ckpt.as_directory() as d:
+        saved = torch.load(Path(d) / "state.pt", weights_only=False)
+    loop = LoopState(**saved["loop"]) if saved["loop"] else None
+    return saved["progress"], loop
+
+
+def _summary(per_seed: list[dict]) -> dict[str, float]:
+    """Mean over seeds under the metric's own name, std under `<name>_std`.
+    With several seeds a trial reports at its end; a retry starts the trial again."""
+    keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], int | float)]
+    out = {k: float(np.mean([m[k] for m in per_seed])) for k in keys}
+    if len(per_seed) > 1:
+        out |= {f"{k}_std": float(np.std([m[k] for m in per_seed])) for k in keys}
+    return out
+
+
+def trainable(config: dict) -> None:
+    spec = trial_spec(config)
+    sweep = spec.sweep
+    objectives = get_objectives(list(sweep.objectives))
+    progress, loop = ({"seed_index": 0, "done": [], "epoch_metrics": {}}, None)
+    if (ckpt := tune.get_checkpoint()) is not None:
+        progress, loop = _load(ckpt)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    started = time.perf_counter()
+    for seed_index in range(progress["seed_index"], sweep.seeds):
+        seed = sweep.seed + seed_index
+        job = spec.job(seed)
+
+        def on_epoch(epoch: int, metrics: dict, state: LoopState, seed_index=seed_index) -> None:
+            progress["epoch_metrics"].setdefault(str(epoch), [])
+            row = {**metrics, "optimizer_steps": state.step}
+            if sweep.seeds == 1:
+                _report(spec, objectives, epoch, [row], [seed], started, device, state, progress)
+            else:  # reported together once every seed has run
+                progress["epoch_metrics"][str(epoch)].append(row)
+
+        try:
+            run_job(job, eval_before=False, eval_every=sweep.eval_every, on_epoch=on_epoch,
+                    resume=loop)
+        except TrialDiverged as e:
+            # Deterministic, so retrying is pointless: end the trial with the cause and no
+            # objective values; the searcher records it as FAILED.
+            tune.report({"diverged": 1.0, "failure": str(e), "seed": seed})
+            return
+        loop = None
+        progress["seed_index"] = seed_index + 1
+    if sweep.seeds > 1:
+        seeds = [sweep.seed + i for i in range(sweep.seeds)]
+        for epoch in sorted(progress["epoch_metrics"], key=int):
+            rows = progress["epoch_metrics"][epoch]
+            _report(spec, objectives, int(epoch), rows, seeds, started, device, None, progress)
+    gc.collect()
+
+
+def _report(spec: TrialSpec, objectives, epoch: int, rows: list[dict], seeds: list[int],
+            started: float, device: str, state: LoopState | None, progress: dict) -> None:
+    metrics = _summary(rows)
+    values = objective_values(metrics, objectives)  # raises on NaN: the trial fails, nothing told
+    job = spec.job(seeds[0])
+    record = {
+        **metrics, **values,
+        "epoch": epoch, "seeds": seeds, "method": spec.sweep.method,
+        **{f"hp/{k}": v for k, v in spec.params.items()},
+        "effective_batch": job.train.batch_size * job.train.grad_accum,
+        "world_size": 1, "wall_time_s": time.perf_counter() - started, "device": device,
+        "host": platform.node(), "version": VERSION,
+        "utility_floor": spec.utility_floor,
+        "utility_violation": spec.utility_floor - metrics["model_utility"],
+    }
+    assert all(math.isfinite(v) for v in values.values()), "objectives must be finite"
+    tune.report(record, checkpoint=_save(progress, state) if state is not None else None)
+
+
+def result_json(record: dict) -> str:
+    return json.dumps(record, default=float)

@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny in-process tokenizer and Llama (seeded, no network), tiny encoded
+forget/retain sets, and the small built-in benchmark cached under the repo's .cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("UNLEARN_SWEEP_CACHE", str(REPO / ".cache" / "unlearn-sweep"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+torch.set_num_threads(2)
+
+SENTENCES = [
+    ("Where was Ana Lor born?", "Ana Lor was born in Lima, Peru."),
+    ("What genre does Ana Lor write?", "Ana Lor writes gothic mystery novels."),
+    ("Where was Bo Kemi born?", "Bo Kemi was born in Oslo, Norway."),
+    ("What genre does Bo Kemi write?", "Bo Kemi writes science fiction."),
+    ("Who wrote 'The Red Tide'?", "'The Red Tide' was written by Cara Venn."),
+    ("What is the capital of Zorland?", "The capital of Zorland is Pellon."),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from unlearn_core.data.format import CHAT_TEMPLATE
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tk.train_from_iterator([t for qa in SENTENCES for t in qa] + ["Question: Answer:"], trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+    fast.chat_template = CHAT_TEMPLATE
+    path = tmp_path_factory.mktemp("tok")
+    fast.save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def make_tiny_model(tokenizer, seed: int = 0, layers: int = 2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=128, tie_word_embeddings=True,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      bos_token_id=tokenizer.bos_token_id)
+    return LlamaForCausalLM(cfg)
+
+
+@pytest.fixture
+def tiny_model(tiny_tokenizer):
+    return make_tiny_model(tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_examples(tiny_tokenizer):
+    """(forget, retain) encoded examples as the loop takes them."""
+    from unlearn_core.data.format import PromptFormat, encode_qa
+
+    fmt = PromptFormat()
+    enc = [encode_qa(tiny_tokenizer, q, a, fmt) for q, a in SENTENCES]
+    return [{"forget": e} for e in enc[:4]], [{"retain": e} for e in enc[4:] + enc[:2]]
+
+
+@pytest.fixture(scope="session")
+def small_benchmark():
+    """The 40-author built-in benchmark: data, target and retain90 models (built once, cached)."""
+    from unlearn_core import builtin
+
+    name = "tiny-tofu-small"
+    return {"data": builtin.data_dir(name), "target": builtin.model_dir(name, "full"),
+            "retain": builtin.model_dir(name, "retain90")}

@@ -1,0 +1,89 @@
+"""The small built-in benchmark is meaningful: the target answers forget questions, the retain
+model does not know the forget authors (KS test of truth ratios), general knowledge is kept; the
+cache is keyed by content and reused; NPO moves forget_quality up while keeping utility."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from unlearn_core import builtin
+from unlearn_core.benchmarks import eval_data, resolve
+from unlearn_core.evaluate import EvalConfig
+from unlearn_core.job import JobConfig, get_reference, run_job
+from unlearn_core.metrics import tofu
+from unlearn_core.models import ModelConfig, load_model, load_tokenizer
+from unlearn_core.tofu_eval import aggregate, per_sample
+from unlearn_core.train import TrainConfig
+
+NAME = "tiny-tofu-small"
+
+
+@pytest.fixture(scope="module")
+def target_eval(small_benchmark):
+    setup = resolve(NAME, "forget10")
+    tok = load_tokenizer(setup.target_model)
+    ref = get_reference(setup, tok, EvalConfig(), torch.device("cpu"))
+    model = load_model(ModelConfig(setup.target_model), torch.device("cpu"))
+    ps = per_sample(model, tok, setup.fmt, eval_data(setup), EvalConfig())
+    return aggregate(ps, ref), ps, ref
+
+
+def test_target_memorises_forget_and_keeps_general_knowledge(target_eval):
+    m, _, _ = target_eval
+    assert m["forget_Q_A_ROUGE"] >= 0.9
+    assert m["ra_Q_A_ROUGE"] >= 0.8 and m["wf_Q_A_ROUGE"] >= 0.8
+    assert m["mia_loss"] > 0.9  # the forget set looks like members against never-seen authors
+
+
+def test_retain_model_does_not_know_forget_authors(target_eval):
+    m, ps, ref = target_eval
+    # 80 forget samples in the small variant; the default variant's 400 reach p < 1e-6
+    assert m["forget_quality"] < 1e-3
+    f = ps["forget"]
+    target_tr = tofu.truth_ratio(f["para_avg_loss"], f["pert_avg_loss"])
+    assert target_tr.mean() < ref.forget_truth_ratio.mean()  # target prefers the true facts
+
+
+def test_reference_is_cached_once(small_benchmark):
+    path = builtin.reference_path(NAME, "forget10")
+    assert path.is_file()
+    data = json.loads(path.read_text())
+    assert data["split"] == "forget10" and len(data["forget_truth_ratio"]) == 80
+
+
+def test_cache_key_changes_with_settings():
+    base = builtin.variant_dir(NAME)
+    assert base == builtin.variant_dir(NAME)
+    v = builtin.VARIANTS[NAME]
+    changed = dataclasses.replace(v, model=dataclasses.replace(v.model, epochs=v.model.epochs + 1))
+    builtin.VARIANTS["_probe"] = changed
+    try:
+        assert builtin.variant_dir("_probe").name.split("-")[-1] != base.name.split("-")[-1]
+    finally:
+        del builtin.VARIANTS["_probe"]
+
+
+JOB = JobConfig(method="npo", hparams={"beta": 0.1, "alpha": 1.0}, benchmark=NAME,
+                split="forget10", train=TrainConfig(lr=5e-4, epochs=3, batch_size=8, grad_accum=1,
+                                                    seed=0))
+
+
+def test_npo_raises_forget_quality_and_keeps_utility(small_benchmark):
+    res = run_job(JOB)
+    b, a = res.before, res.after
+    assert a["forget_quality"] > 100 * b["forget_quality"]
+    assert a["forget_Q_A_ROUGE"] < b["forget_Q_A_ROUGE"]
+    assert a["model_utility"] >= 0.8 * b["model_utility"]
+    assert res.train.optimizer_steps == 3 * 10 and res.train.effective_batch == 8
+
+
+def test_same_seed_same_metrics(small_benchmark):
+    job = dataclasses.replace(JOB, train=dataclasses.replace(JOB.train, epochs=1),
+                              eval=EvalConfig(generate=False))
+    first, second = run_job(job, eval_before=False), run_job(job, eval_before=False)
+    assert first.after == second.after
+    assert first.train.logs == second.train.logs

@@ -1,0 +1,82 @@
+"""The command line: every user error gives one line on stderr, exit code 2, no traceback, and
+writes nothing; `methods` lists the registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from unlearn_core.methods import METHODS
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+BAD = [
+    (["unlearn", "--method", "nope"], "unknown method 'nope'"),
+    (["unlearn", "--method", "npo", "--benchmark", "mmlu"], "unknown benchmark 'mmlu'"),
+    (["unlearn", "--method", "npo", "--split", "forget42"], "unknown split 'forget42'"),
+    (["unlearn", "--method", "npo", "--lr", "0"], "lr must be positive"),
+    (["unlearn", "--method", "npo", "--epochs", "-1"], "epochs must be positive"),
+    (["unlearn", "--method", "npo", "--batch-size", "0"], "batch_size must be positive"),
+    (["unlearn", "--method", "npo", "--hp", "zeta=1"], "npo has no hyperparameter 'zeta'"),
+    (["unlearn", "--method", "npo", "--hp", "beta=-1"], "beta must be > 0"),
+    (["unlearn", "--method", "npo", "--model", "/no/such/model"], "not a model folder"),
+    (["unlearn", "--method", "npo", "--lr", "abc"], "invalid float value"),
+    (["evaluate", "--model", "/no/such/model"], "not a model folder"),
+    (["prepare", "mmlu"], "unknown built-in benchmark"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_user_errors_are_one_line_exit_2(args, message, tmp_path):
+    out = cli(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_folder_missing_field_or_config(tmp_path, small_benchmark):
+    import json
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in small_benchmark["data"].glob("*.json"):
+        (data / p.name).write_text(p.read_text())
+    rows = json.loads((data / "forget10_perturbed.json").read_text())
+    del rows[3]["paraphrased_answer"]
+    (data / "forget10_perturbed.json").write_text(json.dumps(rows))
+    out = cli("evaluate", "--model", str(small_benchmark["target"]), "--benchmark", "tofu",
+              "--data", str(data), "--retain-model", str(small_benchmark["retain"]))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (f"error: {data} config 'forget10_perturbed' row 3 lacks field "
+                                  "'paraphrased_answer'; required: question, answer, "
+                                  "paraphrased_answer, perturbed_answer")
+    (data / "holdout10.json").unlink()
+    out = cli("evaluate", "--model", str(small_benchmark["target"]), "--benchmark", "tofu",
+              "--data", str(data), "--retain-model", str(small_benchmark["retain"]))
+    assert out.returncode == 2 and "has no config 'holdout10'" in out.stderr
+
+
+def test_existing_output_is_never_overwritten(tmp_path):
+    keep = tmp_path / "out"
+    keep.mkdir()
+    (keep / "precious.txt").write_text("x")
+    out = cli("unlearn", "--method", "npo", "--output", str(keep))
+    assert out.returncode == 2 and "exists" in out.stderr
+    assert (keep / "precious.txt").read_text() == "x"
+
+
+def test_methods_lists_registry():
+    out = cli("methods")
+    assert out.returncode == 0
+    for name in METHODS:
+        assert name in out.stdout
+    assert "beta=0.1" in out.stdout

@@ -1,0 +1,104 @@
+"""Run a model over the TOFU evaluation splits once, keeping per-sample values (losses, token
+log-probs, generations); `unlearn_core.metrics` turns them into the benchmark's numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from unlearn_core.data.format import PromptFormat, collate, encode_prompt, encode_qa
+from unlearn_core.logprobs import shift
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 64  # sequences per forward pass
+    gen_batch_size: int = 64  # prompts per generate call
+    max_new_tokens: int = 200
+    generate: bool = True  # ROUGE needs generations; sweeps may turn it off mid-training
+    token_stats: bool = True  # per-token log-probs for MIA, ES and EM
+
+
+@dataclass
+class SeqStats:
+    """Per-sequence teacher-forced statistics of the answer tokens."""
+
+    avg_loss: np.ndarray  # (N,) mean answer-token NLL
+    token_logprobs: list[np.ndarray]  # log p(y_t), per answer token
+    token_mu: list[np.ndarray]  # E_{v~p} log p(v), per answer token (Min-K%++)
+    token_sigma: list[np.ndarray]  # std_{v~p} log p(v), per answer token
+    pred_ids: list[np.ndarray]  # teacher-forced argmax, per answer token
+    label_ids: list[np.ndarray]
+
+
+@torch.no_grad()
+def score_sequences(
+    model: torch.nn.Module, tokenizer, fmt: PromptFormat, pairs: Sequence[tuple[str, str]],
+    cfg: EvalConfig,
+) -> SeqStats:
+    """Teacher-forced pass over (question, answer) pairs, batched by length to limit padding."""
+    enc = [encode_qa(tokenizer, q, a, fmt) for q, a in pairs]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]["input_ids"]))
+    n = len(enc)
+    avg = np.zeros(n)
+    lp: list = [None] * n
+    mu: list = [None] * n
+    sd: list = [None] * n
+    pred: list = [None] * n
+    lab: list = [None] * n
+    device = next(model.parameters()).device
+    for start in range(0, n, cfg.batch_size):
+        idx = order[start : start + cfg.batch_size]
+        batch = collate([enc[i] for i in idx], tokenizer.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits, targets, mask = shift(logits, batch["labels"])
+        logp_all = torch.log_softmax(logits.float(), dim=-1)  # (B, T-1, V)
+        tok_lp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        nll = -(tok_lp * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        if cfg.token_stats:
+            p_all = logp_all.exp()
+            m = (p_all * logp_all).sum(-1)
+            s = ((p_all * logp_all.square()).sum(-1) - m.square()).clamp(min=0).sqrt()
+            am = logits.argmax(-1)
+            del p_all
+        for j, i in enumerate(idx):
+            avg[i] = nll[j].item()
+            keep = mask[j]
+            lp[i] = tok_lp[j][keep].cpu().numpy()
+            lab[i] = targets[j][keep].cpu().numpy()
+            if cfg.token_stats:
+                mu[i], sd[i] = m[j][keep].cpu().numpy(), s[j][keep].cpu().numpy()
+                pred[i] = am[j][keep].cpu().numpy()
+        del logp_all
+    return SeqStats(avg, lp, mu, sd, pred, lab)
+
+
+@torch.no_grad()
+def generate_answers(
+    model: torch.nn.Module, tokenizer, fmt: PromptFormat, questions: Sequence[str], cfg: EvalConfig
+) -> list[str]:
+    """Greedy answers (left padding, KV cache, stop at EOS), decoded without special tokens."""
+    prompts = [{"input_ids": encode_prompt(tokenizer, q, fmt)} for q in questions]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]["input_ids"]))
+    out = [""] * len(prompts)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), cfg.gen_batch_size):
+        idx = order[start : start + cfg.gen_batch_size]
+        batch = collate([prompts[i] for i in idx], tokenizer.pad_token_id, left=True)
+        gen = model.generate(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            max_new_tokens=cfg.max_new_tokens,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new = gen[:, batch["input_ids"].shape[1] :]
+        for j, i in enumerate(idx):
+            out[i] = tokenizer.decode(new[j], skip_special_tokens=True).strip()
+    return out

@@ -1,0 +1,219 @@
+"""One unlearning job end to end: resolve the benchmark, load models, evaluate before, unlearn,
+evaluate after. The CLI's `unlearn` and every sweep trial call `run_job`."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from unlearn_core.benchmarks import Setup, eval_data, resolve, write_json
+from unlearn_core.data.tofu import load_config, split_configs
+from unlearn_core.data.views import build_views
+from unlearn_core.errors import UserError
+from unlearn_core.evaluate import EvalConfig
+from unlearn_core.methods import get_method
+from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
+from unlearn_core.metrics import privacy
+from unlearn_core.metrics.open_unlearning import read_tofu_eval, split_truth_ratio
+from unlearn_core.tofu_eval import (
+    RetainReference,
+    TofuEvalData,
+    aggregate,
+    per_sample,
+    reference_from,
+    to_jsonable,
+)
+from unlearn_core.train import LoopState, TrainConfig, TrainResult, unlearn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A complete, reproducible description of one unlearning run."""
+
+    method: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    benchmark: str = "tiny-tofu"
+    split: str = "forget10"
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    model: ModelConfig | None = None  # None: the benchmark's target model
+    data: str | None = None
+    retain_model: str | None = None
+    retain_logs: str | None = None
+    reference: str | None = None  # a RetainReference JSON computed once (sweeps share one)
+
+    def __post_init__(self) -> None:
+        get_method(self.method).make_hparams(self.hparams)  # fail at construction, not mid-run
+        split_configs(self.split)
+
+
+@dataclass
+class JobResult:
+    before: dict[str, float] | None
+    after: dict[str, float]
+    train: TrainResult
+    per_sample: dict
+    epochs: list[dict] = field(default_factory=list)  # metrics after each evaluated epoch
+    model: torch.nn.Module | None = None
+    tokenizer: Any = None
+
+
+def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> RetainReference:
+    """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed once."""
+    if setup.retain_logs:
+        values = read_tofu_eval(setup.retain_logs)
+        if "mia_min_k_forget" not in values:
+            raise UserError(f"retain logs {setup.retain_logs} have no mia_min_k (needed by privleak)")
+        auc = privacy.auc(values["mia_min_k_forget"], values["mia_min_k_holdout"])
+        return RetainReference(setup.split, split_truth_ratio(values, "forget"), auc)
+    if setup.reference_cache is not None and setup.reference_cache.is_file():
+        return RetainReference.load(setup.reference_cache, setup.split)
+    model = load_model(ModelConfig(setup.retain_model), device)
+    model.eval()
+    ps = per_sample(model, tok, setup.fmt, eval_data(setup), dataclasses.replace(cfg, generate=False))
+    ref = reference_from(ps, setup.split)
+    if setup.reference_cache is not None:
+        write_json(setup.reference_cache, ref.to_json())
+    return ref
+
+
+def training_examples(setup: Setup, tok, views: tuple[str, ...], seed: int
+                      ) -> tuple[list[dict], list[dict]]:
+    c = split_configs(setup.split)
+    forget_rows = load_config(setup.data, c["forget"])
+    retain_rows = load_config(setup.data, c["retain"])
+    return build_views(tok, setup.fmt, forget_rows, retain_rows, views, seed)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a job reads besides the model: built once per process and reused across sweep trials."""
+
+    setup: Setup
+    tok: Any
+    data: TofuEvalData
+    reference: RetainReference
+    forget: list[dict]
+    retain: list[dict]
+
+
+@functools.lru_cache(maxsize=2)
+def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | None,
+             retain_model: str | None, retain_logs: str | None, reference_path: str | None,
+             eval_cfg: EvalConfig, seed: int, views: tuple[str, ...], device: torch.device
+             ) -> Context:
+    setup = resolve(benchmark, split, model=model.path if model else None, data=data,
+                    retain_model=retain_model, retain_logs=retain_logs)
+    tok = load_tokenizer(model.path if model else setup.target_model,
+                         model.trust_remote_code if model else False)
+    evaluation = eval_data(setup)
+    if reference_path:
+        reference = RetainReference.load(Path(reference_path), split)
+    else:
+        reference = get_reference(setup, tok, eval_cfg, device)
+    if len(reference.forget_truth_ratio) != len(evaluation.forget):
+        raise UserError(f"the retain reference has {len(reference.forget_truth_ratio)} forget "
+                        f"samples but {split} has {len(evaluation.forget)}: one for another split?")
+    forget, retain = training_examples(setup, tok, views, seed)
+    if not forget:
+        raise UserError(f"split {split} has no forget rows")
+    return Context(setup, tok, evaluation, reference, forget, retain)
+
+
+def job_context(job: JobConfig, views: tuple[str, ...], device: torch.device) -> Context:
+    """The job's context, cached per process (sweep trials in a reused worker share it)."""
+    return _context(job.benchmark, job.split, job.model, job.data, job.retain_model,
+                    job.retain_logs, job.reference, job.eval, job.train.seed, views, device)
+
+
+def run_job(
+    job: JobConfig, eval_before: bool = True, eval_every: int = 0,
+    device: torch.device | None = None,
+    on_epoch: Callable[[int, dict, LoopState], None] | None = None,
+    resume: LoopState | None = None, progress: bool = False,
+) -> JobResult:
+    """Evaluate, unlearn, evaluate. With eval_every = k > 0 the model is evaluated after every k-th
+    epoch and the last; `on_epoch(epoch, metrics, state)` then sees each evaluation with the
+    resumable loop state, and the last one is `after`. `resume` continues an interrupted run."""
+    method = get_method(job.method)
+    hp = method.make_hparams(job.hparams)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = job_context(job, method.views, device)
+    model = load_model(job.model or ModelConfig(ctx.setup.target_model), device)
+    ref_model = frozen_reference(model) if method.needs_reference(hp) else None
+
+    def evaluate(m: torch.nn.Module) -> tuple[dict, dict]:
+        m.eval()
+        ps = per_sample(m, ctx.tok, ctx.setup.fmt, ctx.data, job.eval, progress=progress)
+        return aggregate(ps, ctx.reference), ps
+
+    before = evaluate(model)[0] if eval_before and resume is None else None
+    epochs: list[dict] = []
+    last: list[tuple[dict, dict]] = []
+
+    def epoch_end(epoch: int, m: torch.nn.Module, state: LoopState) -> None:
+        if epoch % eval_every and epoch != job.train.epochs:
+            return
+        metrics, ps = evaluate(m)
+        last[:] = [(metrics, ps)]
+        epochs.append({"epoch": epoch, **metrics})
+        if on_epoch is not None:
+            on_epoch(epoch, metrics, state)
+
+    result = unlearn(model, method, hp, job.train, ctx.forget, ctx.retain, ctx.tok.pad_token_id,
+                     ref_model=ref_model, on_epoch_end=epoch_end if eval_every else None,
+                     progress=progress, resume=resume)
+    after, ps = last[0] if last else evaluate(model)
+    return JobResult(before, after, result, ps, epochs, model, ctx.tok)
+
+
+def evaluate_model(
+    path: str, benchmark: str, split: str, cfg: EvalConfig, data: str | None = None,
+    retain_model: str | None = None, retain_logs: str | None = None,
+    trust_remote_code: bool = False, device: torch.device | None = None,
+) -> tuple[dict[str, float], dict]:
+    """Aggregate metrics and per-sample values of a saved model on one benchmark split."""
+    setup = resolve(benchmark, split, model=path, data=data, retain_model=retain_model,
+                    retain_logs=retain_logs)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tok = load_tokenizer(path, trust_remote_code)
+    reference = get_reference(setup, tok, cfg, device)
+    model = load_model(ModelConfig(path, trust_remote_code=trust_remote_code), device)
+    model.eval()
+    ps = per_sample(model, tok, setup.fmt, eval_data(setup), cfg, progress=True)
+    return aggregate(ps, reference), ps
+
+
+def job_record(job: JobConfig, res: JobResult) -> dict:
+    """Everything needed to reproduce and compare a run, as plain JSON."""
+    t = res.train
+    return {
+        "job": dataclasses.asdict(job),
+        "train": {"optimizer_steps": t.optimizer_steps, "effective_batch": t.effective_batch,
+                  "world_size": t.world_size, "seed": t.seed, "epochs": t.epochs,
+                  "wall_time_s": t.wall_time_s, "logs": t.logs},
+        "before": res.before,
+        "after": res.after,
+        "epochs": res.epochs,
+        "per_sample": to_jsonable(res.per_sample),
+    }
+
+
+def save_job(out: Path, job: JobConfig, res: JobResult) -> None:
+    """The unlearned model (merged if LoRA), its tokenizer, and metrics.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = res.model
+    if job.model is not None and job.model.lora_r > 0:
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    res.tokenizer.save_pretrained(out)
+    write_json(out / "metrics.json", job_record(job, res))

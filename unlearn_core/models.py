@@ -1,0 +1,130 @@
+"""Load any Hugging Face causal LM (hub id or local folder), pick dtype/attention for the device,
+add LoRA adapters, and build the frozen reference copy that some methods need."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from unlearn_core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load and how. `lora_r` = 0 means full fine-tuning."""
+
+    path: str
+    dtype: str = "auto"  # auto: bf16 on a GPU that supports it, fp32 on CPU
+    attn_implementation: str = "auto"  # auto: flash_attention_2 if installed on GPU, else sdpa
+    trust_remote_code: bool = False
+    lora_r: int = 0
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+    def __post_init__(self) -> None:
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}; accepted: auto, {', '.join(DTYPES)}")
+        if self.attn_implementation not in ATTENTION:
+            raise UserError(
+                f"unknown attention {self.attn_implementation!r}; accepted: {', '.join(ATTENTION)}"
+            )
+        if self.lora_r < 0:
+            raise UserError(f"lora_r must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
+    if cfg.dtype != "auto":
+        return DTYPES[cfg.dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_attention(cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> str:
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    half = dtype in (torch.bfloat16, torch.float16)
+    if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def check_model_path(path: str) -> None:
+    """A local path must exist; anything else must look like a hub id `org/name`."""
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
+    if looks_local and not (Path(path).expanduser() / "config.json").is_file():
+        raise UserError(f"model path {path!r} is not a model folder (no config.json there)")
+    if not looks_local and path.count("/") != 1:
+        raise UserError(f"model {path!r} is neither a local folder nor a hub id like 'org/name'")
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    check_model_path(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:  # Llama-style tokenizers ship none; EOS is the usual stand-in
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: ModelConfig, device: torch.device | None = None) -> torch.nn.Module:
+    """The model on `device`, in train mode, LoRA-wrapped if asked."""
+    check_model_path(cfg.path)
+    device = device or default_device()
+    dtype = resolve_dtype(cfg, device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.path,
+            dtype=dtype,
+            attn_implementation=resolve_attention(cfg, device, dtype),
+            trust_remote_code=cfg.trust_remote_code,
+        )
+    except OSError as e:  # missing files, hub unreachable when offline
+        raise UserError(f"cannot load model {cfg.path!r}: {str(e).splitlines()[0]}") from e
+    model.to(device)
+    if cfg.lora_r > 0:
+        model = add_lora(model, cfg)
+    model.train()
+    return model
+
+
+def add_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model  # peft's import costs seconds; only when asked
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in cfg.lora_targets if t in present]
+    if not targets:
+        raise UserError(f"none of the LoRA target modules {cfg.lora_targets} exist in this model")
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=targets, task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def frozen_reference(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of the model as it is now (before unlearning), in eval mode."""
+    ref = copy.deepcopy(model)
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]

@@ -1,0 +1,249 @@
+"""The one unlearning loop every method uses: seeded forget/retain pairing, gradient accumulation,
+AdamW with warmup and a linear/cosine/constant schedule, divergence check, per-epoch callback."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import nullcontext
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from unlearn_core.data.format import collate
+from unlearn_core.errors import TrialDiverged, UserError
+from unlearn_core.methods import Method
+
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and schedule. Defaults follow open-unlearning's TOFU setup (effective batch 32)."""
+
+    lr: float = 1e-5
+    epochs: int = 10
+    batch_size: int = 8  # per device
+    grad_accum: int = 4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "epochs", "batch_size", "grad_accum"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.max_grad_norm < 0:
+            raise UserError("weight_decay, warmup_epochs and max_grad_norm must be >= 0")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run did, recorded with every result so it can be reproduced and compared."""
+
+    optimizer_steps: int
+    effective_batch: int
+    world_size: int
+    seed: int
+    epochs: int
+    wall_time_s: float
+    logs: list[dict] = field(default_factory=list)  # one entry per optimizer step
+
+
+@dataclass
+class LoopState:
+    """Everything needed to continue a run after `epoch` completed epochs (checkpoint/resume)."""
+
+    epoch: int
+    step: int
+    model: dict  # trainable parameters and buffers
+    optimizer: dict
+    scheduler: dict
+    order_gen: torch.Tensor
+    pair_gen: torch.Tensor
+    logs: list[dict]
+
+
+# on_epoch_end(epoch, model, state): model is what an evaluation should see (finalized copy for
+# task-vector methods); state is the resumable loop state.
+EpochCallback = Callable[[int, torch.nn.Module, LoopState], None]
+
+
+def _model_state(model: torch.nn.Module) -> dict:
+    """Trainable parameters and buffers: what training changes (frozen weights are reloaded)."""
+    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return state | {n: b.detach().clone() for n, b in model.named_buffers()}
+
+
+def steps_per_epoch(n_forget: int, cfg: TrainConfig, world_size: int) -> int:
+    """Optimizer steps in one pass over the forget set (the last step may be short)."""
+    micro_batches = math.ceil((n_forget // world_size) / cfg.batch_size)
+    return math.ceil(micro_batches / cfg.grad_accum)
+
+
+def lr_lambda(cfg: TrainConfig, total: int, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return max(0.0, 1.0 - progress)
+
+    return factor
+
+
+def epoch_batches(
+    n_forget: int, n_retain: int, cfg: TrainConfig, order_gen: torch.Generator,
+    pair_gen: torch.Generator, rank: int, world: int,
+) -> list[tuple[list[int], list[int]]]:
+    """(forget indices, retain indices) per micro-batch. The forget order comes from a stream shared
+    by all ranks (so their shards are disjoint); retain partners come from this rank's own stream
+    (open-unlearning #139: every rank drew the same retain rows)."""
+    order = torch.randperm(n_forget, generator=order_gen)[: n_forget - n_forget % world]
+    shard = order[rank::world].tolist()
+    batches = []
+    for i in range(0, len(shard), cfg.batch_size):
+        forget_idx = shard[i : i + cfg.batch_size]
+        retain_idx = (torch.randint(n_retain, (len(forget_idx),), generator=pair_gen).tolist()
+                      if n_retain else [])
+        batches.append((forget_idx, retain_idx))
+    return batches
+
+
+def make_batch(
+    forget: Sequence[dict], retain: Sequence[dict], f_idx: list[int], r_idx: list[int], pad_id: int,
+    device: torch.device, step: int,
+) -> dict:
+    """Collate every view of the forget rows (forget, forget_idk, ...) and of their retain partners
+    (retain, retain_idk); `step` is the optimizer step, for methods that alternate phases."""
+    views = {k: [forget[i][k] for i in f_idx] for k in forget[f_idx[0]]}
+    if retain:
+        views |= {k: [retain[i][k] for i in r_idx] for k in retain[0]}
+    batch: dict = {k: {n: t.to(device) for n, t in collate(v, pad_id).items()}
+                   for k, v in views.items()}
+    batch["step"] = step
+    return batch
+
+
+def unlearn(
+    model: torch.nn.Module,
+    method: Method,
+    hp: object,
+    cfg: TrainConfig,
+    forget: Sequence[dict],
+    retain: Sequence[dict],
+    pad_id: int,
+    ref_model: torch.nn.Module | None = None,
+    on_epoch_end: EpochCallback | None = None,
+    accelerator: Accelerator | None = None,
+    progress: bool = False,
+    resume: LoopState | None = None,
+) -> TrainResult:
+    """Run `method` on (forget, retain) for cfg.epochs; raises TrialDiverged on a non-finite loss.
+
+    forget: encoded examples, each a dict of named encodings ({"forget": {...}, ...});
+    retain: encoded examples of the retain set ({"retain": {...}, ...}); empty if unused.
+    resume: continue after resume.epoch epochs (weights, optimizer, schedule, RNG streams).
+    """
+    acc = accelerator or Accelerator(gradient_accumulation_steps=1)
+    world, rank = acc.num_processes, acc.process_index
+    per_epoch = steps_per_epoch(len(forget), cfg, world)
+    if per_epoch == 0:
+        raise UserError(f"the forget set ({len(forget)} rows) is smaller than one batch per device")
+    total = per_epoch * cfg.epochs
+    if method.prepare is not None:
+        model = method.prepare(model, hp)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if method.optimizer is not None:
+        opt = method.optimizer(params, cfg, hp)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_lambda(cfg, total, int(cfg.warmup_epochs * per_epoch))
+    )
+    order_gen = torch.Generator().manual_seed(cfg.seed)  # identical on every rank
+    pair_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + 1 + rank)  # one per rank
+    step, first_epoch, logs = 0, 0, []
+    if resume is not None:
+        model.load_state_dict(resume.model, strict=False)
+        opt.load_state_dict(resume.optimizer)
+        sched.load_state_dict(resume.scheduler)
+        order_gen.set_state(resume.order_gen)
+        pair_gen.set_state(resume.pair_gen)
+        step, first_epoch, logs = resume.step, resume.epoch, list(resume.logs)
+    model, opt = acc.prepare(model, opt)
+    start = time.perf_counter()
+    bar = tqdm(total=total, initial=step, desc="unlearn",
+               disable=not progress or not acc.is_main_process)
+    for epoch in range(first_epoch, cfg.epochs):
+        model.train()
+        micro = epoch_batches(len(forget), len(retain), cfg, order_gen, pair_gen, rank, world)
+        for first in range(0, len(micro), cfg.grad_accum):
+            group = micro[first : first + cfg.grad_accum]
+            batches = [make_batch(forget, retain, f, r, pad_id, acc.device, step) for f, r in group]
+            parts = _accumulate(acc, model, method, hp, ref_model, batches, step)
+            if cfg.max_grad_norm > 0:
+                acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss']:.4f}")
+            logs.append({"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **parts})
+        if on_epoch_end is not None:
+            model.eval()
+            plain = acc.unwrap_model(model)
+            state = LoopState(epoch + 1, step, _model_state(plain), opt.state_dict(),
+                              sched.state_dict(), order_gen.get_state(), pair_gen.get_state(),
+                              list(logs))
+            on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
+    bar.close()
+    model.eval()
+    if method.finalize is not None:
+        method.finalize(acc.unwrap_model(model), ref_model, hp)
+    return TrainResult(
+        optimizer_steps=step,
+        effective_batch=cfg.batch_size * cfg.grad_accum * world,
+        world_size=world,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        wall_time_s=time.perf_counter() - start,
+        logs=logs,
+    )
+
+
+
+def _accumulate(acc: Accelerator, model, method: Method, hp, ref_model, batches: list[dict],
+                step: int) -> dict[str, float]:
+    """Forward/backward over the micro-batches of one optimizer step; averaged logs."""
+    parts: dict[str, float] = {"loss": 0.0}
+    for j, batch in enumerate(batches):
+        with acc.no_sync(model) if j < len(batches) - 1 else nullcontext():
+            loss, logged = method.loss(batch, model, ref_model, hp)
+            if not torch.isfinite(loss):
+                raise TrialDiverged(step, loss.item())
+            acc.backward(loss / len(batches))
+        for k, v in {"loss": loss.item(), **logged}.items():
+            parts[k] = parts.get(k, 0.0) + v / len(batches)
+    return parts
+
+
+def _finalized(model: torch.nn.Module, method: Method, hp: object, ref_model) -> torch.nn.Module:
+    """The model as it would be if training stopped now (a finalized copy for task vectors)."""
+    if method.finalize is None:
+        return model
+    done = copy.deepcopy(model)
+    method.finalize(done, ref_model, hp)
+    return done
