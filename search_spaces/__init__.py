@@ -2,10 +2,50 @@
 
 from __future__ import annotations
 
-from search_spaces import grad_ascent, grad_diff, npo
+from search_spaces import (
+    altpo,
+    ceu,
+    dual_optim,
+    grad_ascent,
+    grad_diff,
+    grun,
+    idk_ap,
+    idk_dpo,
+    idk_nll,
+    me_gd,
+    npo,
+    palu,
+    pdu,
+    rmu,
+    satimp,
+    sga,
+    simnpo,
+    task_vector,
+    tau,
+    undial,
+    wga,
+)
 
 SPACES = {
+    "altpo": altpo.space,
+    "ceu": ceu.space,
+    "dual_optim": dual_optim.space,
     "grad_ascent": grad_ascent.space,
     "grad_diff": grad_diff.space,
+    "grun": grun.space,
+    "idk_ap": idk_ap.space,
+    "idk_dpo": idk_dpo.space,
+    "idk_nll": idk_nll.space,
+    "me_gd": me_gd.space,
     "npo": npo.space,
+    "palu": palu.space,
+    "pdu": pdu.space,
+    "rmu": rmu.space,
+    "satimp": satimp.space,
+    "sga": sga.space,
+    "simnpo": simnpo.space,
+    "task_vector": task_vector.space,
+    "tau": tau.space,
+    "undial": undial.space,
+    "wga": wga.space,
 }

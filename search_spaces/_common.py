@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import optuna
@@ -18,6 +19,8 @@ class Range:
     integer: bool = False
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise UserError(f"range bounds must be finite numbers, got {self.low}:{self.high}")
         if not self.low <= self.high:
             raise UserError(f"empty range: low {self.low} > high {self.high}")
         if self.log and self.low <= 0:
@@ -37,11 +40,19 @@ class Preset:
 
 PRESETS = {
     # tiny-tofu: 250k-parameter Llama; measured NPO collapse above ~3e-3, no effect below 1e-4
-    "tiny": Preset(lr=Range(1e-4, 5e-3, log=True), epochs=Range(1, 8, integer=True),
-                   default_lr=1e-3, default_epochs=5),
+    "tiny": Preset(
+        lr=Range(1e-4, 5e-3, log=True),
+        epochs=Range(1, 8, integer=True),
+        default_lr=1e-3,
+        default_epochs=5,
+    ),
     # open-unlearning TOFU grids on 1B-8B models: lr {1e-6..5e-5}, 10 epochs default
-    "llm": Preset(lr=Range(1e-6, 1e-4, log=True), epochs=Range(1, 10, integer=True),
-                  default_lr=1e-5, default_epochs=10),
+    "llm": Preset(
+        lr=Range(1e-6, 1e-4, log=True),
+        epochs=Range(1, 10, integer=True),
+        default_lr=1e-5,
+        default_epochs=10,
+    ),
 }
 
 
@@ -59,7 +70,7 @@ class SpaceOptions:
 
 
 def suggest(trial: optuna.Trial, name: str, default: Range, opts: SpaceOptions) -> object:
-    """One parameter: a fixed value if the user fixed it, else sampled from the (overridden) range."""
+    """One parameter: the user's fixed value, else a sample from the (overridden) range."""
     if name in opts.fixed:
         return opts.fixed[name]
     r = opts.ranges.get(name, default)
@@ -68,11 +79,26 @@ def suggest(trial: optuna.Trial, name: str, default: Range, opts: SpaceOptions) 
     return trial.suggest_float(name, r.low, r.high, log=r.log)
 
 
-def suggest_optimizer(trial: optuna.Trial, opts: SpaceOptions) -> dict:
-    """lr and epochs from the preset; warmup and weight decay over small standard ranges."""
+def suggest_choice(
+    trial: optuna.Trial, name: str, choices: tuple[int | float | str, ...], opts: SpaceOptions
+) -> object:
+    """A categorical parameter: a fixed value if the user fixed it, else one of `choices`."""
+    if name in opts.fixed:
+        return opts.fixed[name]
+    if name in opts.ranges:
+        raise UserError(
+            f"{name} is a choice among {', '.join(map(str, choices))}, not a range; "
+            f"fix it to one value instead"
+        )
+    return trial.suggest_categorical(name, choices)
+
+
+def suggest_optimizer(trial: optuna.Trial, opts: SpaceOptions, lr: Range | None = None) -> dict:
+    """lr (the preset's range unless the method passes its own) and epochs from the preset; warmup
+    and weight decay over small standard ranges."""
     p = PRESETS[opts.preset]
     return {
-        "lr": suggest(trial, "lr", p.lr, opts),
+        "lr": suggest(trial, "lr", lr or p.lr, opts),
         "epochs": suggest(trial, "epochs", p.epochs, opts),
         # open-unlearning uses 1 warmup epoch of 10; a fraction of an epoch up to 1
         "warmup_epochs": suggest(trial, "warmup_epochs", Range(0.0, 1.0), opts),
@@ -88,8 +114,12 @@ def default_point(preset: str) -> dict:
     """open-unlearning's TOFU optimiser defaults (1 warmup epoch, weight decay 0.01) at the
     preset's learning rate and epochs."""
     p = PRESETS[preset]
-    return {"lr": p.default_lr, "epochs": p.default_epochs, "warmup_epochs": 1.0,
-            "weight_decay": 0.01}
+    return {
+        "lr": p.default_lr,
+        "epochs": p.default_epochs,
+        "warmup_epochs": 1.0,
+        "weight_decay": 0.01,
+    }
 
 
 def parse_range(text: str) -> tuple[str, Range]:

@@ -54,24 +54,33 @@ class Progress(Callback):
         self.last: dict[str, dict] = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if all(k in result for k in PROGRESS_KEYS):
+        if all(k in result for k in PROGRESS_KEYS) or "failure" in result:
             self.last[trial.trial_id] = result
 
     def _line(self, trials, trial, what: str) -> None:
         status = [t.status for t in trials]
-        done = status.count("TERMINATED")
-        failed = status.count("ERROR")
+        diverged = sum(t.status == "TERMINATED" and "failure" in self.last.get(t.trial_id, {})
+                       for t in trials)
+        done = status.count("TERMINATED") - diverged
+        failed = status.count("ERROR") + diverged
         running = status.count("RUNNING")
-        best = {k: max((r[k] for r in self.last.values() if math.isfinite(r[k])), default=None)
-                for k in PROGRESS_KEYS}
+        best = {k: max((r[k] for r in self.last.values() if k in r and math.isfinite(r[k])),
+                       default=None) for k in PROGRESS_KEYS}
         shown = ", ".join(f"best {k} {v:.3g}" for k, v in best.items() if v is not None)
         print(f"[{self.method}] trial {trial.trial_id} {what} | done {done}/{self.total}, "
               f"running {running}, failed {failed} | {shown}", file=sys.stderr, flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = self.last.get(trial.trial_id)
-        what = (f"finished: log10 FQ {r['log10_forget_quality']:.2f}, MU "
-                f"{r['model_utility']:.3f} (epoch {r['epoch']})") if r else "ended without objectives"
+        if r is None:
+            what = "ended without objectives"
+        elif "failure" in r:
+            what = f"FAILED: {r['failure']}"
+        else:
+            what = (f"finished: log10 FQ {r['log10_forget_quality']:.2f}, MU "
+                    f"{r['model_utility']:.3f} (epoch {r['epoch']})")
+            if r.get("utility_violation", 0) > 0:
+                what += ", stopped by the utility floor"
         self._line(trials, trial, what)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -79,7 +88,7 @@ class Progress(Callback):
 
 
 def _params(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in ("sweep", "reference", "utility_floor")}
+    return {k: v for k, v in config.items() if k not in ("sweep", "reference", "utility_floor", "experiment")}
 
 
 def _error_text(trial) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 from search_spaces._common import default_point
+from ray.tune import Stopper
+
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import get_objectives
 from unlearn_core.benchmarks import resolve, write_json
@@ -153,6 +155,10 @@ def init_ray(address: str | None) -> None:
 
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    # a diverged trial's last report carries its cause and no objectives (never invented values)
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # save the experiment state at every step, so a killed driver resumes exactly where it was
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster
     if not ray.is_initialized():
@@ -202,7 +208,8 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                                  modes, journal(journal_path(home, cfg.method)),
                                  study_name(cfg.method), defaults_point(cfg))
         floor = cfg.utility_floor * target_utility
-        constants = {"sweep": to_dict(cfg), "reference": reference, "utility_floor": floor}
+        constants = {"sweep": to_dict(cfg), "reference": reference, "utility_floor": floor,
+                     "experiment": str(home)}
         n = slots(cfg)
         tuner = tune.Tuner(
             fn,
@@ -223,7 +230,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     reconcile(home, cfg.method)
 
 
-class UtilityFloor:
+class UtilityFloor(Stopper):
     """Ray stopper: end a trial whose model_utility fell below the floor (the searcher records it
     as infeasible through the constraint the trainable reports)."""
 

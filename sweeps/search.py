@@ -24,15 +24,18 @@ GRID_LR = {"tiny": [5e-4, 1e-3, 2e-3], "llm": [1e-5, 2e-5, 5e-5]}
 GRID_EPOCHS = {"tiny": [2, 4, 6], "llm": [5, 10, 20]}
 
 
-def grid_space(method: str, preset: str) -> dict[str, list]:
-    space = {"lr": GRID_LR[preset], "epochs": GRID_EPOCHS[preset]}
+def grid_space(method: str, preset: str, defaults: dict) -> dict[str, list]:
+    """The 27-point grid; every other parameter of the space held at its reference default."""
+    space = {k: [v] for k, v in defaults.items() if isinstance(v, int | float)}
+    space |= {"lr": GRID_LR[preset], "epochs": GRID_EPOCHS[preset]}
     if method in GRID_COEF:
         name, values = GRID_COEF[method]
         space[name] = values
     return space
 
 
-def make_sampler(name: str, seed: int, method: str, preset: str) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, method: str, preset: str,
+                 defaults: dict | None = None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "gp":
@@ -44,7 +47,7 @@ def make_sampler(name: str, seed: int, method: str, preset: str) -> optuna.sampl
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     assert name == "grid", name
-    return optuna.samplers.GridSampler(grid_space(method, preset), seed=seed)
+    return optuna.samplers.GridSampler(grid_space(method, preset, defaults or {}), seed=seed)
 
 
 def journal(path: Path) -> JournalStorage:
@@ -61,6 +64,10 @@ class UnlearnSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
+        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            # a resumed sweep re-ran a trial the study had already recorded: keep the first record
+            self._completed_trials.add(trial_id)
+            return None
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         values = [result.get(m) for m in self.metric] if result else []
         finite = values and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
@@ -85,7 +92,7 @@ def make_searcher(method: str, sampler: str, seed: int, opts: SpaceOptions, keys
     return UnlearnSearch(
         space=partial(SPACES[method], opts=opts),
         metric=keys, mode=modes,
-        sampler=make_sampler(sampler, seed, method, opts.preset),
+        sampler=make_sampler(sampler, seed, method, opts.preset, defaults),
         study_name=study_name, storage=storage,
         points_to_evaluate=[defaults] if defaults and sampler != "grid" else None,
     )

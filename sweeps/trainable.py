@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from ray import tune
 
+from sweeps import faults
 from sweeps.config import SweepConfig, hparam_names
 from sweeps.objectives import get_objectives, objective_values
 from unlearn_core.errors import TrialDiverged
@@ -38,6 +39,7 @@ class TrialSpec:
     params: dict
     reference: str  # RetainReference JSON path
     utility_floor: float  # absolute model_utility below which the trial is stopped
+    experiment: str  # the experiment folder
 
     def job(self, seed: int) -> JobConfig:
         return make_job(self.sweep, self.params, seed, self.reference)
@@ -63,7 +65,8 @@ def trial_spec(config: dict) -> TrialSpec:
     sweep = SweepConfig(**{**config["sweep"], "objectives": tuple(config["sweep"]["objectives"])})
     params = {k: v for k, v in config.items()
               if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)}
-    return TrialSpec(sweep, params, config["reference"], float(config["utility_floor"]))
+    return TrialSpec(sweep, params, config["reference"], float(config["utility_floor"]),
+                     config["experiment"])
 
 
 def _save(state: dict, loop: LoopState | None) -> tune.Checkpoint:
@@ -90,6 +93,13 @@ def _summary(per_seed: list[dict]) -> dict[str, float]:
     return out
 
 
+def _trial_id() -> str | None:
+    try:
+        return tune.get_context().get_trial_id()
+    except Exception:  # outside a Tune session (plain in-process use)
+        return None
+
+
 def trainable(config: dict) -> None:
     spec = trial_spec(config)
     sweep = spec.sweep
@@ -99,6 +109,7 @@ def trainable(config: dict) -> None:
         progress, loop = _load(ckpt)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
+    fault_hook: list = []
     for seed_index in range(progress["seed_index"], sweep.seeds):
         seed = sweep.seed + seed_index
         job = spec.job(seed)
@@ -110,10 +121,16 @@ def trainable(config: dict) -> None:
                 _report(spec, objectives, epoch, [row], [seed], started, device, state, progress)
             else:  # reported together once every seed has run
                 progress["epoch_metrics"][str(epoch)].append(row)
+            for armed in fault_hook:  # an injected fault may fire from now on
+                armed.ready = True
 
         try:
-            run_job(job, eval_before=False, eval_every=sweep.eval_every, on_epoch=on_epoch,
-                    resume=loop)
+            with faults.injected(sweep.method, Path(spec.experiment) / "faults", _trial_id()) as armed:
+                if armed is not None:
+                    armed.ready = job.train.epochs == 1 or loop is not None
+                    fault_hook[:] = [armed]
+                run_job(job, eval_before=False, eval_every=sweep.eval_every, on_epoch=on_epoch,
+                        resume=loop)
         except TrialDiverged as e:
             # Deterministic, so retrying is pointless: end the trial with the cause and no
             # objective values; the searcher records it as FAILED.

@@ -1,6 +1,7 @@
 """The small built-in benchmark is meaningful: the target answers forget questions, the retain
 model does not know the forget authors (KS test of truth ratios), general knowledge is kept; the
-cache is keyed by content and reused; NPO moves forget_quality up while keeping utility."""
+cache is keyed by content and reused; NPO moves forget_quality up while keeping utility; mistyped
+model and data paths fail before anything is built."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torch
 from unlearn_core import builtin
 from unlearn_core.benchmarks import eval_data, resolve
 from unlearn_core.evaluate import EvalConfig
-from unlearn_core.job import JobConfig, get_reference, run_job
+from unlearn_core.errors import UserError
+from unlearn_core.job import JobConfig, evaluate_model, get_reference, run_job
 from unlearn_core.metrics import tofu
 from unlearn_core.models import ModelConfig, load_model, load_tokenizer
 from unlearn_core.tofu_eval import aggregate, per_sample
@@ -87,3 +89,32 @@ def test_same_seed_same_metrics(small_benchmark):
     first, second = run_job(job, eval_before=False), run_job(job, eval_before=False)
     assert first.after == second.after
     assert first.train.logs == second.train.logs
+
+
+def test_mistyped_paths_fail_before_any_build(tmp_path, monkeypatch, small_benchmark):
+    monkeypatch.setenv("UNLEARN_SWEEP_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match="'/no/such/model' is not a model folder: it does not exist"):
+        run_job(JobConfig(method="npo", model=ModelConfig("/no/such/model")))
+    with pytest.raises(UserError, match="'~/no/such/model' is not a model folder"):
+        evaluate_model("~/no/such/model", "tiny-tofu", "forget10", EvalConfig())
+    with pytest.raises(UserError, match="data path './no/such/data' is not a folder"):
+        run_job(JobConfig(method="npo", data="./no/such/data"))
+    with pytest.raises(UserError, match="'/no/retain' is not a model folder"):
+        resolve("tofu", "forget10", model=str(small_benchmark["target"]), retain_model="/no/retain")
+    assert not (tmp_path / "cache").exists()  # nothing of the default benchmark was built
+
+
+def test_altpo_jobs_sample_alternates_once_from_the_target(small_benchmark):
+    from unlearn_core.job import alternates, job_context
+    from unlearn_core.methods import METHODS
+
+    views, cpu = METHODS["altpo"].views, torch.device("cpu")
+    job = JobConfig(method="altpo", benchmark=NAME, eval=EvalConfig(generate=False))
+    ctx = job_context(job, views, cpu)
+    assert len(ctx.forget) == 80 and all("forget_alt" in ex for ex in ctx.forget)
+    rows = alternates(NAME, "forget10", ctx.setup.data, ctx.setup.fmt,
+                      ModelConfig(ctx.setup.target_model), 0, cpu)
+    assert sum(r["alternate"] != r["answer"] for r in rows) >= 0.75 * len(rows)
+    hits = alternates.cache_info().hits
+    job_context(dataclasses.replace(job, eval=EvalConfig(batch_size=8)), views, cpu)
+    assert alternates.cache_info().hits == hits + 1  # a new trial's context reuses them

@@ -13,7 +13,7 @@ import torch
 from unlearn_core.data.format import PromptFormat
 from unlearn_core.data.views import build_views
 from unlearn_core.logprobs import forward, mean_nll
-from unlearn_core.methods import METHODS
+from unlearn_core.methods import METHODS, altpo
 from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
 from unlearn_core.train import TrainConfig, make_batch, unlearn
 
@@ -49,10 +49,16 @@ def setup(name, bench):
     hp = m.make_hparams({})
     model = load_model(ModelConfig(bench["path"]), torch.device("cpu"))
     ref = frozen_reference(model) if m.needs_reference(hp) else None
+    rows = bench["forget"]
+    if "forget_alt" in m.views:  # AltPO's alternates, sampled once from the target (as run_job)
+        if "forget_alt" not in bench:
+            bench["forget_alt"] = altpo.make_alternates(model, bench["tok"], PromptFormat(), rows,
+                                                        seed=0, instruct=False)
+        rows = bench["forget_alt"]
     if m.prepare is not None:
         model = m.prepare(model, hp)
-    forget, retain = build_views(bench["tok"], PromptFormat(), bench["forget"], bench["retain"],
-                                 m.views, seed=0)
+    forget, retain = build_views(bench["tok"], PromptFormat(), rows, bench["retain"], m.views,
+                                 seed=0)
     return m, hp, model, ref, forget, retain
 
 

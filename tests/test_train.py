@@ -1,8 +1,10 @@
 """The unlearning loop: step counting, seeded per-rank pairing, LR schedule, TrialDiverged on a
-non-finite loss, parameters changing, and bit-for-bit determinism on CPU for a fixed seed."""
+non-finite loss, parameters changing, bit-for-bit determinism on CPU for a fixed seed, resuming
+from an epoch's state, stopping early on the full schedule (stop_after), and JobConfig <-> dict."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -113,3 +115,77 @@ def test_resume_from_epoch_state_matches_uninterrupted_run(tiny_tokenizer, tiny_
     for (n, a), (_, b) in zip(full.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), n
     assert res2.optimizer_steps == res.optimizer_steps and res2.logs == res.logs
+
+
+def test_stop_after_equals_the_first_epochs_of_the_full_schedule(tiny_tokenizer, tiny_examples):
+    from conftest import make_tiny_model
+
+    m = get_method("grad_diff")
+    hp = m.make_hparams({})
+    cfg = TrainConfig(lr=1e-3, epochs=4, batch_size=1, grad_accum=2, warmup_epochs=1, seed=2,
+                      schedule="cosine")
+    forget, retain = tiny_examples
+    seen = {}
+
+    def at_epoch_2(epoch, model, state):
+        if epoch == 2:
+            seen["params"] = [p.detach().clone() for p in model.parameters()]
+            seen["logs"] = state.logs
+
+    full = make_tiny_model(tiny_tokenizer)
+    unlearn(full, m, hp, cfg, forget, retain, tiny_tokenizer.pad_token_id, on_epoch_end=at_epoch_2)
+    short = make_tiny_model(tiny_tokenizer)
+    res = unlearn(short, m, hp, dataclasses.replace(cfg, stop_after=2), forget, retain,
+                  tiny_tokenizer.pad_token_id)
+    assert res.epochs == 2 and res.optimizer_steps == 2 * steps_per_epoch(4, cfg, 1) == 4
+    assert res.logs == seen["logs"]  # same losses and learning rates
+    # the schedule is the 4-epoch one (8 steps, 2 warmup), not one squeezed into 2 epochs
+    lrs = [x["lr"] for x in res.logs]
+    assert lrs == pytest.approx([cfg.lr * lr_lambda(cfg, 8, 2)(s + 1) for s in range(4)])
+    assert lrs != pytest.approx([cfg.lr * lr_lambda(cfg, 4, 2)(s + 1) for s in range(4)])
+    for a, b in zip(seen["params"], short.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("stop_after", [0, 5])
+def test_stop_after_must_lie_within_epochs(stop_after):
+    with pytest.raises(UserError, match="stop_after"):
+        TrainConfig(epochs=4, stop_after=stop_after)
+
+
+def test_job_dict_round_trip_is_json_and_yaml_safe():
+    import json
+
+    import yaml
+
+    from unlearn_core.evaluate import EvalConfig
+    from unlearn_core.job import JobConfig, job_from_dict, job_to_dict
+    from unlearn_core.models import ModelConfig
+
+    job = JobConfig(method="grun", hparams={"layers": (0, 1), "gate_weight": 2.0}, split="forget05",
+                    train=TrainConfig(lr=3e-4, epochs=5, stop_after=3, schedule="cosine"),
+                    eval=EvalConfig(generate=False),
+                    model=ModelConfig("org/model", lora_r=8, lora_targets=("q_proj", "v_proj")))
+    d = job_to_dict(job)
+    assert d["train"]["stop_after"] == 3 and d["model"]["lora_targets"] == ["q_proj", "v_proj"]
+    assert json.loads(json.dumps(d)) == d and yaml.safe_load(yaml.safe_dump(d)) == d
+    assert job_from_dict(d) == job and job_to_dict(job_from_dict(d)) == d
+    assert job_from_dict({"method": "npo"}) == JobConfig(method="npo")
+    assert job_from_dict({"method": "npo", "train": {"lr": "1e-5"}}).train.lr == 1e-5  # YAML 1.1
+
+
+@pytest.mark.parametrize("d,message", [
+    ({"method": "npo", "epochs": 3}, "job has no field 'epochs'; accepted: method, hparams,"),
+    ({"method": "npo", "train": {"epoch": 3}}, "job.train has no field 'epoch'; accepted: lr,"),
+    ({"method": "npo", "model": {"path": "a/b", "lora": 8}}, "job.model has no field 'lora'"),
+    ({"method": "npo", "train": {"epochs": "3"}}, "job.train.epochs must be int"),
+    ({"method": "npo", "train": {"lr": True}}, "job.train.lr must be float"),
+    ({"hparams": {}}, "job needs field 'method'"),
+    ({"method": "npo", "hparams": {"zeta": 1}}, "npo has no hyperparameter 'zeta'"),
+])
+def test_job_from_dict_rejects_unknown_keys_and_bad_types(d, message):
+    from unlearn_core.job import job_from_dict
+
+    with pytest.raises(UserError) as err:
+        job_from_dict(d)
+    assert message in str(err.value)

@@ -10,6 +10,7 @@ from unlearn_core import builtin
 from unlearn_core.data.format import PromptFormat
 from unlearn_core.data.tofu import load_config, split_configs
 from unlearn_core.errors import UserError
+from unlearn_core.paths import check_paths
 from unlearn_core.tofu_eval import TofuEvalData
 
 
@@ -51,9 +52,11 @@ def resolve(
     retain_model: str | None = None, retain_logs: str | None = None,
     fmt: PromptFormat | None = None,
 ) -> Setup:
-    """Build (on first use) or locate everything the benchmark needs."""
+    """Build (on first use) or locate everything the benchmark needs; user-given paths are checked
+    first, so a mistyped one fails in milliseconds rather than after a build."""
     bench = get_benchmark(name)
     configs = split_configs(split)
+    check_paths(model=model, data=data, retain_model=retain_model)
     if retain_logs is not None and not Path(retain_logs).is_file():
         raise UserError(f"retain logs {retain_logs!r} do not exist")
     if bench.builtin:

@@ -6,21 +6,24 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from unlearn_core.benchmarks import Setup, eval_data, resolve, write_json
+from unlearn_core.benchmarks import Setup, eval_data, get_benchmark, resolve, write_json
+from unlearn_core.config import from_plain, to_plain
+from unlearn_core.data.format import PromptFormat
 from unlearn_core.data.tofu import load_config, split_configs
 from unlearn_core.data.views import build_views
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
-from unlearn_core.methods import get_method
-from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
+from unlearn_core.methods import altpo, get_method
 from unlearn_core.metrics import privacy
+from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
+from unlearn_core.paths import check_paths
 from unlearn_core.metrics.open_unlearning import read_tofu_eval, split_truth_ratio
 from unlearn_core.tofu_eval import (
     RetainReference,
@@ -56,6 +59,17 @@ class JobConfig:
         split_configs(self.split)
 
 
+def job_to_dict(job: JobConfig) -> dict:
+    """The job as plain JSON/YAML-safe values (tuples as lists); job_from_dict inverts it."""
+    return to_plain(job)
+
+
+def job_from_dict(d: dict) -> JobConfig:
+    """A JobConfig from a dict as job_to_dict writes it (or a YAML file holds it): nested train,
+    eval and model mappings; unknown keys are rejected, omitted ones take the fields' defaults."""
+    return from_plain(JobConfig, d, "job")
+
+
 @dataclass
 class JobResult:
     before: dict[str, float] | None
@@ -86,12 +100,36 @@ def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> R
     return ref
 
 
-def training_examples(setup: Setup, tok, views: tuple[str, ...], seed: int
-                      ) -> tuple[list[dict], list[dict]]:
+def training_examples(setup: Setup, tok, views: tuple[str, ...], seed: int, model: ModelConfig,
+                      device: torch.device) -> tuple[list[dict], list[dict]]:
+    """Encoded forget/retain views; forget rows carry AltPO alternates when a view needs them."""
     c = split_configs(setup.split)
     forget_rows = load_config(setup.data, c["forget"])
     retain_rows = load_config(setup.data, c["retain"])
+    if "forget_alt" in views:
+        forget_rows = list(alternates(setup.benchmark, setup.split, setup.data, setup.fmt,
+                                      _plain_model(model), seed, device))
     return build_views(tok, setup.fmt, forget_rows, retain_rows, views, seed)
+
+
+def _plain_model(cfg: ModelConfig) -> ModelConfig:
+    """The model without LoRA (adapters start as the identity), so LoRA variants share a cache."""
+    return ModelConfig(cfg.path, cfg.dtype, cfg.attn_implementation, cfg.trust_remote_code)
+
+
+@functools.cache
+def alternates(benchmark: str, split: str, data: str, fmt: PromptFormat, model: ModelConfig,
+               seed: int, device: torch.device) -> tuple[dict, ...]:
+    """AltPO's forget rows with an `alternate` answer sampled once from the target model, cached
+    per process so sweep trials reuse them. Built-in tiny models answer the plain question; real
+    (instruction-tuned) targets are asked to rewrite the answer (altpo.make_alternates)."""
+    rows = load_config(data, split_configs(split)["forget"])
+    tok = load_tokenizer(model.path, model.trust_remote_code)
+    target = load_model(model, device)
+    instruct = not get_benchmark(benchmark).builtin
+    out = altpo.make_alternates(target, tok, fmt, rows, seed=seed, instruct=instruct)
+    del target
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -113,8 +151,8 @@ def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | 
              ) -> Context:
     setup = resolve(benchmark, split, model=model.path if model else None, data=data,
                     retain_model=retain_model, retain_logs=retain_logs)
-    tok = load_tokenizer(model.path if model else setup.target_model,
-                         model.trust_remote_code if model else False)
+    model = model or ModelConfig(setup.target_model)
+    tok = load_tokenizer(model.path, model.trust_remote_code)
     evaluation = eval_data(setup)
     if reference_path:
         reference = RetainReference.load(Path(reference_path), split)
@@ -123,7 +161,7 @@ def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | 
     if len(reference.forget_truth_ratio) != len(evaluation.forget):
         raise UserError(f"the retain reference has {len(reference.forget_truth_ratio)} forget "
                         f"samples but {split} has {len(evaluation.forget)}: one for another split?")
-    forget, retain = training_examples(setup, tok, views, seed)
+    forget, retain = training_examples(setup, tok, views, seed, model, device)
     if not forget:
         raise UserError(f"split {split} has no forget rows")
     return Context(setup, tok, evaluation, reference, forget, retain)
@@ -144,6 +182,8 @@ def run_job(
     """Evaluate, unlearn, evaluate. With eval_every = k > 0 the model is evaluated after every k-th
     epoch and the last; `on_epoch(epoch, metrics, state)` then sees each evaluation with the
     resumable loop state, and the last one is `after`. `resume` continues an interrupted run."""
+    check_paths(model=job.model.path if job.model else None, data=job.data,
+                retain_model=job.retain_model)  # before any built-in benchmark is built
     method = get_method(job.method)
     hp = method.make_hparams(job.hparams)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -161,7 +201,7 @@ def run_job(
     last: list[tuple[dict, dict]] = []
 
     def epoch_end(epoch: int, m: torch.nn.Module, state: LoopState) -> None:
-        if epoch % eval_every and epoch != job.train.epochs:
+        if epoch % eval_every and epoch != job.train.last_epoch:
             return
         metrics, ps = evaluate(m)
         last[:] = [(metrics, ps)]
@@ -182,6 +222,7 @@ def evaluate_model(
     trust_remote_code: bool = False, device: torch.device | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Aggregate metrics and per-sample values of a saved model on one benchmark split."""
+    check_paths(model=path, data=data, retain_model=retain_model)
     setup = resolve(benchmark, split, model=path, data=data, retain_model=retain_model,
                     retain_logs=retain_logs)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -197,7 +238,7 @@ def job_record(job: JobConfig, res: JobResult) -> dict:
     """Everything needed to reproduce and compare a run, as plain JSON."""
     t = res.train
     return {
-        "job": dataclasses.asdict(job),
+        "job": job_to_dict(job),
         "train": {"optimizer_steps": t.optimizer_steps, "effective_batch": t.effective_batch,
                   "world_size": t.world_size, "seed": t.seed, "epochs": t.epochs,
                   "wall_time_s": t.wall_time_s, "logs": t.logs},

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from unlearn_core.errors import UserError
+from unlearn_core.paths import check_model_path
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,6 @@ def resolve_attention(cfg: ModelConfig, device: torch.device, dtype: torch.dtype
     if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
-
-
-def check_model_path(path: str) -> None:
-    """A local path must exist; anything else must look like a hub id `org/name`."""
-    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
-    if looks_local and not (Path(path).expanduser() / "config.json").is_file():
-        raise UserError(f"model path {path!r} is not a model folder (no config.json there)")
-    if not looks_local and path.count("/") != 1:
-        raise UserError(f"model {path!r} is neither a local folder nor a hub id like 'org/name'")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

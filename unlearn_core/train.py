@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -34,15 +34,27 @@ class TrainConfig:
     schedule: str = "linear"
     max_grad_norm: float = 1.0  # 0 disables clipping
     seed: int = 0
+    # stop after this many epochs of an `epochs`-long schedule (warmup, decay and total steps
+    # still follow `epochs`), to reproduce a sweep trial evaluated mid-schedule; None: all
+    stop_after: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("lr", "epochs", "batch_size", "grad_accum"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
+            raise UserError(
+                f"stop_after must be None or in [1, epochs={self.epochs}], got {self.stop_after}"
+            )
         if self.weight_decay < 0 or self.warmup_epochs < 0 or self.max_grad_norm < 0:
             raise UserError("weight_decay, warmup_epochs and max_grad_norm must be >= 0")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch training ends after: stop_after if set, else epochs."""
+        return self.epochs if self.stop_after is None else self.stop_after
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ class TrainResult:
     effective_batch: int
     world_size: int
     seed: int
-    epochs: int
+    epochs: int  # epochs trained (TrainConfig.last_epoch), of a schedule for TrainConfig.epochs
     wall_time_s: float
     logs: list[dict] = field(default_factory=list)  # one entry per optimizer step
 
@@ -150,7 +162,8 @@ def unlearn(
     progress: bool = False,
     resume: LoopState | None = None,
 ) -> TrainResult:
-    """Run `method` on (forget, retain) for cfg.epochs; raises TrialDiverged on a non-finite loss.
+    """Run `method` on (forget, retain) for cfg.last_epoch epochs of a cfg.epochs schedule; raises
+    TrialDiverged on a non-finite loss.
 
     forget: encoded examples, each a dict of named encodings ({"forget": {...}, ...});
     retain: encoded examples of the retain set ({"retain": {...}, ...}); empty if unused.
@@ -161,32 +174,27 @@ def unlearn(
     per_epoch = steps_per_epoch(len(forget), cfg, world)
     if per_epoch == 0:
         raise UserError(f"the forget set ({len(forget)} rows) is smaller than one batch per device")
-    total = per_epoch * cfg.epochs
     if method.prepare is not None:
         model = method.prepare(model, hp)
     params = [p for p in model.parameters() if p.requires_grad]
-    if method.optimizer is not None:
-        opt = method.optimizer(params, cfg, hp)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_lambda(cfg, total, int(cfg.warmup_epochs * per_epoch))
-    )
+    opt, sched = _optimizer(method, hp, cfg, params, per_epoch)
     order_gen = torch.Generator().manual_seed(cfg.seed)  # identical on every rank
     pair_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + 1 + rank)  # one per rank
     step, first_epoch, logs = 0, 0, []
     if resume is not None:
+        # after the scheduler exists: its constructor resets the optimizer's lr, which the
+        # loaded optimizer and scheduler states then overwrite with the interrupted run's
         model.load_state_dict(resume.model, strict=False)
-        opt.load_state_dict(resume.optimizer)
-        sched.load_state_dict(resume.scheduler)
-        order_gen.set_state(resume.order_gen)
-        pair_gen.set_state(resume.pair_gen)
+        opt.load_state_dict(copy.deepcopy(resume.optimizer))
+        sched.load_state_dict(copy.deepcopy(resume.scheduler))
+        order_gen.set_state(resume.order_gen.clone())
+        pair_gen.set_state(resume.pair_gen.clone())
         step, first_epoch, logs = resume.step, resume.epoch, list(resume.logs)
     model, opt = acc.prepare(model, opt)
     start = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="unlearn",
+    bar = tqdm(total=per_epoch * cfg.last_epoch, initial=step, desc="unlearn",
                disable=not progress or not acc.is_main_process)
-    for epoch in range(first_epoch, cfg.epochs):
+    for epoch in range(first_epoch, cfg.last_epoch):
         model.train()
         micro = epoch_batches(len(forget), len(retain), cfg, order_gen, pair_gen, rank, world)
         for first in range(0, len(micro), cfg.grad_accum):
@@ -205,9 +213,9 @@ def unlearn(
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
-            state = LoopState(epoch + 1, step, _model_state(plain), opt.state_dict(),
-                              sched.state_dict(), order_gen.get_state(), pair_gen.get_state(),
-                              list(logs))
+            state = LoopState(epoch + 1, step, _model_state(plain),
+                              copy.deepcopy(opt.state_dict()), copy.deepcopy(sched.state_dict()),
+                              order_gen.get_state(), pair_gen.get_state(), list(logs))
             on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
     bar.close()
     model.eval()
@@ -218,11 +226,23 @@ def unlearn(
         effective_batch=cfg.batch_size * cfg.grad_accum * world,
         world_size=world,
         seed=cfg.seed,
-        epochs=cfg.epochs,
+        epochs=cfg.last_epoch,
         wall_time_s=time.perf_counter() - start,
         logs=logs,
     )
 
+
+def _optimizer(method: Method, hp: object, cfg: TrainConfig, params: list[torch.nn.Parameter],
+               per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The method's optimizer (AdamW unless it brings one) and the LR schedule, both sized for the
+    full cfg.epochs even when training stops earlier (cfg.stop_after)."""
+    if method.optimizer is not None:
+        opt = method.optimizer(params, cfg, hp)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = int(cfg.warmup_epochs * per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, per_epoch * cfg.epochs, warmup))
+    return opt, sched
 
 
 def _accumulate(acc: Accelerator, model, method: Method, hp, ref_model, batches: list[dict],

@@ -1,0 +1,16 @@
+"""Search space for ME+GD: optimiser knobs, entropy weight gamma and retain weight alpha."""
+
+from __future__ import annotations
+
+import optuna
+
+from search_spaces._common import Range, SpaceOptions, suggest, suggest_optimizer
+
+
+def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
+    return suggest_optimizer(trial, opts) | {
+        # closer-look forget_coeff 0.1 (TOFU), 0.5 (real-world), 1.0 (continual, DualOptim)
+        "gamma": suggest(trial, "gamma", Range(0.05, 1.0, log=True), opts),
+        # closer-look regularization_coeff 1; widened both ways as open-unlearning's {1, 2, 5}
+        "alpha": suggest(trial, "alpha", Range(0.1, 10.0, log=True), opts),
+    }

@@ -1,0 +1,90 @@
+"""benchmarks/bench_gpu.py at its tiny CPU size, run as a user runs it: every figure it reports
+for full fine-tuning, LoRA, evaluation and packing 1 and 2 trials is finite and positive, the JSON
+agrees with the printed table, and a bad --packs is a one-line user error (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "bench_gpu.py"
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+
+
+def positive(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_tiny_bench_reports_positive_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_bench(
+        "--size",
+        "tiny",
+        "--epochs",
+        "1",
+        "--n-forget",
+        "32",
+        "--n-retain",
+        "32",
+        "--eval-batch",
+        "32",
+        "--packs",
+        "1,2",
+        "--json",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(out.read_text())
+    assert r["device"] == "cpu" and r["peak_spec_tflops"] is None
+    for mode in ("full", "lora"):
+        m = r["modes"][mode]
+        assert m["mode"] == mode and m["epochs"] == 1 and m["optimizer_steps"] == 1
+        for key in (
+            "trial_s",
+            "train_tokens",
+            "ref_tokens",
+            "train_tokens_per_s",
+            "flops",
+            "mfu_measured",
+        ):
+            assert positive(m[key]), (mode, key, m[key])
+        # both halves of each NPO batch were counted: forget rows and their retain partners
+        assert m["train_tokens"] > m["ref_tokens"]
+    assert positive(r["eval"]["tokens_per_s"]) and r["eval"]["sequences"] == 64
+    assert [p["k"] for p in r["packing"]] == [1, 2]
+    for p in r["packing"]:
+        assert len(p["trials"]) == p["k"]
+        for key in (
+            "wall_s",
+            "trials_per_hour",
+            "speedup",
+            "agg_train_tokens_per_s",
+            "agg_mfu_measured",
+        ):
+            assert positive(p[key]), (p["k"], key, p[key])
+    assert r["packing"][0]["speedup"] == 1.0
+    table = proc.stdout
+    assert "full " in table and "lora " in table and "packing LoRA trials (process)" in table
+    assert table.count("target ") == 2 and f"{r['packing'][1]['trials_per_hour']:.1f}" in table
+
+
+def test_packs_without_one_is_a_user_error():
+    proc = run_bench("--size", "tiny", "--packs", "2,4")
+    assert proc.returncode == 2
+    assert "--packs must include 1" in proc.stderr and "Traceback" not in proc.stderr

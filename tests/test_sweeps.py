@@ -1,0 +1,144 @@
+"""Real sweeps on the small built-in benchmark through the command line (real Ray, real Optuna, CPU):
+a multi-objective sweep whose study matches Ray's results, a forced-NaN trial that ends FAILED, a
+killed trial retried from its checkpoint, a killed driver resumed with no trial lost or
+duplicated, and the analysis and export of a real experiment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow
+
+
+def sweep_cmd(*args: str) -> list[str]:
+    # epochs fixed at 2 keep each trial to a few seconds on 2 CPU cores
+    return [sys.executable, "-m", "sweeps.cli", "sweep", "--benchmark", "tiny-tofu-small",
+            "--split", "forget10", "--fix", "epochs=2", "--max-concurrent", "2", *args]
+
+
+def load_study(home, method="npo"):
+    from sweeps.search import journal
+
+    return optuna.load_study(study_name=method,
+                             storage=journal(home / "optuna" / f"{method}.journal"))
+
+
+def results(home, method="npo"):
+    return [json.loads(line) for line in (home / "results" / f"{method}.jsonl").open()]
+
+
+@pytest.fixture(scope="module")
+def fault_sweep(tmp_path_factory, small_benchmark):
+    """5 trials; the 2nd to start gets a NaN loss, the 3rd is SIGKILLed mid-epoch 2."""
+    out = tmp_path_factory.mktemp("sweeps")
+    env = {**os.environ, "UNLEARN_SWEEP_FAULTS": "nan@1,kill@2"}
+    run = subprocess.run(sweep_cmd("--method", "npo", "--trials", "5", "--output", str(out),
+                                   "--name", "faults"),
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out / "faults", run
+
+
+def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
+    home, _ = fault_sweep
+    study = load_study(home)
+    states = [t.state for t in study.trials]
+    assert len(states) == 5 and TrialState.RUNNING not in states
+    assert states.count(TrialState.COMPLETE) == 4 and states.count(TrialState.FAIL) == 1
+    failed = next(t for t in study.trials if t.state == TrialState.FAIL)
+    assert "loss became non-finite" in failed.user_attrs["failure"]
+    rows = results(home)
+    for t in study.trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        ray_id = t.user_attrs["ray_trial_id"]
+        last = [r for r in rows if r["event"] == "result" and r["trial_id"] == ray_id][-1]
+        assert t.values == [last["log10_forget_quality"], last["model_utility"]]
+        assert t.params == {k: v for k, v in last["params"].items() if k in t.params}
+        assert t.constraints == {"utility_floor": last["utility_violation"]}
+    # the diverged trial reported the cause, never objective values
+    diverged = [r for r in rows if r.get("diverged")]
+    assert len(diverged) == 1 and "log10_forget_quality" not in diverged[0]
+    # the defaults were evaluated first
+    first = study.trials[0].params
+    assert first["lr"] == 1e-3 and first["beta"] == 0.1 and first["alpha"] == 1.0
+
+
+def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
+    home, _ = fault_sweep
+    rows = results(home)
+    retried = {r["trial_id"] for r in rows if r["event"] == "retry"}
+    assert len(retried) == 1
+    (tid,) = retried
+    epochs = [r["epoch"] for r in rows if r["event"] == "result" and r["trial_id"] == tid]
+    assert epochs == [1, 2]  # epoch 1 was not trained again: the retry restored its checkpoint
+    steps = [r["optimizer_steps"] for r in rows if r["event"] == "result" and r["trial_id"] == tid]
+    assert steps[1] == 2 * steps[0]
+    every = [r for r in rows if r["event"] == "result" and "seeds" in r]
+    for r in every:  # each row carries what reproduces it
+        assert {"method", "hp/lr", "hp/beta", "seeds", "effective_batch", "optimizer_steps",
+                "world_size", "epoch", "wall_time_s", "device", "version"} <= set(r)
+
+
+def test_real_sweep_is_analysed_and_exported(fault_sweep):
+    from sweeps.cli import main
+
+    home, _ = fault_sweep
+    assert main(["analyze", str(home)]) == 0
+    for stem in ("pareto", "hypervolume", "params-npo", "importance"):
+        assert (home / "analysis" / f"{stem}.png").stat().st_size > 0, stem
+        assert (home / "analysis" / f"{stem}.html").stat().st_size > 0, stem
+    md = (home / "report.md").read_text()
+    assert "| npo | 5 |" in md and "## Pareto fronts per series" in md
+
+    assert main(["export", str(home), "--rule", "knee"]) == 0
+    doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
+    assert doc == json.loads((home / "best" / "npo.json").read_text())
+    assert doc["split"] == "forget10"
+    assert set(doc["hparams"]) == {"beta", "alpha", "gamma"}
+    row = next(r for r in reversed(results(home)) if r["event"] == "result"
+               and r["trial_id"] == doc["trial_id"] and r["epoch"] == doc["epoch"])
+    assert doc["metrics"]["forget_quality"] == row["forget_quality"]
+    assert doc["objectives"]["model_utility"] == row["model_utility"]
+
+
+def test_killed_driver_is_resumed_without_loss_or_duplicates(tmp_path, small_benchmark):
+    cmd = sweep_cmd("--method", "grad_diff", "--trials", "4", "--output", str(tmp_path),
+                    "--name", "resume")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    log = tmp_path / "resume" / "results" / "grad_diff.jsonl"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:  # kill the driver (and its Ray) after the first trial ends
+            if log.is_file() and '"event": "complete"' in log.read_text():
+                break
+            assert proc.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial completed in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    run = subprocess.run([sys.executable, "-m", "sweeps.cli", "resume", str(tmp_path / "resume")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = load_study(tmp_path / "resume", "grad_diff")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 4
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+    configs = [tuple(sorted(t.params.items())) for t in done]
+    assert len(set(configs)) == 4
+    rows = results(tmp_path / "resume", "grad_diff")
+    completes = [r["trial_id"] for r in rows if r["event"] == "complete"]
+    assert len(completes) == len(set(completes)) == 4
