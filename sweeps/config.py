@@ -89,6 +89,7 @@ def check_space(method: str, opts: SpaceOptions) -> None:
     if method not in SPACES:
         raise UserError(f"method {method!r} has no search space yet; sweepable: {', '.join(SPACES)}")
     space = SPACES[method]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(0))
     trial = study.ask()
     params = space(trial, SpaceOptions(opts.preset))
@@ -106,7 +107,9 @@ def check_space(method: str, opts: SpaceOptions) -> None:
         else:
             ok = isinstance(value, type(default))
         if not ok:
-            raise UserError(f"--fix {name}={value!r}: expected a {type(default).__name__}")
+            kind = {"int": "an integer", "float": "a number"}.get(type(default).__name__,
+                                                                  f"a {type(default).__name__}")
+            raise UserError(f"--fix {name}={value!r}: expected {kind}")
     get_method(method).make_hparams({k: v for k, v in params.items() if k in hparam_names(method)})
 
 

@@ -82,6 +82,7 @@ def check_storage(storage: str | None) -> None:
             raise UserError(f"storage {storage!r} is not usable: {str(e).splitlines()[0]}") from e
         return
     path = Path(storage).expanduser().absolute()
+    created = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".unlearn_sweep_write_test"
@@ -89,6 +90,10 @@ def check_storage(storage: str | None) -> None:
         probe.unlink()
     except OSError as e:
         raise UserError(f"storage {storage!r} is not writable: {e.strerror}") from None
+    finally:  # a probe only: leave no folder behind
+        for p in created:
+            if p.is_dir():
+                p.rmdir()
 
 
 def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
@@ -266,10 +271,12 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
     first = cfgs[0]
     check_address(first.address)
     check_storage(first.storage or str(home.parent))
-    prepare_home(home, cfgs, name)
+    if (home / MANIFEST).exists() or (home.exists() and any(home.iterdir())):
+        prepare_home(home, cfgs, name)  # refuses, naming why, before Ray starts
     init_ray(first.address)
     for cfg in cfgs:
-        slots(cfg)  # GPUs/CPUs per trial against the cluster, before any trial starts
+        slots(cfg)  # GPUs/CPUs per trial against the cluster, before anything is written
+    prepare_home(home, cfgs, name)
     for cfg in cfgs:
         run_method(cfg, home)
     return home

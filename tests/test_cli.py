@@ -25,9 +25,9 @@ BAD = [
     (["unlearn", "--method", "npo", "--batch-size", "0"], "batch_size must be positive"),
     (["unlearn", "--method", "npo", "--hp", "zeta=1"], "npo has no hyperparameter 'zeta'"),
     (["unlearn", "--method", "npo", "--hp", "beta=-1"], "beta must be > 0"),
-    (["unlearn", "--method", "npo", "--model", "/no/such/model"], "not a model folder"),
+    (["unlearn", "--method", "npo", "--model", "/no/such/model"], "/no/such/model"),
     (["unlearn", "--method", "npo", "--lr", "abc"], "invalid float value"),
-    (["evaluate", "--model", "/no/such/model"], "not a model folder"),
+    (["evaluate", "--model", "/no/such/model"], "/no/such/model"),
     (["prepare", "mmlu"], "unknown built-in benchmark"),
     (["frobnicate"], "invalid choice"),
 ]
@@ -59,10 +59,53 @@ def test_data_folder_missing_field_or_config(tmp_path, small_benchmark):
     assert out.stderr.strip() == (f"error: {data} config 'forget10_perturbed' row 3 lacks field "
                                   "'paraphrased_answer'; required: question, answer, "
                                   "paraphrased_answer, perturbed_answer")
+    rows[3]["paraphrased_answer"] = "restored"
+    (data / "forget10_perturbed.json").write_text(json.dumps(rows))
     (data / "holdout10.json").unlink()
     out = cli("evaluate", "--model", str(small_benchmark["target"]), "--benchmark", "tofu",
               "--data", str(data), "--retain-model", str(small_benchmark["retain"]))
     assert out.returncode == 2 and "has no config 'holdout10'" in out.stderr
+
+
+SWEEP = ["sweep", "--benchmark", "tiny-tofu-small", "--output", "exp", "--trials", "2"]
+BAD_SWEEPS = [
+    (["--method", "nope"], "unknown method 'nope'"),
+    (["--method", "npo", "--sampler", "foo"], "unknown sampler 'foo'"),
+    (["--method", "npo", "--space", "lr=1e-3:1e-4:log"], "empty range: low 0.001 > high 0.0001"),
+    (["--method", "npo", "--space", "lr=0:1e-3:log"], "log-scale range needs a positive low"),
+    (["--method", "npo", "--space", "lr=abc"], "--space expects NAME=LOW:HIGH"),
+    (["--method", "npo", "--fix", "epochs=2.5"], "--fix epochs=2.5: expected an integer"),
+    (["--method", "npo", "--fix", "zeta=1"], "npo searches no parameter 'zeta'"),
+    (["--method", "npo", "--objectives", "forget_quality,bogus"], "unknown objective 'bogus'"),
+    (["--method", "npo", "--gpus-per-trial", "1"], "--gpus-per-trial 1.0 but the cluster has 0"),
+    (["--method", "npo", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster"),
+    (["--method", "npo", "--storage", "/proc/nope"], "storage '/proc/nope' is not writable"),
+    (["--method", "npo", "--trials", "0"], "trials must be >= 1"),
+    (["--config", "missing.yaml"], "sweep file 'missing.yaml' does not exist"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_SWEEPS, ids=[" ".join(a) for a, _ in BAD_SWEEPS])
+def test_bad_sweeps_fail_before_any_trial(args, message, tmp_path):
+    out = cli(*SWEEP, *args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []  # no experiment folder was started
+
+
+def test_existing_experiment_with_other_config_is_refused(tmp_path):
+    home = tmp_path / "exp" / "mine"
+    home.mkdir(parents=True)
+    manifest = {"tool": "unlearn-sweep", "version": "0.1.0", "name": "mine", "sweeps": []}
+    (home / "unlearn_sweep.json").write_text(__import__("json").dumps(manifest))
+    before = (home / "unlearn_sweep.json").read_text()
+    out = cli(*SWEEP, "--method", "npo", "--name", "mine", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "exists with a different configuration" in out.stderr
+    assert (home / "unlearn_sweep.json").read_text() == before
+    out = cli("resume", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2 and "is not an unlearn-sweep experiment" in out.stderr
 
 
 def test_existing_output_is_never_overwritten(tmp_path):
