@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
 
     p = sub.add_parser("unlearn", help="run one unlearning job and print metrics before/after")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", help="a method (see `unlearn-sweep methods`)")
+    p.add_argument("--config", help="an exported config (best/<method>.yaml) to run again")
     p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                    help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable)")
     _add_model_args(p)
@@ -239,11 +240,75 @@ def _eval_config(args: argparse.Namespace):
     return EvalConfig(batch_size=args.eval_batch_size, generate=not args.no_generate)
 
 
+EXPORT_KEYS = {"method", "benchmark", "split", "hparams", "train", "model", "lora_r"}
+EXPORT_INFO = {"objectives", "metrics", "trial_id", "epoch", "version", "rule"}
+
+
+def job_from_export(path: str, args: argparse.Namespace):
+    """The JobConfig of an exported config (`export` writes them) and the metrics the sweep
+    measured; data and reference-model paths are not exported, so they come from the flags."""
+    import yaml
+
+    from unlearn_core.job import JobConfig
+    from unlearn_core.models import ModelConfig
+    from unlearn_core.train import TrainConfig
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config {path!r} does not exist; give an exported best/<method>.yaml")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    need = EXPORT_KEYS - {"model", "lora_r"}
+    if not isinstance(doc, dict) or not need <= set(doc):
+        raise UserError(f"{path} is not an exported config; it needs the keys "
+                        f"{', '.join(sorted(need))}")
+    unknown = sorted(set(doc) - EXPORT_KEYS - EXPORT_INFO)
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: "
+                        f"{', '.join(sorted(EXPORT_KEYS | EXPORT_INFO))}")
+    if args.method and args.method != doc["method"]:
+        raise UserError(f"--method {args.method} contradicts {path} (method {doc['method']})")
+    if not isinstance(doc["train"], dict) or not isinstance(doc["hparams"] or {}, dict):
+        raise UserError(f"{path}: train and hparams must be mappings")
+    try:
+        train = TrainConfig(**doc["train"])
+    except TypeError as e:
+        raise UserError(f"{path}: bad train section: {e}") from None
+    model = None
+    if doc.get("model") or doc.get("lora_r"):
+        from unlearn_core.benchmarks import resolve
+
+        base = doc.get("model") or resolve(doc["benchmark"], doc["split"]).target_model
+        model = ModelConfig(base, lora_r=int(doc.get("lora_r") or 0),
+                            trust_remote_code=args.trust_remote_code)
+    job = JobConfig(method=doc["method"], hparams=dict(doc["hparams"] or {}),
+                    benchmark=doc["benchmark"], split=doc["split"], train=train,
+                    eval=_eval_config(args), model=model, data=args.data,
+                    retain_model=args.retain_model, retain_logs=args.retain_logs)
+    return job, doc.get("metrics") or {}
+
+
 def cmd_unlearn(args: argparse.Namespace) -> None:
     from unlearn_core.job import JobConfig, run_job
     from unlearn_core.models import ModelConfig
     from unlearn_core.train import TrainConfig
 
+    if args.config:
+        job, expected = job_from_export(args.config, args)
+        out = _check_output(args.output)
+        res = run_job(job, progress=True)
+        _finish_unlearn(job, res, out)
+        shown = [k for k in SHOWN if k in expected and k in res.after]
+        if shown:
+            print(f"
+against what the sweep measured ({args.config}):")
+            for k in shown:
+                print(f"  {k:26s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
+        return
+    if not args.method:
+        raise UserError("give --method (see `unlearn-sweep methods`) or --config best/METHOD.yaml")
     train = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
                         grad_accum=args.grad_accum, weight_decay=args.weight_decay,
                         warmup_epochs=args.warmup_epochs, schedule=args.schedule, seed=args.seed)
@@ -258,8 +323,12 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
                     data=args.data, retain_model=args.retain_model, retain_logs=args.retain_logs)
     out = _check_output(args.output)
     res = run_job(job, eval_every=1 if args.eval_every_epoch else 0, progress=True)
+    _finish_unlearn(job, res, out)
+
+
+def _finish_unlearn(job, res, out: Path | None) -> None:
     t = res.train
-    print(f"{args.method}: {t.optimizer_steps} optimizer steps, effective batch {t.effective_batch}, "
+    print(f"{job.method}: {t.optimizer_steps} optimizer steps, effective batch {t.effective_batch}, "
           f"world size {t.world_size}, seed {t.seed}, {t.wall_time_s:.1f} s")
     _print_metrics(res.before, res.after)
     if out is not None:

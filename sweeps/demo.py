@@ -1,28 +1,47 @@
-"""`make demo`: build the built-in benchmark (first run only), unlearn it once with NPO, and print
-the TOFU metrics before and after."""
+"""`make demo`: build the built-in benchmark (first run only), sweep the main methods with a small
+budget in parallel on the available CPUs, analyse the experiment, export the best configs, and
+print where the plots, the report and the configs are."""
 
 from __future__ import annotations
 
+import datetime
 import sys
 import time
+from pathlib import Path
 
 from sweeps.cli import main as cli
 
-DEMO = ["unlearn", "--method", "npo", "--benchmark", "tiny-tofu", "--split", "forget10",
-        "--lr", "1e-3", "--epochs", "5", "--batch-size", "8", "--grad-accum", "4",
-        "--hp", "beta=0.1", "--hp", "alpha=1.0"]
+METHODS = ("grad_diff", "npo", "simnpo", "idk_dpo", "me_gd", "rmu")
+TRIALS = 4  # per method: the reference defaults first, then 3 chosen by TPE
 
 
 def main() -> int:
     start = time.perf_counter()
-    print("== preparing the built-in benchmark tiny-tofu (cached after the first run)")
-    code = cli(["prepare", "tiny-tofu", "--splits", "forget10"])
-    if code:
+    print("== preparing the built-in benchmark tiny-tofu (cached after the first run)", flush=True)
+    if code := cli(["prepare", "tiny-tofu", "--splits", "forget10"]):
         return code
-    print("\n== unlearning forget10 with NPO: unlearn-sweep " + " ".join(DEMO))
-    code = cli(DEMO)
+    name = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    home = Path("experiments") / name
+    sweep = ["sweep", "--method", ",".join(METHODS), "--benchmark", "tiny-tofu", "--split",
+             "forget10", "--trials", str(TRIALS), "--space", "epochs=1:4:int",
+             "--eval-every", "2", "--output", "experiments", "--name", name]
+    print(f"\n== sweeping {len(METHODS)} methods, {TRIALS} trials each: unlearn-sweep "
+          + " ".join(sweep[1:]), flush=True)
+    if code := cli(sweep):
+        return code
+    print("\n== analysing", flush=True)
+    if code := cli(["analyze", str(home)]):
+        return code
+    print("\n== exporting the knee point of each method's front", flush=True)
+    if code := cli(["export", str(home), "--rule", "knee"]):
+        return code
+    analysis = home / "analysis"
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
-    return code
+    print(f"  Pareto plot:      {analysis / 'pareto.png'}  (interactive: {analysis / 'pareto.html'})")
+    print(f"  report:           {home / 'report.md'}  and  {home / 'report.html'}")
+    print(f"  exported configs: {home / 'best'}/<method>.yaml  "
+          f"(rerun one: unlearn-sweep unlearn --config {home / 'best' / 'npo.yaml'})")
+    return 0
 
 
 if __name__ == "__main__":

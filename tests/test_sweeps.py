@@ -142,3 +142,25 @@ def test_killed_driver_is_resumed_without_loss_or_duplicates(tmp_path, small_ben
     rows = results(tmp_path / "resume", "grad_diff")
     completes = [r["trial_id"] for r in rows if r["event"] == "complete"]
     assert len(completes) == len(set(completes)) == 4
+
+
+def test_exported_config_reproduces_the_sweep(fault_sweep):
+    from sweeps.cli import main
+
+    home, _ = fault_sweep
+    assert main(["export", str(home), "--rule", "max-utility", "--min-forget-quality", "0"]) == 0
+    doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the threads a 1-CPU trial ran with
+    run = subprocess.run([sys.executable, "-m", "sweeps.cli", "unlearn", "--config",
+                          str(home / "best" / "npo.yaml")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    now = {}
+    for line in run.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[1] == "sweep" and parts[3] == "now":
+            now[parts[0]] = (float(parts[2]), float(parts[4]))
+    assert {"forget_quality", "model_utility", "forget_Q_A_ROUGE"} <= set(now)
+    for k, (sweep, again) in now.items():
+        assert again == pytest.approx(sweep, rel=1e-3), k
+    assert now["model_utility"][0] == pytest.approx(doc["metrics"]["model_utility"], rel=1e-3)
