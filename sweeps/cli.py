@@ -302,8 +302,7 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
         _finish_unlearn(job, res, out)
         shown = [k for k in SHOWN if k in expected and k in res.after]
         if shown:
-            print(f"
-against what the sweep measured ({args.config}):")
+            print(f"\nagainst what the sweep measured ({args.config}):")
             for k in shown:
                 print(f"  {k:26s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
         return
