@@ -5,9 +5,9 @@ scoring, MFU, and trials/hour when k LoRA trials share the GPU (as Ray's num_gpu
     PYTHONPATH=. python benchmarks/bench_gpu.py [--size 1b|small|tiny] [--packs 1,2,4]
         [--packer process|ray] [--epochs E] [--json PATH]
 
-Full fine-tuning runs in this process; packed trials run one spawned process each (a Ray trial is
-a process too), timed from a common barrier. `--size tiny` runs the same code on a CPU in seconds,
-which is what tests/test_bench_gpu.py does.
+Every timed trial runs in a fresh process (the project's GPU sweeps give each trial a new Ray
+actor); packed trials start together at a barrier. `--size tiny` runs the same code on a CPU in
+seconds, which is what tests/test_bench_gpu.py does.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -244,63 +244,63 @@ def eval_throughput(model, rows: list[dict], batch: int, n_params: int, device) 
     )
 
 
-def _worker(inbox, outbox) -> None:
-    """Run the specs sent to `inbox` one after another (models freed between them)."""
+def _worker(spec: TrialSpec, inbox, outbox) -> None:
+    """One trial in a fresh process; 'ready' once built, then the trial on 'go'."""
 
     def wait_for_go() -> None:
         outbox.put(("ready", None))
         if inbox.get() != "go":
             raise RuntimeError("round cancelled")
 
-    while (spec := inbox.get()) is not None:
-        try:
-            outbox.put(("done", run_trial(spec, wait_for_go)))
-        except Exception:
-            outbox.put(("error", traceback.format_exc()))
-            return
-        free_memory(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        outbox.put(("done", run_trial(spec, wait_for_go)))
+    except Exception:
+        outbox.put(("error", traceback.format_exc()))
 
 
-@contextmanager
-def process_packer(n: int) -> Iterator[Callable[[list[TrialSpec]], list[dict]]]:
-    """n spawned worker processes (CUDA cannot be forked), reused across rounds as Ray reuses its
-    workers; a round's trials start together once all have built their models."""
-    ctx = mp.get_context("spawn")
-    outbox, inboxes = ctx.Queue(), [ctx.Queue() for _ in range(n)]
-    procs = [ctx.Process(target=_worker, args=(q, outbox), daemon=True) for q in inboxes]
+def run_processes(specs: list[TrialSpec]) -> list[dict]:
+    """The specs together, one fresh process each, as the
+    project's GPU sweeps run each trial in a new Ray actor (reuse_actors is off there): every
+    trial pays its own cold caches (cuDNN attention plans per sequence length, allocator).
+    The trials start together once all have built their models and warmed up."""
+    # forkserver: children are forked from a server that imported the libraries but never touched
+    # CUDA (a CUDA context cannot be forked), so each starts in a second, not an import's time
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "transformers", "peft", "unlearn_core.train"])
+    outbox, inboxes = ctx.Queue(), [ctx.Queue() for _ in specs]
+    procs = [
+        ctx.Process(target=_worker, args=(s, q, outbox), daemon=True)
+        for s, q in zip(specs, inboxes, strict=True)
+    ]
     for p in procs:
         p.start()
 
-    def collect(k: int, kind: str) -> list:
-        msgs = [outbox.get(timeout=1800) for _ in range(k)]
+    def collect(kind: str) -> list:
+        msgs = [outbox.get(timeout=1800) for _ in specs]
         for tag, value in msgs:
             if tag == "error":
                 raise RuntimeError("a trial process failed:\n" + value)
             assert tag == kind, f"expected {kind!r} from a worker, got {tag!r}"
         return [value for _, value in msgs]
 
-    def run(specs: list[TrialSpec]) -> list[dict]:
-        for spec, q in zip(specs, inboxes, strict=False):
-            q.put(spec)
-        collect(len(specs), "ready")
-        for q in inboxes[: len(specs)]:
-            q.put("go")
-        return collect(len(specs), "done")
-
     try:
-        yield run
+        collect("ready")
+        for q in inboxes:
+            q.put("go")
+        return collect("done")
     finally:
         for q in inboxes:
-            q.put(None)
+            q.put(None)  # frees a worker still waiting for 'go' after another one failed
         for p in procs:
             p.join(timeout=60)
-            if p.is_alive():  # still waiting after a failed round
+            if p.is_alive():
                 p.terminate()
 
 
 @contextmanager
 def ray_packer(n: int, gpu: bool) -> Iterator[Callable[[list[TrialSpec]], list[dict]]]:
-    """Ray tasks with num_gpus=1/k each (num_cpus=1 on a CPU-only machine), started together."""
+    """Ray tasks with num_gpus=1/k each (num_cpus=1 on a CPU-only machine), started together;
+    max_calls=1 gives each trial a fresh worker process, as run_processes does."""
     import ray  # only for --packer ray; unlearn_core never imports it
 
     # address="local": a fresh instance, never a cluster some other program started here
@@ -324,7 +324,8 @@ def ray_packer(n: int, gpu: bool) -> Iterator[Callable[[list[TrialSpec]], list[d
             return run_trial(spec, wait)
 
         shape = dict(num_gpus=1 / k, num_cpus=0) if gpu else dict(num_cpus=1)
-        return ray.get([ray.remote(**shape)(trial).remote(s) for s in specs])
+        task = ray.remote(max_calls=1, **shape)(trial)
+        return ray.get([task.remote(s) for s in specs])
 
     try:
         yield run
@@ -504,7 +505,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict[int, list]]:
-    """The full fine-tuning trial (with evaluation) here, then each packing of LoRA trials."""
+    """The full fine-tuning trial (with evaluation), then each packing of LoRA trials, each trial
+    in a fresh process."""
     # One thread per trial on a CPU: that path exists for the test, and OpenMP's spin-waits make
     # two threads on a busy 2-core machine many times slower than one.
     cpu = device.type == "cpu"
@@ -518,16 +520,18 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict[
         args.answer_len,
         threads=1 if cpu else mp.cpu_count(),
     )
-    if args.epochs is None:
+    if args.epochs is None:  # here, in a process as cold as a trial's
         cal = run_trial(dataclasses.replace(base, lora_r=args.lora_r))
         epochs = max(1, min(20, round(args.trial_seconds / cal["trial_s"])))
         print(f"calibration: one LoRA epoch took {cal['trial_s']:.2f} s -> {epochs} epochs/trial")
         base = dataclasses.replace(base, epochs=epochs)
-    full = run_trial(dataclasses.replace(base, eval_batch=args.eval_batch))
+        del cal
+        free_memory(device)
+    full = run_processes([dataclasses.replace(base, eval_batch=args.eval_batch)])[0]
     print(f"full fine-tuning trial: {full['trial_s']:.2f} s")
-    free_memory(device)  # the packed trials below run in other processes
-    n = max(args.packs)
-    packer = ray_packer(n, not cpu) if args.packer == "ray" else process_packer(n)
+    packer = (
+        ray_packer(max(args.packs), not cpu) if args.packer == "ray" else nullcontext(run_processes)
+    )
     packed = {}
     with packer as run:
         for k in args.packs:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -85,6 +88,62 @@ class Progress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._line(trials, trial, "FAILED")
+
+
+STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+
+
+def _readable(path: Path) -> bool:
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        else:
+            with open(path, "rb") as f:
+                pickle.load(f)
+        return True
+    except Exception:  # truncated or empty: a write cut off by a kill
+        return False
+
+
+class StateBackup(Callback):
+    """Ray writes its experiment state in place, so a driver killed mid-write leaves it truncated
+    (seen: an empty experiment_state JSON, after which Ray silently starts a new experiment).
+    After each trial event, the last complete copy of each state file goes to `.backup/`
+    (write, then rename); `repair_state` puts it back before a resume."""
+
+    def __init__(self, exp_dir: str) -> None:
+        self.exp_dir = Path(exp_dir)
+
+    def _backup(self) -> None:
+        dest = self.exp_dir / ".backup"
+        dest.mkdir(exist_ok=True)
+        for pattern in STATE_FILES:
+            for path in self.exp_dir.glob(pattern):
+                if _readable(path):
+                    tmp = dest / f".{path.name}.tmp"
+                    shutil.copyfile(path, tmp)
+                    os.replace(tmp, dest / path.name)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._backup()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._backup()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._backup()
+
+
+def repair_state(exp_dir: Path) -> list[str]:
+    """Replace unreadable Ray state files by their last complete backup; names what it replaced."""
+    fixed = []
+    for pattern in STATE_FILES:
+        for path in exp_dir.glob(pattern):
+            backup = exp_dir / ".backup" / path.name
+            if not _readable(path) and backup.is_file():
+                shutil.copyfile(backup, path)
+                fixed.append(path.name)
+    return fixed
 
 
 def _params(config: dict) -> dict:

@@ -193,7 +193,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started."""
     from ray import tune
 
-    from sweeps.callbacks import Progress, ResultsLog
+    from sweeps.callbacks import Progress, ResultsLog, StateBackup, _readable, repair_state
     from sweeps.search import journal, make_searcher
     from sweeps.trainable import trainable
 
@@ -202,19 +202,28 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
     fn = tune.with_resources(trainable, resources)
+    reference, target_utility = reference_and_target(cfg, home)  # computed once, then read
+    floor = cfg.utility_floor * target_utility
+    constants = {"sweep": to_dict(cfg), "reference": reference, "utility_floor": floor,
+                 "experiment": str(home)}
+    local = "://" not in exp_dir
+    if local and Path(exp_dir).is_dir():
+        for name in repair_state(Path(exp_dir)):
+            log.warning("%s was cut off by the interruption; restored its last complete copy", name)
+        broken = [p.name for p in Path(exp_dir).glob("experiment_state-*.json") if not _readable(p)]
+        if broken:
+            raise UserError(f"{exp_dir}/{broken[0]} is corrupted and has no complete backup; "
+                            "the finished trials stay in the study and results, start a new sweep")
     if tune.Tuner.can_restore(exp_dir):
+        # the constants are passed again: trials the restored searcher creates need them
         tuner = tune.Tuner.restore(exp_dir, trainable=fn, resume_unfinished=True,
-                                   resume_errored=False)
+                                   resume_errored=False, param_space=constants)
     else:
-        reference, target_utility = reference_and_target(cfg, home)
         keys = [o.key for o in get_objectives(list(cfg.objectives))]
         modes = [o.mode for o in get_objectives(list(cfg.objectives))]
         searcher = make_searcher(cfg.method, cfg.sampler, cfg.seed, cfg.space_options(), keys,
                                  modes, journal(journal_path(home, cfg.method)),
                                  study_name(cfg.method), defaults_point(cfg))
-        floor = cfg.utility_floor * target_utility
-        constants = {"sweep": to_dict(cfg), "reference": reference, "utility_floor": floor,
-                     "experiment": str(home)}
         n = slots(cfg)
         tuner = tune.Tuner(
             fn,
@@ -228,7 +237,8 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 callbacks=[ResultsLog(str(results_path(home, cfg.method)), cfg.method),
-                           Progress(cfg.method, cfg.trials)],
+                           Progress(cfg.method, cfg.trials)]
+                + ([StateBackup(exp_dir)] if local else []),
             ),
         )
     tuner.fit()

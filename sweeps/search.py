@@ -60,6 +60,13 @@ class UnlearnSearch(OptunaSearch):
     instead of leaving them RUNNING (Ray logs the tell error and moves on), and (2) forwards the
     utility-floor violation as an Optuna constraint (feasible iff <= 0)."""
 
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        # The pickled sampler can be older than the study (the driver was killed between two
+        # saves): fresh random numbers keep it from suggesting a configuration a second time.
+        for sampler in {id(s): s for s in (self._sampler, self._ot_study.sampler) if s}.values():
+            sampler.reseed_rng()
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
