@@ -95,9 +95,9 @@ STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-s
 
 def _readable(path: Path) -> bool:
     try:
-        if path.suffix == ".json":
+        if path.name.startswith("experiment_state"):
             json.loads(path.read_text())
-        else:
+        else:  # the search generator's and the searcher's states are pickles
             with open(path, "rb") as f:
                 pickle.load(f)
         return True
@@ -105,45 +105,54 @@ def _readable(path: Path) -> bool:
         return False
 
 
+def _state_files(folder: Path) -> list[Path]:
+    return sorted(p for pattern in STATE_FILES for p in folder.glob(pattern))
+
+
 class StateBackup(Callback):
-    """Ray writes its experiment state in place, so a driver killed mid-write leaves it truncated
-    (seen: an empty experiment_state JSON, after which Ray silently starts a new experiment).
-    After each trial event, the last complete copy of each state file goes to `.backup/`
-    (write, then rename); `repair_state` puts it back before a resume."""
+    """Ray rewrites its experiment state in place, so a driver killed mid-write leaves it
+    truncated (seen: an empty experiment_state JSON, after which Ray silently starts a new
+    experiment). After every step that changed it, a complete and consistent copy of the three
+    state files goes to `.backup/` (written aside, then swapped in); `repair_state` restores it."""
 
     def __init__(self, exp_dir: str) -> None:
         self.exp_dir = Path(exp_dir)
+        self.seen: tuple = ()
 
-    def _backup(self) -> None:
-        dest = self.exp_dir / ".backup"
-        dest.mkdir(exist_ok=True)
-        for pattern in STATE_FILES:
-            for path in self.exp_dir.glob(pattern):
-                if _readable(path):
-                    tmp = dest / f".{path.name}.tmp"
-                    shutil.copyfile(path, tmp)
-                    os.replace(tmp, dest / path.name)
-
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._backup()
-
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._backup()
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._backup()
+    def on_step_end(self, iteration, trials, **info) -> None:
+        files = _state_files(self.exp_dir)
+        stamp = tuple((p.name, p.stat().st_mtime_ns) for p in files)
+        if stamp == self.seen or not files or not all(_readable(p) for p in files):
+            return
+        new, cur, old = (self.exp_dir / n for n in (".backup.new", ".backup", ".backup.old"))
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
+        for p in files:
+            shutil.copyfile(p, new / p.name)
+        shutil.rmtree(old, ignore_errors=True)
+        if cur.exists():
+            os.replace(cur, old)
+        os.replace(new, cur)
+        shutil.rmtree(old, ignore_errors=True)
+        self.seen = stamp
 
 
 def repair_state(exp_dir: Path) -> list[str]:
-    """Replace unreadable Ray state files by their last complete backup; names what it replaced."""
-    fixed = []
-    for pattern in STATE_FILES:
-        for path in exp_dir.glob(pattern):
-            backup = exp_dir / ".backup" / path.name
-            if not _readable(path) and backup.is_file():
-                shutil.copyfile(backup, path)
-                fixed.append(path.name)
-    return fixed
+    """If any Ray state file is unreadable, put back the last consistent backup of all of them
+    (trials started after it are unknown to Ray: the study records them as lost, and the sweep
+    runs others in their place). Returns the names it replaced."""
+    files = _state_files(exp_dir)
+    if all(_readable(p) for p in files):
+        return []
+    backup = next((b for b in (exp_dir / ".backup", exp_dir / ".backup.new", exp_dir / ".backup.old")
+                   if b.is_dir() and _state_files(b)), None)
+    if backup is None:
+        return []
+    for p in files:
+        p.unlink()
+    for b in _state_files(backup):
+        shutil.copyfile(b, exp_dir / b.name)
+    return [p.name for p in files]
 
 
 def _params(config: dict) -> dict:
