@@ -155,6 +155,58 @@ def repair_state(exp_dir: Path) -> list[str]:
     return [p.name for p in files]
 
 
+class DriverMemory(Callback):
+    """After each trial ends, appends the driver's resident memory and the number of finished
+    trials to `<experiment>/driver_memory.jsonl`: the soak checks the driver does not grow."""
+
+    def __init__(self, path: str, method: str) -> None:
+        self.path = path
+        self.method = method
+
+    def _write(self, trials, trial) -> None:
+        import psutil  # a dependency of accelerate and peft
+
+        finished = sum(t is trial or t.status in ("TERMINATED", "ERROR") for t in trials)
+        row = {"method": self.method, "finished": finished, "pid": os.getpid(),
+               "rss_mb": psutil.Process().memory_info().rss / 2**20, "time": time.time()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._write(trials, trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._write(trials, trial)
+
+
+def check_checkpoints(exp_dir: Path) -> None:
+    """Before a restore: the checkpoint each unfinished trial will continue from must be a
+    complete torch file (zip CRCs checked), or the resume stops here with one line."""
+    import zipfile
+
+    from unlearn_core.errors import UserError
+
+    for state in exp_dir.glob("experiment_state-*.json"):
+        for trial_json, meta_json in json.loads(state.read_text())["trial_data"]:
+            trial, meta = json.loads(trial_json), json.loads(meta_json)
+            name = (meta.get("last_result") or {}).get("checkpoint_dir_name")
+            if trial["status"] in ("TERMINATED", "ERROR") or not name:
+                continue
+            path = exp_dir / trial["relative_logdir"] / name / "state.pt"
+            try:
+                with zipfile.ZipFile(path) as z:
+                    member = z.testzip()
+                why = None if member is None else f"bad CRC in {member}"
+            except OSError as e:
+                why = e.strerror or str(e)
+            except (zipfile.BadZipFile, EOFError) as e:
+                why = str(e) or type(e).__name__
+            if why is not None:
+                raise UserError(f"checkpoint {path} of unfinished trial {trial['trial_id']} is "
+                                f"corrupted ({why}); the finished trials stay in the study and "
+                                "results, start a new sweep")
+
+
 def _params(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("sweep", "reference", "utility_floor", "experiment")}
 

@@ -59,9 +59,13 @@ class SweepConfig:
         get_objectives(list(self.objectives))
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
-        for name in ("trials", "batch_size", "grad_accum", "eval_every", "seeds"):
+        for name in ("trials", "batch_size", "grad_accum", "eval_every", "seeds",
+                     "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_concurrent < 0 or self.max_failures < -1:
+            raise UserError("max_concurrent must be >= 0 (0: as many as fit) and max_failures "
+                            ">= -1 (-1: retry without limit)")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise UserError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if not 0 <= self.utility_floor < 1:

@@ -50,9 +50,9 @@ def read_manifest(home: Path) -> dict:
         raise UserError(f"{home} is not an unlearn-sweep experiment (no {MANIFEST})")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or not even text
         raise UserError(f"{path} is corrupted: {e}") from e
-    if data.get("tool") != "unlearn-sweep" or "sweeps" not in data:
+    if not isinstance(data, dict) or data.get("tool") != "unlearn-sweep" or "sweeps" not in data:
         raise UserError(f"{path} is not an unlearn-sweep manifest")
     return data
 
@@ -70,7 +70,7 @@ def check_address(address: str | None) -> None:
                         "running head node (ray start --head) or 'auto'") from None
 
 
-def check_storage(storage: str | None) -> None:
+def check_storage(storage: str | None, flag: str = "storage") -> None:
     if storage is None:
         return
     if "://" in storage:
@@ -88,8 +88,10 @@ def check_storage(storage: str | None) -> None:
         probe = path / ".unlearn_sweep_write_test"
         probe.write_text("ok")
         probe.unlink()
+    except FileExistsError:
+        raise UserError(f"{flag} {storage!r} is a file, not a folder") from None
     except OSError as e:
-        raise UserError(f"storage {storage!r} is not writable: {e.strerror}") from None
+        raise UserError(f"{flag} {storage!r} is not writable: {e.strerror}") from None
     finally:  # a probe only: leave no folder behind
         for p in created:
             if p.is_dir():
@@ -114,6 +116,11 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     metrics = aggregate(per_sample(model, ctx.tok, ctx.setup.fmt, ctx.data, probe.eval),
                         ctx.reference)
     write_json(target_path, metrics)
+    if ctx.setup.retain_model:  # the retain model's own point (forget_quality 1), for the plots
+        retain = load_model(ModelConfig(ctx.setup.retain_model), device)
+        write_json(home / "reference" / f"retain-{cfg.benchmark}-{cfg.split}.json",
+                   aggregate(per_sample(retain, ctx.tok, ctx.setup.fmt, ctx.data, probe.eval),
+                             ctx.reference))
     return str(ref_path), metrics["model_utility"]
 
 
@@ -127,7 +134,9 @@ def defaults_point(cfg: SweepConfig) -> dict:
 def new_manifest(home: Path, cfgs: list[SweepConfig], name: str) -> dict:
     return {"tool": "unlearn-sweep", "version": VERSION, "name": name,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "sweeps": [to_dict(c) for c in cfgs]}
+            "sweeps": [to_dict(c) for c in cfgs],
+            # the point each study evaluates first, so analysis can mark it
+            "defaults": {c.method: defaults_point(c) for c in cfgs}}
 
 
 def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
@@ -193,7 +202,8 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started."""
     from ray import tune
 
-    from sweeps.callbacks import Progress, ResultsLog, StateBackup, _readable, repair_state
+    from sweeps.callbacks import DriverMemory, Progress, ResultsLog, StateBackup, _readable
+    from sweeps.callbacks import check_checkpoints, repair_state
     from sweeps.search import journal, make_searcher
     from sweeps.trainable import trainable
 
@@ -214,6 +224,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
         if broken:
             raise UserError(f"{exp_dir}/{broken[0]} is corrupted and has no complete backup; "
                             "the finished trials stay in the study and results, start a new sweep")
+        check_checkpoints(Path(exp_dir))
     if tune.Tuner.can_restore(exp_dir):
         # the constants are passed again: trials the restored searcher creates need them
         tuner = tune.Tuner.restore(exp_dir, trainable=fn, resume_unfinished=True,
@@ -237,7 +248,8 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 callbacks=[ResultsLog(str(results_path(home, cfg.method)), cfg.method),
-                           Progress(cfg.method, cfg.trials)]
+                           Progress(cfg.method, cfg.trials),
+                           DriverMemory(str(home / "driver_memory.jsonl"), cfg.method)]
                 + ([StateBackup(exp_dir)] if local else []),
             ),
         )
@@ -280,7 +292,9 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
     """Validate everything, write the manifest, then run one study per method in turn."""
     first = cfgs[0]
     check_address(first.address)
-    check_storage(first.storage or str(home.parent))
+    check_storage(first.storage or str(home.parent), "storage" if first.storage else "--output")
+    if home.exists() and not home.is_dir():
+        raise UserError(f"experiment path {home} is a file; choose another --name or --output")
     if (home / MANIFEST).exists() or (home.exists() and any(home.iterdir())):
         prepare_home(home, cfgs, name)  # refuses, naming why, before Ray starts
     init_ray(first.address)
@@ -293,8 +307,17 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
 
 
 def resume_sweep(home: Path) -> Path:
+    from sweeps.status import load_study
+
     manifest = read_manifest(home)
-    cfgs = [SweepConfig(**{**d, "objectives": tuple(d["objectives"])}) for d in manifest["sweeps"]]
+    try:
+        cfgs = [SweepConfig(**{**d, "objectives": tuple(d["objectives"])})
+                for d in manifest["sweeps"]]
+    except (TypeError, KeyError) as e:
+        raise UserError(f"{home / MANIFEST} holds an invalid sweep: {e}") from None
+    for cfg in cfgs:  # before Ray starts: a corrupted journal gets one line, not a traceback
+        if journal_path(home, cfg.method).is_file():
+            load_study(home, cfg.method)
     check_address(cfgs[0].address)
     init_ray(cfgs[0].address)
     for cfg in cfgs:

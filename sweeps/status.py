@@ -7,13 +7,25 @@ from pathlib import Path
 from unlearn_core.errors import UserError
 
 
-def study_summary(home: Path) -> list[str]:
+def load_study(home: Path, method: str):
+    """The method's Optuna study, or one line naming the journal that cannot be read."""
     import optuna
+
+    from sweeps.launch import journal_path, study_name
+    from sweeps.search import journal
+
+    path = journal_path(home, method)
+    try:
+        return optuna.load_study(study_name=study_name(method), storage=journal(path))
+    except Exception as e:  # a corrupted journal raises from deep inside optuna
+        raise UserError(f"cannot read {path}: {(str(e).splitlines() or [repr(e)])[0]}") from e
+
+
+def study_summary(home: Path) -> list[str]:
     from optuna.trial import TrialState
 
-    from sweeps.launch import journal_path, read_manifest, study_name
+    from sweeps.launch import journal_path, read_manifest
     from sweeps.objectives import get_objectives
-    from sweeps.search import journal
 
     lines = []
     for sweep in read_manifest(home)["sweeps"]:
@@ -22,10 +34,7 @@ def study_summary(home: Path) -> list[str]:
         if not path.is_file():
             lines.append(f"{method}: not started")
             continue
-        try:
-            study = optuna.load_study(study_name=study_name(method), storage=journal(path))
-        except Exception as e:  # a corrupted journal raises from deep inside optuna
-            raise UserError(f"cannot read {path}: {str(e).splitlines()[0]}") from e
+        study = load_study(home, method)
         states = [t.state for t in study.trials]
         count = {s.name.lower(): states.count(s) for s in TrialState}
         lines.append(f"{method}: {count['complete']} complete, {count['running']} running, "

@@ -8,7 +8,13 @@ import math
 import torch
 
 from unlearn_core.logprobs import (
-    IGNORE, answer_kl, dpo_loss, mean_nll, npo_loss, sequence_nll, token_logprobs,
+    IGNORE,
+    answer_kl,
+    dpo_loss,
+    mean_nll,
+    npo_loss,
+    sequence_nll,
+    token_logprobs,
 )
 
 

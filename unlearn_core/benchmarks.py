@@ -21,8 +21,10 @@ class Benchmark:
 
 
 BENCHMARKS = {
-    "tiny-tofu": Benchmark("built-in TOFU-shaped benchmark: 200 synthetic authors, tiny Llama", True),
-    "tiny-tofu-small": Benchmark("40-author variant of tiny-tofu for tests; builds in seconds", True),
+    "tiny-tofu": Benchmark("built-in TOFU-shaped benchmark: 200 synthetic authors, tiny Llama",
+                           True),
+    "tiny-tofu-small": Benchmark("40-author variant of tiny-tofu for tests; builds in a minute",
+                                 True),
     "tofu": Benchmark("TOFU (locuslab/TOFU or a local copy) with a model you name", False),
 }
 
@@ -60,9 +62,12 @@ def resolve(
     if retain_logs is not None and not Path(retain_logs).is_file():
         raise UserError(f"retain logs {retain_logs!r} do not exist")
     if bench.builtin:
-        target = model or str(builtin.model_dir(name, "full"))
-        retain = retain_model or (None if retain_logs else str(builtin.model_dir(name, configs["retain"])))
-        cache = builtin.reference_path(name, split) if not (retain_model or retain_logs) else None
+        own_retain = not (retain_model or retain_logs)
+        needed = ([] if model else ["full"]) + ([configs["retain"]] if own_retain else [])
+        built = builtin.build_models(name, needed)  # trained concurrently when both are missing
+        target = model or str(built["full"])
+        retain = retain_model or (str(built[configs["retain"]]) if own_retain else None)
+        cache = builtin.reference_path(name, split) if own_retain else None
         return Setup(name, split, str(builtin.data_dir(name)), target, retain, retain_logs, cache,
                      fmt or PromptFormat())
     if model is None:

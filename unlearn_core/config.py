@@ -13,7 +13,7 @@ from unlearn_core.errors import UserError
 
 
 def to_plain(value: Any) -> Any:
-    """Dataclasses to dicts, tuples to lists, recursively: what json.dumps and yaml.safe_dump take."""
+    """Dataclasses to dicts and tuples to lists, recursively: what json and yaml.safe_dump take."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

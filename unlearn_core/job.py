@@ -22,9 +22,9 @@ from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.methods import altpo, get_method
 from unlearn_core.metrics import privacy
+from unlearn_core.metrics.open_unlearning import read_tofu_eval, split_truth_ratio
 from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
 from unlearn_core.paths import check_paths
-from unlearn_core.metrics.open_unlearning import read_tofu_eval, split_truth_ratio
 from unlearn_core.tofu_eval import (
     RetainReference,
     TofuEvalData,
@@ -82,18 +82,22 @@ class JobResult:
 
 
 def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> RetainReference:
-    """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed once."""
+    """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed
+    once."""
     if setup.retain_logs:
         values = read_tofu_eval(setup.retain_logs)
         if "mia_min_k_forget" not in values:
-            raise UserError(f"retain logs {setup.retain_logs} have no mia_min_k (needed by privleak)")
+            raise UserError(
+                f"retain logs {setup.retain_logs} have no mia_min_k (needed by privleak)"
+            )
         auc = privacy.auc(values["mia_min_k_forget"], values["mia_min_k_holdout"])
         return RetainReference(setup.split, split_truth_ratio(values, "forget"), auc)
     if setup.reference_cache is not None and setup.reference_cache.is_file():
         return RetainReference.load(setup.reference_cache, setup.split)
     model = load_model(ModelConfig(setup.retain_model), device)
     model.eval()
-    ps = per_sample(model, tok, setup.fmt, eval_data(setup), dataclasses.replace(cfg, generate=False))
+    no_generation = dataclasses.replace(cfg, generate=False)  # the reference needs no ROUGE
+    ps = per_sample(model, tok, setup.fmt, eval_data(setup), no_generation)
     ref = reference_from(ps, setup.split)
     if setup.reference_cache is not None:
         write_json(setup.reference_cache, ref.to_json())

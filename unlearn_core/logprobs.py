@@ -1,4 +1,5 @@
-"""Shared maths on answer tokens: per-token log-probs, sequence NLL, masked KL, preference log-ratios.
+"""Shared maths on answer tokens: per-token log-probs, sequence NLL, masked KL, preference
+log-ratios.
 
 Every method and the evaluation call these; the next-token shift and the -100 mask live here once.
 """
@@ -13,8 +14,11 @@ import torch.nn.functional as F
 IGNORE = -100
 
 
-def shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Align logits at t with the label at t+1. Returns (logits, targets, mask); masked targets are 0."""
+def shift(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Align logits at t with the label at t+1. Returns (logits, targets, mask); masked targets
+    are 0."""
     logits = logits[:, :-1, :]  # (B, T-1, V)
     labels = labels[:, 1:]  # (B, T-1)
     mask = labels != IGNORE
@@ -56,12 +60,13 @@ def answer_kl(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tens
 
 
 def npo_loss(logp_theta: torch.Tensor, logp_ref: torch.Tensor, beta: float) -> torch.Tensor:
-    """NPO: -(2/beta) * mean log sigmoid(-beta * (log pi_theta - log pi_ref)) on sequence log-probs."""
+    """NPO: -(2/beta) mean log sigmoid(-beta (log pi_theta - log pi_ref)) on sequence log-probs."""
     return -(2.0 / beta) * F.logsigmoid(-beta * (logp_theta - logp_ref)).mean()
 
 
 def dpo_loss(win_ratio: torch.Tensor, lose_ratio: torch.Tensor, beta: float) -> torch.Tensor:
-    """DPO on log-ratios r = log pi_theta - log pi_ref: -(2/beta) * mean log sigmoid(beta (r_w - r_l))."""
+    """DPO on log-ratios r = log pi_theta - log pi_ref: -(2/beta) mean log sigmoid(beta (r_w - r_l))
+    over the batch."""
     return -(2.0 / beta) * F.logsigmoid(beta * (win_ratio - lose_ratio)).mean()
 
 

@@ -7,7 +7,6 @@ import copy
 import importlib.util
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer

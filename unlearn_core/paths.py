@@ -1,5 +1,5 @@
 """Checks of user-given model and data paths that touch only the file system (no torch or
-transformers import), so a mistyped path fails in milliseconds, before anything is built or loaded."""
+transformers import): a mistyped path fails in milliseconds, before anything is built or loaded."""
 
 from __future__ import annotations
 

@@ -143,8 +143,8 @@ def aggregate(ps: dict, reference: RetainReference | None) -> dict[str, float]:
     for key in ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus"):
         m[key] = privacy.auc(f[key], ps["holdout"][key])
     if "rougeL_recall" in f:
-        for name, prefix in (("forget", "forget"), ("retain", "retain"), ("ra", "ra"), ("wf", "wf")):
-            m[f"{prefix}_Q_A_ROUGE"] = float(np.mean(ps[name]["rougeL_recall"]))
+        for name in ("forget", "retain", "ra", "wf"):
+            m[f"{name}_Q_A_ROUGE"] = float(np.mean(ps[name]["rougeL_recall"]))
         m["model_utility"] = tofu.model_utility(m)
     if reference is not None:
         m["forget_quality"] = tofu.forget_quality(f_tr, reference.forget_truth_ratio)

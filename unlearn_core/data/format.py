@@ -26,16 +26,19 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How a question becomes a prompt: the tokenizer's chat template, Llama-2 [INST], or base QA."""
+    """How a question becomes a prompt: the tokenizer's chat template, Llama-2 [INST] or base QA."""
 
     template: str = "chat"
-    system_prompt: str | None = None  # e.g. "You are a helpful assistant." for Llama-3 (open-unlearning)
+    # e.g. "You are a helpful assistant." for Llama-3 (open-unlearning)
+    system_prompt: str | None = None
     date_string: str | None = None  # Llama-3 templates insert today's date; pin it to reproduce
     max_length: int = 512
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
-            raise UserError(f"unknown prompt template {self.template!r}; accepted: {', '.join(TEMPLATES)}")
+            raise UserError(
+                f"unknown prompt template {self.template!r}; accepted: {', '.join(TEMPLATES)}"
+            )
 
 
 def _chat_kwargs(fmt: PromptFormat) -> dict:
@@ -59,7 +62,7 @@ def prompt_text(tokenizer, question: str, fmt: PromptFormat) -> str:
 
 
 def answer_text(tokenizer, question: str, answer: str, fmt: PromptFormat) -> str:
-    """The answer as the template writes it after the prompt (ending tags included, EOS excluded)."""
+    """The answer as the template writes it after the prompt (end tags included, EOS excluded)."""
     if fmt.template != "chat":
         return answer if fmt.template == "llama2" else f" {answer}"
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -72,7 +75,8 @@ def answer_text(tokenizer, question: str, answer: str, fmt: PromptFormat) -> str
 
 
 def encode_qa(tokenizer, question: str, answer: str, fmt: PromptFormat) -> dict[str, list[int]]:
-    """input_ids and labels (-100 on the prompt) for one pair; EOS appended if the template lacks it."""
+    """input_ids and labels (-100 on the prompt) for one pair; EOS appended if the template lacks
+    it."""
     p_ids = tokenizer(prompt_text(tokenizer, question, fmt), add_special_tokens=False)["input_ids"]
     a_ids = tokenizer(answer_text(tokenizer, question, answer, fmt), add_special_tokens=False)[
         "input_ids"
@@ -92,7 +96,7 @@ def encode_prompt(tokenizer, question: str, fmt: PromptFormat) -> list[int]:
 def collate(
     examples: Sequence[dict[str, list[int]]], pad_id: int, left: bool = False
 ) -> dict[str, torch.Tensor]:
-    """Pad a list of encoded examples into tensors. Right padding for training, left for generation."""
+    """Pad encoded examples into tensors: right padding for training, left for generation."""
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(examples), width), dtype=torch.long)

@@ -70,7 +70,9 @@ class Method:
         unknown = sorted(set(values) - known)
         if unknown:
             accepted = ", ".join(sorted(known)) or "none"
-            raise UserError(f"{self.name} has no hyperparameter {unknown[0]!r}; accepted: {accepted}")
+            raise UserError(
+                f"{self.name} has no hyperparameter {unknown[0]!r}; accepted: {accepted}"
+            )
         try:
             return self.hparams(**values)
         except (TypeError, ValueError) as e:

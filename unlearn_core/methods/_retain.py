@@ -1,5 +1,6 @@
 """The retain term shared by GradDiff-style methods: NLL on retain answers, or KL to the reference
-restricted to answer tokens (open-unlearning's KL averages over prompt and padding positions too)."""
+restricted to answer tokens (open-unlearning's KL averages over prompt and padding positions
+too)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,455 @@
+"""Samplers at equal budgets (issue 7): the classic 27-point grid (one run) against random, TPE and
+GP (one sweep per seed) on a built-in benchmark; hypervolume of the first b trials, the trials each
+needs to reach the grid's hypervolume, and whether the front beats the method's reference defaults.
+
+    python benchmarks/bench_search.py [--methods grad_diff,npo,simnpo] [--seeds 3]
+        [--budgets 9,18,27] [--trials-max 27] [--epochs-fixed E] [--output DIR] [--json FILE]
+
+Every reported epoch row of a trial is a candidate point (each is what `export` can pick), for every
+sampler alike. Sweeps run with --utility-floor 0 (no trial cut short) and are kept under --output:
+a folder that already holds the same finished sweep is reused, an unfinished one is resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SAMPLERS = ("random", "tpe", "gp")  # one sweep per seed each; the grid runs once
+GRID_SIZE = 27  # sweeps/search.py: 3 lr x 3 coefficient x 3 epochs
+REUSED_KEYS = (
+    "method",
+    "benchmark",
+    "split",
+    "trials",
+    "sampler",
+    "seed",
+    "fixed",
+    "utility_floor",
+    "max_concurrent",
+)
+
+
+def sweep_name(
+    benchmark: str,
+    method: str,
+    sampler: str,
+    seed: int,
+    trials: int,
+    epochs_fixed: int | None,
+    floor: float,
+) -> str:
+    """One folder per sweep configuration, so bench_search and bench_floor share finished sweeps."""
+    fixed = f"-e{epochs_fixed}" if epochs_fixed else ""
+    return f"{benchmark}-{method}-{sampler}-s{seed}-t{trials}{fixed}-f{floor:g}"
+
+
+def run_sweep(
+    root: Path,
+    benchmark: str,
+    method: str,
+    sampler: str,
+    seed: int,
+    trials: int,
+    epochs_fixed: int | None,
+    floor: float,
+    max_concurrent: int,
+    reuse_only: bool = False,
+) -> Path:
+    """Run one sweep in this process (Ray starts once), or reuse / resume its folder (reuse_only:
+    never run). The sweep's wall time is saved next to it (bench_run.json) when run here whole."""
+    from sweeps.cli import main as cli
+
+    name = sweep_name(benchmark, method, sampler, seed, trials, epochs_fixed, floor)
+    home = root / name
+    argv = [
+        "sweep",
+        "--method",
+        method,
+        "--benchmark",
+        benchmark,
+        "--split",
+        "forget10",
+        "--trials",
+        str(trials),
+        "--sampler",
+        sampler,
+        "--seed",
+        str(seed),
+        "--utility-floor",
+        f"{floor:g}",
+        "--max-concurrent",
+        str(max_concurrent),
+        "--output",
+        str(root),
+        "--name",
+        name,
+    ]
+    argv += ["--fix", f"epochs={epochs_fixed}"] if epochs_fixed else []
+    manifest = home / "unlearn_sweep.json"
+    if manifest.is_file():
+        _check_same(json.loads(manifest.read_text())["sweeps"][0], argv, home)
+        if _finished(home, method) >= trials:
+            return home
+        if reuse_only:
+            raise SystemExit(f"{home} is unfinished; resume it without --reuse")
+        print(f"resuming {home}", file=sys.stderr, flush=True)
+        argv = ["resume", str(home)]
+    elif reuse_only:
+        raise SystemExit(f"--reuse: no sweep {home}")
+    print(f"running: unlearn-sweep {' '.join(argv)}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # stdout holds only the bench's tables
+        code = cli(argv)
+    if code:
+        raise SystemExit(f"sweep {name} failed with exit code {code}")
+    if argv[0] == "sweep":
+        (home / "bench_run.json").write_text(
+            json.dumps({"wall_s": time.perf_counter() - start, "argv": argv})
+        )
+    return home
+
+
+def _check_same(saved: dict, argv: list[str], home: Path) -> None:
+    want = dict(zip(argv[1::2], argv[2::2], strict=False))
+    fixed = {"epochs": int(want["--fix"].split("=")[1])} if "--fix" in want else {}
+    expect = {
+        "method": want["--method"],
+        "benchmark": want["--benchmark"],
+        "split": "forget10",
+        "trials": int(want["--trials"]),
+        "sampler": want["--sampler"],
+        "seed": int(want["--seed"]),
+        "fixed": fixed,
+        "utility_floor": float(want["--utility-floor"]),
+        "max_concurrent": int(want["--max-concurrent"]),
+    }
+    got = {k: saved.get(k) for k in REUSED_KEYS}
+    if got != expect:
+        raise SystemExit(f"{home} holds another sweep ({got}); expected {expect}")
+
+
+def _finished(home: Path, method: str) -> int:
+    from analysis.load import load_study
+
+    study = load_study(home, method)
+    return 0 if study is None else sum(t.state.is_finished() for t in study.trials)
+
+
+def load_rows(home: Path) -> pd.DataFrame:
+    """Every row of the sweep (analysis.load): trial_index is 1-based Optuna trial order."""
+    from analysis.load import load
+
+    df, _ = load([home])
+    return df
+
+
+def hv_curve(df: pd.DataFrame, trials: int) -> list[float]:
+    """Hypervolume of the feasible epoch rows of the first k trials, k = 1..trials."""
+    from analysis.pareto import hypervolume_curve
+
+    curve = hypervolume_curve(df)["hypervolume"].tolist()
+    return [curve[min(k, len(curve)) - 1] if curve else 0.0 for k in range(1, trials + 1)]
+
+
+def trials_to_reach(curve: list[float], target: float) -> int | None:
+    """First k whose hypervolume is at least `target` (relative 1e-9 for float noise)."""
+    return next((k for k, hv in enumerate(curve, 1) if hv >= target * (1 - 1e-9)), None)
+
+
+def last_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Each trial's last reported epoch row (the configuration it was asked to run)."""
+    ok = df[df["epoch"].notna()]
+    return ok.sort_values("epoch").groupby("trial_index").tail(1).sort_values("trial_index")
+
+
+def trial_params(df: pd.DataFrame) -> list[dict]:
+    """Each trial's sampled parameters in Optuna trial order (failed trials included)."""
+    return [dict(g["params"].iloc[0]) for _, g in df.groupby("trial_index")]
+
+
+def same_prefix(a: list[dict], b: list[dict]) -> int:
+    """How many leading trials sampled the same parameters in two sweeps."""
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
+def beats_defaults(df: pd.DataFrame, trials: int) -> dict:
+    """Trial 0 is the method's reference defaults (evaluated first); is any candidate row of the
+    first `trials` trials strictly better than its final row in both objectives?"""
+    last = last_rows(df)
+    d = last[last["trial_index"] == 1].iloc[0]
+    rows = df[(df["status"] == "complete") & (df["trial_index"] <= trials)]
+    better = rows[
+        (rows["log10_forget_quality"] > d["log10_forget_quality"])
+        & (rows["model_utility"] > d["model_utility"])
+    ]
+    best = None
+    if len(better):  # the one furthest beyond the defaults in its worse objective
+        gain = np.minimum(
+            better["log10_forget_quality"] - d["log10_forget_quality"],
+            (better["model_utility"] - d["model_utility"]) * 20,
+        )
+        b = better.loc[gain.idxmax()]
+        best = {
+            "trial": int(b["trial_index"]) - 1,
+            "epoch": int(b["epoch"]),
+            "log10_fq": float(b["log10_forget_quality"]),
+            "mu": float(b["model_utility"]),
+        }
+    return {
+        "default": {
+            "log10_fq": float(d["log10_forget_quality"]),
+            "mu": float(d["model_utility"]),
+            "params": d["params"],
+        },
+        "n_better": int(len(better)),
+        "example": best,
+    }
+
+
+def summarise(home: Path, trials: int, budgets: list[int]) -> dict:
+    df = load_rows(home)
+    curve = hv_curve(df, trials)
+    last = last_rows(df[df["trial_index"] <= trials])
+    run = home / "bench_run.json"
+    return {
+        "folder": str(home),
+        "curve": curve,
+        "hv": {str(b): curve[b - 1] for b in budgets},
+        "optimizer_steps": float(last["optimizer_steps"].sum()),
+        "wall_s": json.loads(run.read_text())["wall_s"] if run.is_file() else None,
+        "order": trial_params(df)[:trials],
+    }
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
+
+
+def reach_summary(reach: list[int | None], trials: int) -> dict:
+    """Mean over seeds of the trials needed; a seed that never reaches is censored at trials+1,
+    so the mean is then a lower bound and the sampler counts as not reaching on average."""
+    hit = [r for r in reach if r is not None]
+    censored = [r if r is not None else trials + 1 for r in reach]
+    return {
+        "per_seed": reach,
+        "reached": len(hit),
+        "of": len(reach),
+        "mean": float(np.mean(censored)) if reach else math.nan,
+        "all_reached": len(hit) == len(reach),
+    }
+
+
+def sweep_kwargs(args: argparse.Namespace, method: str) -> dict:
+    return dict(
+        root=Path(args.reuse or args.output).expanduser().absolute(),
+        benchmark=args.benchmark,
+        method=method,
+        epochs_fixed=args.epochs_fixed,
+        floor=0.0,
+        max_concurrent=args.max_concurrent,
+    )
+
+
+def run_all(args: argparse.Namespace) -> None:
+    """Every sweep, seed by seed (the grid once, first), so a cut-short run leaves whole seeds."""
+    grid_trials = min(args.trials_max, GRID_SIZE)
+    for i, seed in enumerate(args.seeds):
+        for method in args.methods:
+            kw = sweep_kwargs(args, method) | {"reuse_only": bool(args.reuse)}
+            if i == 0:
+                run_sweep(sampler="grid", seed=seed, trials=grid_trials, **kw)
+            for sampler in SAMPLERS:
+                run_sweep(sampler=sampler, seed=seed, trials=args.trials_max, **kw)
+
+
+def bench_method(args: argparse.Namespace, method: str) -> dict:
+    """The method's figures from its finished sweeps (run_all ran them)."""
+    kw = sweep_kwargs(args, method) | {"reuse_only": True}
+    grid_trials = min(args.trials_max, GRID_SIZE)
+    home = run_sweep(sampler="grid", seed=args.seeds[0], trials=grid_trials, **kw)
+    grid = summarise(home, grid_trials, [b for b in args.budgets if b <= grid_trials])
+    target = grid["curve"][-1]
+    out = {"grid": grid, "grid_hv": target, "samplers": {}}
+    for sampler in SAMPLERS:
+        per_seed = {}
+        for seed in args.seeds:
+            home = run_sweep(sampler=sampler, seed=seed, trials=args.trials_max, **kw)
+            s = summarise(home, args.trials_max, args.budgets)
+            s["reach"] = trials_to_reach(s["curve"], target)
+            s["defaults"] = beats_defaults(load_rows(home), args.trials_max)
+            per_seed[str(seed)] = s
+        hv = {str(b): mean_std([s["hv"][str(b)] for s in per_seed.values()]) for b in args.budgets}
+        reach = reach_summary([s["reach"] for s in per_seed.values()], args.trials_max)
+        out["samplers"][sampler] = {"per_seed": per_seed, "hv": hv, "reach": reach}
+    for sampler in ("tpe", "gp"):  # their start-up trials come from a RandomSampler(seed)
+        for seed, s in out["samplers"][sampler]["per_seed"].items():
+            s["same_as_random"] = same_prefix(
+                s["order"], out["samplers"]["random"]["per_seed"][seed]["order"]
+            )
+    out["targets"] = targets(out, args)
+    return out
+
+
+def targets(res: dict, args: argparse.Namespace) -> dict:
+    fast = {s: res["samplers"][s]["reach"] for s in ("tpe", "gp")}
+    ok = [s for s, r in fast.items() if r["all_reached"] and r["mean"] <= args.target_trials]
+    why = "; ".join(f"{s}: {_reach_text(r)}" for s, r in fast.items())
+    sweeps = [s["defaults"] for smp in SAMPLERS for s in res["samplers"][smp]["per_seed"].values()]
+    beaten = sum(d["n_better"] > 0 for d in sweeps)
+    return {
+        "reach": {"met": bool(ok), "why": why, "by": ok},
+        "defaults": {"met": beaten == len(sweeps), "beaten": beaten, "of": len(sweeps)},
+    }
+
+
+def _reach_text(r: dict) -> str:
+    if r["reached"] == 0:
+        return "not reached"
+    if r["all_reached"]:
+        return f"{r['mean']:.1f}"
+    return f"not reached in {r['of'] - r['reached']}/{r['of']} seeds (mean >= {r['mean']:.1f})"
+
+
+def _fmt(m: float, s: float, n: int) -> str:
+    return f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}"
+
+
+def print_method(method: str, res: dict, args: argparse.Namespace) -> None:
+    n = len(args.seeds)
+    grid_n = len(res["grid"]["curve"])
+    print(
+        f"\n{method}: hypervolume (log10 FQ clipped at -20, MU; ref (-20, 0)) of every epoch "
+        f"row of the first b trials; mean ± std over {n} seed(s)"
+    )
+    head = "".join(f"{'HV@' + str(b):>18s}" for b in args.budgets)
+    reach = f"trials to grid HV@{grid_n}"
+    print(f"  {'sampler':8s}{head}  {reach:>26s}  {'steps (mean)':>13s}")
+    g = res["grid"]
+    cells = "".join(f"{g['hv'].get(str(b), math.nan):18.3f}" for b in args.budgets)
+    own = f"({res['grid_hv']:.3f})"
+    print(f"  {'grid':8s}{cells}  {own:>26s}  {g['optimizer_steps']:13.0f}")
+    for s, r in res["samplers"].items():
+        cells = "".join(f"{_fmt(*r['hv'][str(b)], n):>18s}" for b in args.budgets)
+        steps = np.mean([x["optimizer_steps"] for x in r["per_seed"].values()])
+        print(f"  {s:8s}{cells}  {_reach_text(r['reach']):>26s}  {steps:13.0f}")
+    t = res["targets"]
+    print(
+        f"  target: TPE or GP reaches the grid's {grid_n}-trial hypervolume in <= "
+        f"{args.target_trials} trials on average: {'met' if t['reach']['met'] else 'MISSED'} "
+        f"({t['reach']['why']})"
+    )
+    d = t["defaults"]
+    print(
+        f"  target: the front holds a point strictly better than the reference defaults in "
+        f"both objectives: {'met' if d['met'] else 'MISSED'} ({d['beaten']}/{d['of']} sweeps)"
+    )
+    for s, r in res["samplers"].items():
+        for seed, x in r["per_seed"].items():
+            dd, ex = x["defaults"]["default"], x["defaults"]["example"]
+            beat = (
+                f"trial {ex['trial']} epoch {ex['epoch']}: {ex['log10_fq']:.2f}, {ex['mu']:.3f}"
+                if ex
+                else "none"
+            )
+            print(
+                f"    {s} seed {seed}: defaults {dd['log10_fq']:.2f}, {dd['mu']:.3f} -> "
+                f"{x['defaults']['n_better']} rows better, e.g. {beat}"
+            )
+    same = "; ".join(
+        f"{s} seed {seed}: {x['same_as_random']}"
+        for s in ("tpe", "gp")
+        for seed, x in res["samplers"][s]["per_seed"].items()
+    )
+    print(f"  leading trials identical to random's at the same seed: {same}")
+    order = ", ".join(_grid_point(p, method) for p in g["order"][: min(grid_n, 9)])
+    print(
+        f"  grid order (Optuna GridSampler, shuffled by seed {args.seeds[0]}): {order}"
+        + (", ..." if grid_n > 9 else "")
+    )
+
+
+def _grid_point(p: dict, method: str) -> str:
+    from sweeps.search import GRID_COEF
+
+    coef = GRID_COEF[method][0] if method in GRID_COEF else None
+    return f"(lr {p['lr']:g}, {coef} {p.get(coef, math.nan):g}, ep {p['epochs']})"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--benchmark", default="tiny-tofu-small", help="tiny-tofu-small | tiny-tofu")
+    ap.add_argument("--methods", default="grad_diff,npo,simnpo")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per sampler")
+    ap.add_argument("--budgets", default="9,18,27")
+    ap.add_argument("--trials-max", type=int, default=27, help="trials per sweep")
+    ap.add_argument("--epochs-fixed", type=int, help="fix epochs instead of searching them")
+    ap.add_argument("--target-trials", type=int, default=14)
+    ap.add_argument("--max-concurrent", type=int, default=2)
+    add_output_args(ap)
+    args = ap.parse_args(argv)
+    args.methods = args.methods.split(",")
+    args.budgets = [int(b) for b in args.budgets.split(",")]
+    args.seeds = list(range(args.seeds))
+    if not args.seeds or min(args.budgets) < 1 or max(args.budgets) > args.trials_max:
+        ap.error("need --seeds >= 1 and budgets in 1..--trials-max")
+    return args
+
+
+def add_output_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--output",
+        default="experiments/bench",
+        help="folder for the sweeps (finished ones are reused, unfinished resumed)",
+    )
+    ap.add_argument("--reuse", metavar="DIR", help="analyse the sweeps in DIR; run none")
+    ap.add_argument("--json", help="write every figure to this file")
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_all(args)
+    results = {}
+    for method in args.methods:
+        results[method] = bench_method(args, method)
+    print(
+        f"\n{args.benchmark} forget10, samplers grid/random/tpe/gp, budgets {args.budgets}, "
+        f"seeds {args.seeds}, epochs {args.epochs_fixed or 'searched'}, utility floor off"
+    )
+    for method, res in results.items():
+        print_method(method, res, args)
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        Path(args.json).write_text(
+            json.dumps({"settings": settings, "machine": machine(), "methods": results}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
