@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 from bench_search import (
+    Sweep,
     add_output_args,
     last_rows,
     load_rows,
@@ -97,19 +98,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = Path(args.reuse or args.output).expanduser().absolute()
-    common = dict(
-        benchmark=args.benchmark,
-        method=args.method,
-        sampler=args.sampler,
-        seed=args.seed,
-        trials=args.trials,
-        epochs_fixed=args.epochs_fixed,
-        max_concurrent=args.max_concurrent,
-        reuse_only=bool(args.reuse),
-    )
+    a = args
     homes = {
-        "off": run_sweep(root, floor=0.0, **common),
-        "on": run_sweep(root, floor=args.floor, **common),
+        key: run_sweep(
+            Sweep(
+                a.benchmark,
+                a.method,
+                a.sampler,
+                a.seed,
+                a.trials,
+                a.epochs_fixed,
+                floor,
+                a.max_concurrent,
+            ),
+            root,
+            reuse_only=bool(a.reuse),
+        )
+        for key, floor in (("off", 0.0), ("on", a.floor))
     }
     floor_utility = args.floor * read_target_utility(homes["on"])
     res = {k: summarise(h, floor_utility) for k, h in homes.items()}

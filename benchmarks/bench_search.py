@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,83 +32,70 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SAMPLERS = ("random", "tpe", "gp")  # one sweep per seed each; the grid runs once
 GRID_SIZE = 27  # sweeps/search.py: 3 lr x 3 coefficient x 3 epochs
-REUSED_KEYS = (
-    "method",
-    "benchmark",
-    "split",
-    "trials",
-    "sampler",
-    "seed",
-    "fixed",
-    "utility_floor",
-    "max_concurrent",
-)
 
 
-def sweep_name(
-    benchmark: str,
-    method: str,
-    sampler: str,
-    seed: int,
-    trials: int,
-    epochs_fixed: int | None,
-    floor: float,
-) -> str:
-    """One folder per sweep configuration, so bench_search and bench_floor share finished sweeps."""
-    fixed = f"-e{epochs_fixed}" if epochs_fixed else ""
-    return f"{benchmark}-{method}-{sampler}-s{seed}-t{trials}{fixed}-f{floor:g}"
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep a bench needs; its folder name holds every field, so bench_search and bench_floor
+    share the sweeps they have in common."""
+
+    benchmark: str
+    method: str
+    sampler: str
+    seed: int
+    trials: int
+    epochs_fixed: int | None
+    floor: float
+    max_concurrent: int
+
+    @property
+    def name(self) -> str:
+        fixed = f"-e{self.epochs_fixed}" if self.epochs_fixed else ""
+        s = self
+        return f"{s.benchmark}-{s.method}-{s.sampler}-s{s.seed}-t{s.trials}{fixed}-f{s.floor:g}"
+
+    def argv(self, root: Path) -> list[str]:
+        s = self
+        flags = (
+            f"--method {s.method} --benchmark {s.benchmark} --split forget10 --trials {s.trials} "
+            f"--sampler {s.sampler} --seed {s.seed} --utility-floor {s.floor:g} "
+            f"--max-concurrent {s.max_concurrent} --name {s.name}"
+        )
+        fixed = ["--fix", f"epochs={s.epochs_fixed}"] if s.epochs_fixed else []
+        return ["sweep", *flags.split(), "--output", str(root), *fixed]
+
+    def manifest_fields(self) -> dict:
+        """What the experiment's manifest must hold for the folder to be this sweep."""
+        fixed = {"epochs": self.epochs_fixed} if self.epochs_fixed else {}
+        return {
+            "method": self.method,
+            "benchmark": self.benchmark,
+            "split": "forget10",
+            "trials": self.trials,
+            "sampler": self.sampler,
+            "seed": self.seed,
+            "fixed": fixed,
+            "utility_floor": self.floor,
+            "max_concurrent": self.max_concurrent,
+        }
 
 
-def run_sweep(
-    root: Path,
-    benchmark: str,
-    method: str,
-    sampler: str,
-    seed: int,
-    trials: int,
-    epochs_fixed: int | None,
-    floor: float,
-    max_concurrent: int,
-    reuse_only: bool = False,
-) -> Path:
+def run_sweep(sweep: Sweep, root: Path, reuse_only: bool = False) -> Path:
     """Run one sweep in this process (Ray starts once), or reuse / resume its folder (reuse_only:
     never run). The sweep's wall time is saved next to it (bench_run.json) when run here whole."""
     from sweeps.cli import main as cli
 
-    name = sweep_name(benchmark, method, sampler, seed, trials, epochs_fixed, floor)
-    home = root / name
-    argv = [
-        "sweep",
-        "--method",
-        method,
-        "--benchmark",
-        benchmark,
-        "--split",
-        "forget10",
-        "--trials",
-        str(trials),
-        "--sampler",
-        sampler,
-        "--seed",
-        str(seed),
-        "--utility-floor",
-        f"{floor:g}",
-        "--max-concurrent",
-        str(max_concurrent),
-        "--output",
-        str(root),
-        "--name",
-        name,
-    ]
-    argv += ["--fix", f"epochs={epochs_fixed}"] if epochs_fixed else []
-    manifest = home / "unlearn_sweep.json"
-    if manifest.is_file():
-        _check_same(json.loads(manifest.read_text())["sweeps"][0], argv, home)
-        if _finished(home, method) >= trials:
+    home = root / sweep.name
+    argv = sweep.argv(root)
+    if (home / "unlearn_sweep.json").is_file():
+        saved = json.loads((home / "unlearn_sweep.json").read_text())["sweeps"][0]
+        want = sweep.manifest_fields()
+        if {k: saved.get(k) for k in want} != want:
+            raise SystemExit(f"{home} holds another sweep; expected {want}")
+        if _finished(home, sweep.method) >= sweep.trials:
             return home
         if reuse_only:
             raise SystemExit(f"{home} is unfinished; resume it without --reuse")
-        print(f"resuming {home}", file=sys.stderr, flush=True)
         argv = ["resume", str(home)]
     elif reuse_only:
         raise SystemExit(f"--reuse: no sweep {home}")
@@ -116,31 +104,11 @@ def run_sweep(
     with contextlib.redirect_stdout(sys.stderr):  # stdout holds only the bench's tables
         code = cli(argv)
     if code:
-        raise SystemExit(f"sweep {name} failed with exit code {code}")
+        raise SystemExit(f"sweep {sweep.name} failed with exit code {code}")
     if argv[0] == "sweep":
-        (home / "bench_run.json").write_text(
-            json.dumps({"wall_s": time.perf_counter() - start, "argv": argv})
-        )
+        run = {"wall_s": time.perf_counter() - start, "argv": argv}
+        (home / "bench_run.json").write_text(json.dumps(run))
     return home
-
-
-def _check_same(saved: dict, argv: list[str], home: Path) -> None:
-    want = dict(zip(argv[1::2], argv[2::2], strict=False))
-    fixed = {"epochs": int(want["--fix"].split("=")[1])} if "--fix" in want else {}
-    expect = {
-        "method": want["--method"],
-        "benchmark": want["--benchmark"],
-        "split": "forget10",
-        "trials": int(want["--trials"]),
-        "sampler": want["--sampler"],
-        "seed": int(want["--seed"]),
-        "fixed": fixed,
-        "utility_floor": float(want["--utility-floor"]),
-        "max_concurrent": int(want["--max-concurrent"]),
-    }
-    got = {k: saved.get(k) for k in REUSED_KEYS}
-    if got != expect:
-        raise SystemExit(f"{home} holds another sweep ({got}); expected {expect}")
 
 
 def _finished(home: Path, method: str) -> int:
@@ -256,41 +224,47 @@ def reach_summary(reach: list[int | None], trials: int) -> dict:
     }
 
 
-def sweep_kwargs(args: argparse.Namespace, method: str) -> dict:
-    return dict(
-        root=Path(args.reuse or args.output).expanduser().absolute(),
-        benchmark=args.benchmark,
-        method=method,
-        epochs_fixed=args.epochs_fixed,
-        floor=0.0,
-        max_concurrent=args.max_concurrent,
-    )
+def method_sweeps(args: argparse.Namespace, method: str) -> tuple[Sweep, dict[str, list[Sweep]]]:
+    """The method's grid sweep, and its sweeps per sampler, one per seed."""
+
+    def sweep(sampler: str, seed: int, trials: int) -> Sweep:
+        return Sweep(
+            args.benchmark,
+            method,
+            sampler,
+            seed,
+            trials,
+            args.epochs_fixed,
+            0.0,
+            args.max_concurrent,
+        )
+
+    grid = sweep("grid", args.seeds[0], min(args.trials_max, GRID_SIZE))
+    return grid, {s: [sweep(s, seed, args.trials_max) for seed in args.seeds] for s in SAMPLERS}
 
 
-def run_all(args: argparse.Namespace) -> None:
+def run_all(args: argparse.Namespace, root: Path) -> None:
     """Every sweep, seed by seed (the grid once, first), so a cut-short run leaves whole seeds."""
-    grid_trials = min(args.trials_max, GRID_SIZE)
-    for i, seed in enumerate(args.seeds):
+    for i in range(len(args.seeds)):
         for method in args.methods:
-            kw = sweep_kwargs(args, method) | {"reuse_only": bool(args.reuse)}
-            if i == 0:
-                run_sweep(sampler="grid", seed=seed, trials=grid_trials, **kw)
-            for sampler in SAMPLERS:
-                run_sweep(sampler=sampler, seed=seed, trials=args.trials_max, **kw)
+            grid, others = method_sweeps(args, method)
+            for sweep in ([grid] if i == 0 else []) + [v[i] for v in others.values()]:
+                run_sweep(sweep, root, reuse_only=bool(args.reuse))
 
 
-def bench_method(args: argparse.Namespace, method: str) -> dict:
+def bench_method(args: argparse.Namespace, method: str, root: Path) -> dict:
     """The method's figures from its finished sweeps (run_all ran them)."""
-    kw = sweep_kwargs(args, method) | {"reuse_only": True}
-    grid_trials = min(args.trials_max, GRID_SIZE)
-    home = run_sweep(sampler="grid", seed=args.seeds[0], trials=grid_trials, **kw)
-    grid = summarise(home, grid_trials, [b for b in args.budgets if b <= grid_trials])
+    grid_sweep, others = method_sweeps(args, method)
+    n = grid_sweep.trials
+    grid = summarise(
+        run_sweep(grid_sweep, root, reuse_only=True), n, [b for b in args.budgets if b <= n]
+    )
     target = grid["curve"][-1]
     out = {"grid": grid, "grid_hv": target, "samplers": {}}
     for sampler in SAMPLERS:
         per_seed = {}
-        for seed in args.seeds:
-            home = run_sweep(sampler=sampler, seed=seed, trials=args.trials_max, **kw)
+        for seed, sweep in zip(args.seeds, others[sampler], strict=True):
+            home = run_sweep(sweep, root, reuse_only=True)
             s = summarise(home, args.trials_max, args.budgets)
             s["reach"] = trials_to_reach(s["curve"], target)
             s["defaults"] = beats_defaults(load_rows(home), args.trials_max)
@@ -298,11 +272,12 @@ def bench_method(args: argparse.Namespace, method: str) -> dict:
         hv = {str(b): mean_std([s["hv"][str(b)] for s in per_seed.values()]) for b in args.budgets}
         reach = reach_summary([s["reach"] for s in per_seed.values()], args.trials_max)
         out["samplers"][sampler] = {"per_seed": per_seed, "hv": hv, "reach": reach}
-    for sampler in ("tpe", "gp"):  # their start-up trials come from a RandomSampler(seed)
-        for seed, s in out["samplers"][sampler]["per_seed"].items():
-            s["same_as_random"] = same_prefix(
-                s["order"], out["samplers"]["random"]["per_seed"][seed]["order"]
-            )
+    # TPE's and GP's start-up trials come from a RandomSampler(seed): which trials are shared?
+    orders = {s: [x["order"] for x in r["per_seed"].values()] for s, r in out["samplers"].items()}
+    out["identical_leading_trials"] = {
+        f"{a}/{b}": [same_prefix(x, y) for x, y in zip(orders[a], orders[b], strict=True)]
+        for a, b in (("random", "tpe"), ("random", "gp"), ("tpe", "gp"))
+    }
     out["targets"] = targets(out, args)
     return out
 
@@ -372,12 +347,8 @@ def print_method(method: str, res: dict, args: argparse.Namespace) -> None:
                 f"    {s} seed {seed}: defaults {dd['log10_fq']:.2f}, {dd['mu']:.3f} -> "
                 f"{x['defaults']['n_better']} rows better, e.g. {beat}"
             )
-    same = "; ".join(
-        f"{s} seed {seed}: {x['same_as_random']}"
-        for s in ("tpe", "gp")
-        for seed, x in res["samplers"][s]["per_seed"].items()
-    )
-    print(f"  leading trials identical to random's at the same seed: {same}")
+    same = "; ".join(f"{k} {v}" for k, v in res["identical_leading_trials"].items())
+    print(f"  leading trials with identical parameters, per seed: {same}")
     order = ", ".join(_grid_point(p, method) for p in g["order"][: min(grid_n, 9)])
     print(
         f"  grid order (Optuna GridSampler, shuffled by seed {args.seeds[0]}): {order}"
@@ -433,10 +404,11 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_all(args)
+    root = Path(args.reuse or args.output).expanduser().absolute()
+    run_all(args, root)
     results = {}
     for method in args.methods:
-        results[method] = bench_method(args, method)
+        results[method] = bench_method(args, method, root)
     print(
         f"\n{args.benchmark} forget10, samplers grid/random/tpe/gp, budgets {args.budgets}, "
         f"seeds {args.seeds}, epochs {args.epochs_fixed or 'searched'}, utility floor off"

@@ -54,11 +54,15 @@ def kill_plan(trials: int, kills: int, seed: int, max_delay: float) -> list[tupl
 
 
 def results(home: Path, method: str) -> list[dict]:
+    """The results log's rows; a line a killed driver cut short is skipped (counted apart)."""
     path = home / "results" / f"{method}.jsonl"
-    if not path.is_file():
-        return []
-    # a driver killed mid-write can leave a partial last line
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("}")]
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return rows
 
 
 def finished(home: Path, method: str) -> int:
@@ -155,6 +159,8 @@ def account(home: Path, method: str, trials: int) -> dict:
         "duplicate_configs_complete": len(params) - len(set(params)),
         "duplicate_configs_results": len(per_ray) - len(set(per_ray.values())),
         "trials_completed_twice": sum(n > 1 for n in completes.values()),
+        "results_lines_unreadable": len((home / "results" / f"{method}.jsonl").read_text()
+                                        .splitlines()) - len(rows),
         "faults_fired": dict(fired),
     }
 

@@ -23,11 +23,21 @@ class ResultsLog(Callback):
     def __init__(self, path: str, method: str) -> None:
         self.path = path
         self.method = method
+        self.completed: set[str] | None = None  # read from the log once (a resume restores us)
 
     def _write(self, row: dict) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps(row, default=_plain) + "\n")
+
+    def _first_completion(self, trial_id: str) -> bool:
+        if self.completed is None:
+            lines = Path(self.path).open() if Path(self.path).is_file() else []
+            self.completed = {json.loads(ln)["trial_id"] for ln in lines
+                              if '"event": "complete"' in ln}
+        first = trial_id not in self.completed
+        self.completed.add(trial_id)
+        return first
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         keep = {k: v for k, v in result.items() if k not in ("config", "hostname", "node_ip")}
@@ -35,6 +45,8 @@ class ResultsLog(Callback):
                      "params": _params(trial.config), **keep})
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if not self._first_completion(trial.trial_id):
+            return  # a resumed sweep re-reported a trial that had finished
         self._write({"event": "complete", "trial_id": trial.trial_id, "method": self.method,
                      "params": _params(trial.config), "time": time.time()})
 
@@ -186,25 +198,28 @@ def check_checkpoints(exp_dir: Path) -> None:
 
     from unlearn_core.errors import UserError
 
-    for state in exp_dir.glob("experiment_state-*.json"):
-        for trial_json, meta_json in json.loads(state.read_text())["trial_data"]:
-            trial, meta = json.loads(trial_json), json.loads(meta_json)
-            name = (meta.get("last_result") or {}).get("checkpoint_dir_name")
-            if trial["status"] in ("TERMINATED", "ERROR") or not name:
-                continue
-            path = exp_dir / trial["relative_logdir"] / name / "state.pt"
-            try:
-                with zipfile.ZipFile(path) as z:
-                    member = z.testzip()
-                why = None if member is None else f"bad CRC in {member}"
-            except OSError as e:
-                why = e.strerror or str(e)
-            except (zipfile.BadZipFile, EOFError) as e:
-                why = str(e) or type(e).__name__
-            if why is not None:
-                raise UserError(f"checkpoint {path} of unfinished trial {trial['trial_id']} is "
-                                f"corrupted ({why}); the finished trials stay in the study and "
-                                "results, start a new sweep")
+    states = sorted(exp_dir.glob("experiment_state-*.json"))
+    if not states:
+        return
+    # Ray restores from the newest (by name: its session's start); older ones are stale
+    for trial_json, meta_json in json.loads(states[-1].read_text())["trial_data"]:
+        trial, meta = json.loads(trial_json), json.loads(meta_json)
+        name = (meta.get("last_result") or {}).get("checkpoint_dir_name")
+        if trial["status"] in ("TERMINATED", "ERROR") or not name:
+            continue
+        path = exp_dir / trial["relative_logdir"] / name / "state.pt"
+        try:
+            with zipfile.ZipFile(path) as z:
+                member = z.testzip()
+            why = None if member is None else f"bad CRC in {member}"
+        except OSError as e:
+            why = e.strerror or str(e)
+        except (zipfile.BadZipFile, EOFError) as e:
+            why = str(e) or type(e).__name__
+        if why is not None:
+            raise UserError(f"checkpoint {path} of unfinished trial {trial['trial_id']} is "
+                            f"corrupted ({why}); the finished trials stay in the study and "
+                            "results, start a new sweep")
 
 
 def _params(config: dict) -> dict:

@@ -216,11 +216,12 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         raise UserError(f"unknown built-in benchmark {args.benchmark!r}; accepted: "
                         f"{', '.join(builtin.VARIANTS)}")
     splits = [split_configs(s)["retain"] for s in args.splits.split(",")]
+    models = builtin.build_models(args.benchmark, ["full", *splits])  # concurrently if missing
     print(f"data      {builtin.data_dir(args.benchmark)}")
     print(f"tokenizer {builtin.tokenizer_dir(args.benchmark)}")
-    print(f"target    {builtin.model_dir(args.benchmark, 'full')}")
+    print(f"target    {models['full']}")
     for s in splits:
-        print(f"{s:9s} {builtin.model_dir(args.benchmark, s)}")
+        print(f"{s:9s} {models[s]}")
 
 
 def cmd_methods(args: argparse.Namespace) -> None:

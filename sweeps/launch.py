@@ -128,6 +128,11 @@ def defaults_point(cfg: SweepConfig) -> dict:
     """The method's reference defaults at the preset's optimiser defaults, minus fixed values."""
     hp = dataclasses.asdict(get_method(cfg.method).hparams())
     point = default_point(cfg.resolved_preset()) | hp
+    ranges = cfg.space_options().ranges
+    for k, r in ranges.items():  # a user's narrower range holds the default point too
+        if k in point and isinstance(point[k], int | float):
+            v = min(max(point[k], r.low), r.high)
+            point[k] = int(round(v)) if r.integer else v
     return {k: v for k, v in point.items() if k not in cfg.fixed and not isinstance(v, str)}
 
 

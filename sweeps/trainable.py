@@ -107,6 +107,12 @@ def trainable(config: dict) -> None:
     progress, loop = ({"seed_index": 0, "done": [], "epoch_metrics": {}}, None)
     if (ckpt := tune.get_checkpoint()) is not None:
         progress, loop = _load(ckpt)
+        if loop is not None and "last" in progress and \
+                loop.epoch >= spec.job(sweep.seed).train.last_epoch:
+            # The trial had finished, but the Ray state a resumed sweep restored predates its
+            # end: report the final result again instead of training anything twice.
+            tune.report(progress["last"])
+            return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     fault_hook: list = []
@@ -162,6 +168,7 @@ def _report(spec: TrialSpec, objectives, epoch: int, rows: list[dict], seeds: li
         "utility_violation": spec.utility_floor - metrics["model_utility"],
     }
     assert all(math.isfinite(v) for v in values.values()), "objectives must be finite"
+    progress["last"] = record
     tune.report(record, checkpoint=_save(progress, state) if state is not None else None)
 
 

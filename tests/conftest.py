@@ -80,5 +80,27 @@ def small_benchmark():
     from unlearn_core import builtin
 
     name = "tiny-tofu-small"
+    builtin.build_models(name, ("full", "retain90"))  # both at once when neither is cached
     return {"data": builtin.data_dir(name), "target": builtin.model_dir(name, "full"),
             "retain": builtin.model_dir(name, "retain90")}
+
+
+SECRETS = {"HF_TOKEN": "hf_secret123", "WANDB_API_KEY": "wandb-secret-456",
+           "AWS_SECRET_ACCESS_KEY": "aws-secret-789"}
+SMALL_SWEEP = ["sweep", "--method", "npo", "--benchmark", "tiny-tofu-small", "--split", "forget10",
+               "--trials", "2", "--fix", "epochs=1", "--max-concurrent", "1"]
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory, small_benchmark):
+    """A finished 2-trial NPO sweep (epochs 1, one trial at a time, seed 0) run with secrets in
+    its environment; the security tests read it and the determinism test runs it again."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("small-sweep")
+    run = subprocess.run([sys.executable, "-m", "sweeps.cli", *SMALL_SWEEP, "--output", str(out),
+                          "--name", "exp"], env={**os.environ, **SECRETS}, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out / "exp", run.stdout + run.stderr

@@ -79,11 +79,11 @@ def test_bench_search_tables_from_reused_sweeps(floor_run):
     _, root, _ = floor_run
     sweeps = root / "sweeps"
     sys.path.insert(0, str(BENCH))
-    from bench_search import sweep_name
+    from bench_search import Sweep
 
     for sampler in ("grid", "random", "gp"):  # tpe: the real sweep bench_floor ran with floor 0
         write_experiment(
-            sweeps / sweep_name("tiny-tofu-small", "npo", sampler, 0, 2, 1, 0.0),
+            sweeps / Sweep("tiny-tofu-small", "npo", sampler, 0, 2, 1, 0.0, 2).name,
             methods=("npo",),
             trials=2,
             seed=0,

@@ -118,3 +118,16 @@ def test_altpo_jobs_sample_alternates_once_from_the_target(small_benchmark):
     hits = alternates.cache_info().hits
     job_context(dataclasses.replace(job, eval=EvalConfig(batch_size=8)), views, cpu)
     assert alternates.cache_info().hits == hits + 1  # a new trial's context reuses them
+
+
+def test_stop_after_reproduces_an_epoch_of_a_longer_run(small_benchmark):
+    job = dataclasses.replace(JOB, train=dataclasses.replace(JOB.train, epochs=2),
+                              eval=EvalConfig(generate=False))
+    seen = {}
+    run_job(job, eval_before=False, eval_every=1,
+            on_epoch=lambda epoch, metrics, state: seen.setdefault(epoch, (metrics, state.logs)))
+    short = run_job(dataclasses.replace(job, train=dataclasses.replace(job.train, stop_after=1)),
+                    eval_before=False)
+    assert short.train.epochs == 1 and short.train.optimizer_steps == 10
+    assert short.after == seen[1][0] and short.train.logs == seen[1][1]
+    assert seen[2][0] != seen[1][0]

@@ -30,6 +30,9 @@ LR: dict[str, float] = {
     # for 40 epochs); the gate must tell forget from retain prompts before the edit can act: at
     # 3e-2 the forget NLL moves ~0.03 nats in 20 steps, at 5e-2 ~0.65
     "grun": 5e-2,
+    # DualOptim's default schedule makes one forget step in six (forget_freq 1, retain_freq 5):
+    # 20 steps hold ~4 forget steps, and at 1e-3 the forget NLL moves ~0.05 nats
+    "dual_optim": 3e-3,
 }
 
 

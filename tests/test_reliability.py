@@ -61,16 +61,14 @@ def _trials(home: Path) -> list[tuple]:
     return out
 
 
-def test_same_sweep_twice_gives_identical_trials(tmp_path, small_benchmark):
-    cmd = [sys.executable, "-m", "sweeps.cli", "sweep", "--method", "npo", "--benchmark",
-           "tiny-tofu-small", "--split", "forget10", "--trials", "3", "--fix", "epochs=1",
-           "--max-concurrent", "1", "--seed", "5", "--output", str(tmp_path)]
-    runs = [subprocess.Popen([*cmd, "--name", name], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
-    for p in runs:  # both at once: two drivers on two cores take about as long as one
-        _, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-3000:]
-    a, b = _trials(tmp_path / "a"), _trials(tmp_path / "b")
-    assert len(a) == 3 and all(rows for *_, rows in a)
-    assert len({str(params) for _, _, params, _, _ in a}) == 3
+def test_same_sweep_twice_gives_identical_trials(tmp_path, small_sweep):
+    from conftest import SMALL_SWEEP
+
+    run = subprocess.run([sys.executable, "-m", "sweeps.cli", *SMALL_SWEEP, "--output",
+                          str(tmp_path), "--name", "again"], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    a, b = _trials(small_sweep[0]), _trials(tmp_path / "again")
+    assert len(a) == 2 and all(rows for *_, rows in a)
+    assert len({str(params) for _, _, params, _, _ in a}) == 2
     assert a == b

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import SECRETS
 
-SECRETS = {"HF_TOKEN": "hf_secret123", "WANDB_API_KEY": "wandb-secret-456",
-           "AWS_SECRET_ACCESS_KEY": "aws-secret-789"}
 SWEEP = ["sweep", "--method", "npo", "--benchmark", "tiny-tofu-small", "--trials", "2"]
 
 
@@ -44,24 +40,18 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory, small_benchmark):
-    """A finished 2-trial sweep (epochs 1), analysed and exported, with secrets in the
-    environment of all three steps."""
+def experiment(small_sweep):
+    """The shared 2-trial sweep (run with secrets in its environment), analysed and exported
+    with the secrets set too."""
     from sweeps.cli import main
 
-    out = tmp_path_factory.mktemp("secure")
-    env = {**os.environ, **SECRETS}
-    run = subprocess.run([sys.executable, "-m", "sweeps.cli", *SWEEP, "--split", "forget10",
-                          "--fix", "epochs=1", "--max-concurrent", "1", "--output", str(out),
-                          "--name", "exp"], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    home = out / "exp"
+    home, console = small_sweep
     with pytest.MonkeyPatch.context() as mp:
         for k, v in SECRETS.items():
             mp.setenv(k, v)
         assert main(["analyze", str(home)]) == 0
         assert main(["export", str(home), "--rule", "knee"]) == 0
-    return home, run.stdout + run.stderr
+    return home, console
 
 
 @pytest.fixture
@@ -96,18 +86,14 @@ def test_workers_get_only_the_allow_listed_environment(monkeypatch):
     assert not set(SECRETS) & set(env)
 
 
-def test_remote_code_is_off_unless_asked(monkeypatch, small_benchmark):
-    import unlearn_core.job
+class Stop(Exception):
+    """Raised by a stand-in to end a command once it has shown what it would load."""
+
+
+def test_models_load_without_remote_code_by_default(monkeypatch, small_benchmark):
     import unlearn_core.models as models
-    from sweeps.cli import build_parser, main
-    from sweeps.config import SweepConfig
-    from sweeps.trainable import make_job
 
-    assert models.ModelConfig("m").trust_remote_code is False
     seen = []
-
-    class Stop(Exception):
-        pass
 
     def record(*args, **kwargs):
         seen.append(kwargs.get("trust_remote_code"))
@@ -116,28 +102,35 @@ def test_remote_code_is_off_unless_asked(monkeypatch, small_benchmark):
     monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", record)
     monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", record)
     target = str(small_benchmark["target"])
+    assert models.ModelConfig(target).trust_remote_code is False
     for call in (lambda: models.load_model(models.ModelConfig(target)),
                  lambda: models.load_tokenizer(target)):
         with pytest.raises(Stop):
             call()
     assert seen == [False, False]
 
-    def stop(job, **kwargs):
-        seen.append(job)
+
+def test_cli_passes_trust_remote_code_only_when_given(monkeypatch, small_benchmark):
+    import unlearn_core.job
+    from sweeps.cli import main
+    from sweeps.config import SweepConfig
+    from sweeps.trainable import make_job
+
+    seen = []
+
+    def stop(*args, **kwargs):  # stands in for run_job(job, ...) and evaluate_model(..., trust_...)
+        seen.append(kwargs["trust_remote_code"] if "trust_remote_code" in kwargs
+                    else args[0].model.trust_remote_code)
         raise Stop
 
     monkeypatch.setattr(unlearn_core.job, "run_job", stop)
-
-    def job_of(*flags):  # the JobConfig `unlearn` builds, caught before it runs
-        seen.clear()
-        with pytest.raises(Stop):
-            main(["unlearn", "--method", "npo", "--model", target, *flags])
-        return seen[0]
-
-    assert job_of().model.trust_remote_code is False
-    assert job_of("--trust-remote-code").model.trust_remote_code is True
-    for command in (["evaluate", "--model", target], ["unlearn", "--method", "npo"]):
-        assert build_parser().parse_args(command).trust_remote_code is False
+    monkeypatch.setattr(unlearn_core.job, "evaluate_model", stop)
+    target = str(small_benchmark["target"])
+    for command in (["unlearn", "--method", "npo"], ["evaluate"]):
+        for flags in ([], ["--trust-remote-code"]):
+            with pytest.raises(Stop):
+                main([*command, "--model", target, *flags])
+    assert seen == [False, True, False, True]
     # a sweep has no such flag: its trials never run a model repository's code
     sweep = SweepConfig(method="npo", benchmark="tiny-tofu-small", model=target)
     params = {"lr": 1e-3, "epochs": 1, "warmup_epochs": 0.0, "weight_decay": 0.0}

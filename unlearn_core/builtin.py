@@ -161,7 +161,8 @@ def model_dir(name: str, train_split: str) -> Path:
 def build_models(name: str, train_splits: Sequence[str]) -> dict[str, Path]:
     """The models of `train_splits`, training the missing ones concurrently: one single-threaded
     process each, as two threads on one tiny model barely beat one (and stall on a busy host)."""
-    data_dir(name), tokenizer_dir(name)  # built once here, not raced for by the workers
+    data_dir(name)
+    tokenizer_dir(name)  # both built here once, not raced for by the workers
     missing = [s for s in dict.fromkeys(train_splits) if not _model_folder(name, s).exists()]
     workers = min(len(missing), os.cpu_count() or 1)
     if workers > 1 and not multiprocessing.current_process().daemon:
