@@ -3,11 +3,14 @@ GP (one sweep per seed) on a built-in benchmark; hypervolume of the first b tria
 needs to reach the grid's hypervolume, and whether the front beats the method's reference defaults.
 
     python benchmarks/bench_search.py [--methods grad_diff,npo,simnpo] [--seeds 3]
-        [--budgets 9,18,27] [--trials-max 27] [--epochs-fixed E] [--output DIR] [--json FILE]
+        [--budgets 9,18,27] [--trials-max 27] [--epochs-fixed E] [--output DIR | --reuse DIR]
+        [--json FILE]
 
 Every reported epoch row of a trial is a candidate point (each is what `export` can pick), for every
 sampler alike. Sweeps run with --utility-floor 0 (no trial cut short) and are kept under --output:
-a folder that already holds the same finished sweep is reused, an unfinished one is resumed.
+a folder that already holds the same finished sweep is reused, an unfinished one is resumed;
+--reuse DIR analyses finished sweeps only. With the same seed, TPE and GP start with the same 10
+random trials (Optuna's n_startup_trials) as each other, and usually as random: see the output.
 """
 
 from __future__ import annotations
@@ -157,38 +160,53 @@ def same_prefix(a: list[dict], b: list[dict]) -> int:
     )
 
 
-def beats_defaults(df: pd.DataFrame, trials: int) -> dict:
-    """Trial 0 is the method's reference defaults (evaluated first); is any candidate row of the
-    first `trials` trials strictly better than its final row in both objectives?"""
+def candidates(df: pd.DataFrame, trials: int) -> pd.DataFrame:
+    """The feasible epoch rows of the first `trials` trials: the points a user can export."""
+    return df[(df["status"] == "complete") & (df["trial_index"] <= trials)]
+
+
+def default_row(df: pd.DataFrame, expected: dict) -> dict:
+    """Trial 0's final row: the method's reference defaults, which every non-grid sweep
+    evaluates first (`is_defaults` checks its parameters against sweeps.launch's)."""
     last = last_rows(df)
     d = last[last["trial_index"] == 1].iloc[0]
-    rows = df[(df["status"] == "complete") & (df["trial_index"] <= trials)]
-    better = rows[
-        (rows["log10_forget_quality"] > d["log10_forget_quality"])
-        & (rows["model_utility"] > d["model_utility"])
-    ]
-    best = None
-    if len(better):  # the one furthest beyond the defaults in its worse objective
-        gain = np.minimum(
-            better["log10_forget_quality"] - d["log10_forget_quality"],
-            (better["model_utility"] - d["model_utility"]) * 20,
-        )
-        b = better.loc[gain.idxmax()]
-        best = {
+    same = all(math.isclose(float(d["params"][k]), float(v)) for k, v in expected.items())
+    return {
+        "log10_fq": float(d["log10_forget_quality"]),
+        "mu": float(d["model_utility"]),
+        "params": d["params"],
+        "is_defaults": same,
+    }
+
+
+def beats(rows: pd.DataFrame, d: dict) -> dict:
+    """Rows strictly better than the defaults `d` in both objectives, and the one furthest
+    beyond them in its worse objective (utility scaled x20 to log10 FQ's range)."""
+    fq, mu = rows["log10_forget_quality"], rows["model_utility"]
+    better = rows[(fq > d["log10_fq"]) & (mu > d["mu"])]
+    if not len(better):
+        return {"n_better": 0, "example": None}
+    gain = np.minimum(
+        better["log10_forget_quality"] - d["log10_fq"], (better["model_utility"] - d["mu"]) * 20
+    )
+    b = better.loc[gain.idxmax()]
+    return {
+        "n_better": int(len(better)),
+        "example": {
             "trial": int(b["trial_index"]) - 1,
             "epoch": int(b["epoch"]),
             "log10_fq": float(b["log10_forget_quality"]),
             "mu": float(b["model_utility"]),
-        }
-    return {
-        "default": {
-            "log10_fq": float(d["log10_forget_quality"]),
-            "mu": float(d["model_utility"]),
-            "params": d["params"],
         },
-        "n_better": int(len(better)),
-        "example": best,
     }
+
+
+def expected_defaults(args: argparse.Namespace, method: str) -> dict:
+    from sweeps.config import SweepConfig
+    from sweeps.launch import defaults_point
+
+    fixed = {"epochs": args.epochs_fixed} if args.epochs_fixed else {}
+    return defaults_point(SweepConfig(method=method, benchmark=args.benchmark, fixed=fixed))
 
 
 def summarise(home: Path, trials: int, budgets: list[int]) -> dict:
@@ -261,13 +279,18 @@ def bench_method(args: argparse.Namespace, method: str, root: Path) -> dict:
     )
     target = grid["curve"][-1]
     out = {"grid": grid, "grid_hv": target, "samplers": {}}
+    expected, pooled = expected_defaults(args, method), []
     for sampler in SAMPLERS:
         per_seed = {}
         for seed, sweep in zip(args.seeds, others[sampler], strict=True):
             home = run_sweep(sweep, root, reuse_only=True)
             s = summarise(home, args.trials_max, args.budgets)
             s["reach"] = trials_to_reach(s["curve"], target)
-            s["defaults"] = beats_defaults(load_rows(home), args.trials_max)
+            df = load_rows(home)
+            rows = candidates(df, args.trials_max)
+            s["default"] = default_row(df, expected)
+            s["beats_default"] = beats(rows, s["default"])
+            pooled.append(rows)
             per_seed[str(seed)] = s
         hv = {str(b): mean_std([s["hv"][str(b)] for s in per_seed.values()]) for b in args.budgets}
         reach = reach_summary([s["reach"] for s in per_seed.values()], args.trials_max)
@@ -278,6 +301,11 @@ def bench_method(args: argparse.Namespace, method: str, root: Path) -> dict:
         f"{a}/{b}": [same_prefix(x, y) for x, y in zip(orders[a], orders[b], strict=True)]
         for a, b in (("random", "tpe"), ("random", "gp"), ("tpe", "gp"))
     }
+    # the method's front over all its sweeps, against each sweep's defaults
+    pooled = pd.concat(pooled, ignore_index=True)
+    for r in out["samplers"].values():
+        for s in r["per_seed"].values():
+            s["pooled_beats_default"] = beats(pooled, s["default"])["n_better"] > 0
     out["targets"] = targets(out, args)
     return out
 
@@ -286,11 +314,19 @@ def targets(res: dict, args: argparse.Namespace) -> dict:
     fast = {s: res["samplers"][s]["reach"] for s in ("tpe", "gp")}
     ok = [s for s, r in fast.items() if r["all_reached"] and r["mean"] <= args.target_trials]
     why = "; ".join(f"{s}: {_reach_text(r)}" for s, r in fast.items())
-    sweeps = [s["defaults"] for smp in SAMPLERS for s in res["samplers"][smp]["per_seed"].values()]
-    beaten = sum(d["n_better"] > 0 for d in sweeps)
+    sweeps = [s for smp in SAMPLERS for s in res["samplers"][smp]["per_seed"].values()]
+    beaten = sum(s["beats_default"]["n_better"] > 0 for s in sweeps)
+    pooled = sum(s["pooled_beats_default"] for s in sweeps)
     return {
         "reach": {"met": bool(ok), "why": why, "by": ok},
-        "defaults": {"met": beaten == len(sweeps), "beaten": beaten, "of": len(sweeps)},
+        "defaults": {
+            "met": beaten == len(sweeps),
+            "beaten": beaten,
+            "of": len(sweeps),
+            "pooled_met": pooled == len(sweeps),
+            "pooled_beaten": pooled,
+            "all_trial0_defaults": all(s["default"]["is_defaults"] for s in sweeps),
+        },
     }
 
 
@@ -299,7 +335,7 @@ def _reach_text(r: dict) -> str:
         return "not reached"
     if r["all_reached"]:
         return f"{r['mean']:.1f}"
-    return f"not reached in {r['of'] - r['reached']}/{r['of']} seeds (mean >= {r['mean']:.1f})"
+    return f"reached {r['reached']}/{r['of']}, >= {r['mean']:.1f}"
 
 
 def _fmt(m: float, s: float, n: int) -> str:
@@ -307,37 +343,47 @@ def _fmt(m: float, s: float, n: int) -> str:
 
 
 def print_method(method: str, res: dict, args: argparse.Namespace) -> None:
-    n = len(args.seeds)
-    grid_n = len(res["grid"]["curve"])
+    n, g = len(args.seeds), res["grid"]
+    grid_n = len(g["curve"])
     print(
         f"\n{method}: hypervolume (log10 FQ clipped at -20, MU; ref (-20, 0)) of every epoch "
         f"row of the first b trials; mean ± std over {n} seed(s)"
     )
     head = "".join(f"{'HV@' + str(b):>18s}" for b in args.budgets)
-    reach = f"trials to grid HV@{grid_n}"
-    print(f"  {'sampler':8s}{head}  {reach:>26s}  {'steps (mean)':>13s}")
-    g = res["grid"]
+    print(f"  {'sampler':8s}{head}  {'trials to grid HV@' + str(grid_n):>26s}  {'steps':>7s}")
     cells = "".join(f"{g['hv'].get(str(b), math.nan):18.3f}" for b in args.budgets)
     own = f"({res['grid_hv']:.3f})"
-    print(f"  {'grid':8s}{cells}  {own:>26s}  {g['optimizer_steps']:13.0f}")
+    print(f"  {'grid':8s}{cells}  {own:>26s}  {g['optimizer_steps']:7.0f}")
     for s, r in res["samplers"].items():
         cells = "".join(f"{_fmt(*r['hv'][str(b)], n):>18s}" for b in args.budgets)
         steps = np.mean([x["optimizer_steps"] for x in r["per_seed"].values()])
-        print(f"  {s:8s}{cells}  {_reach_text(r['reach']):>26s}  {steps:13.0f}")
-    t = res["targets"]
+        print(f"  {s:8s}{cells}  {_reach_text(r['reach']):>26s}  {steps:7.0f}")
+    print_targets(res, args, grid_n)
+    same = "; ".join(f"{k} {v}" for k, v in res["identical_leading_trials"].items())
+    print(f"  leading trials with identical parameters, per seed: {same}")
+    order = ", ".join(_grid_point(p, method) for p in g["order"][:9])
+    print(
+        f"  grid order (Optuna GridSampler, shuffled by seed {args.seeds[0]}): {order}"
+        + (", ..." if grid_n > 9 else "")
+    )
+
+
+def print_targets(res: dict, args: argparse.Namespace, grid_n: int) -> None:
+    t, d = res["targets"]["reach"], res["targets"]["defaults"]
     print(
         f"  target: TPE or GP reaches the grid's {grid_n}-trial hypervolume in <= "
-        f"{args.target_trials} trials on average: {'met' if t['reach']['met'] else 'MISSED'} "
-        f"({t['reach']['why']})"
+        f"{args.target_trials} trials on average: {_verdict(t['met'])} ({t['why']})"
     )
-    d = t["defaults"]
     print(
         f"  target: the front holds a point strictly better than the reference defaults in "
-        f"both objectives: {'met' if d['met'] else 'MISSED'} ({d['beaten']}/{d['of']} sweeps)"
+        f"both objectives: {_verdict(d['met'])} (each sweep's own front: {d['beaten']}/"
+        f"{d['of']} sweeps; the method's front over all sweeps: {d['pooled_beaten']}/{d['of']})"
     )
+    if not d["all_trial0_defaults"]:
+        print("  WARNING: a sweep's trial 0 did not run the reference defaults")
     for s, r in res["samplers"].items():
         for seed, x in r["per_seed"].items():
-            dd, ex = x["defaults"]["default"], x["defaults"]["example"]
+            dd, ex = x["default"], x["beats_default"]["example"]
             beat = (
                 f"trial {ex['trial']} epoch {ex['epoch']}: {ex['log10_fq']:.2f}, {ex['mu']:.3f}"
                 if ex
@@ -345,15 +391,12 @@ def print_method(method: str, res: dict, args: argparse.Namespace) -> None:
             )
             print(
                 f"    {s} seed {seed}: defaults {dd['log10_fq']:.2f}, {dd['mu']:.3f} -> "
-                f"{x['defaults']['n_better']} rows better, e.g. {beat}"
+                f"{x['beats_default']['n_better']} rows better, e.g. {beat}"
             )
-    same = "; ".join(f"{k} {v}" for k, v in res["identical_leading_trials"].items())
-    print(f"  leading trials with identical parameters, per seed: {same}")
-    order = ", ".join(_grid_point(p, method) for p in g["order"][: min(grid_n, 9)])
-    print(
-        f"  grid order (Optuna GridSampler, shuffled by seed {args.seeds[0]}): {order}"
-        + (", ..." if grid_n > 9 else "")
-    )
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
 
 
 def _grid_point(p: dict, method: str) -> str:

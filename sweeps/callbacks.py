@@ -72,18 +72,22 @@ class Progress(Callback):
         if all(k in result for k in PROGRESS_KEYS) or "failure" in result:
             self.last[trial.trial_id] = result
 
-    def _line(self, trials, trial, what: str) -> None:
-        status = [t.status for t in trials]
-        diverged = sum(t.status == "TERMINATED" and "failure" in self.last.get(t.trial_id, {})
-                       for t in trials)
+    def _line(self, trials, trial, what: str, ended: str) -> None:
+        # Ray updates the ending trial's status after the callbacks: count it as `ended`
+        status = [ended if t is trial else t.status for t in trials]
+        diverged = sum(s == "TERMINATED" and "failure" in self.last.get(t.trial_id, {})
+                       for t, s in zip(trials, status, strict=True))
         done = status.count("TERMINATED") - diverged
         failed = status.count("ERROR") + diverged
         running = status.count("RUNNING")
-        best = {k: max((r[k] for r in self.last.values() if k in r and math.isfinite(r[k])),
-                       default=None) for k in PROGRESS_KEYS}
+        feasible = [r for r in self.last.values()
+                    if "failure" not in r and r.get("utility_violation", 0) <= 0]
+        best = {k: max((r[k] for r in feasible if k in r and math.isfinite(r[k])), default=None)
+                for k in PROGRESS_KEYS}
         shown = ", ".join(f"best {k} {v:.3g}" for k, v in best.items() if v is not None)
         print(f"[{self.method}] trial {trial.trial_id} {what} | done {done}/{self.total}, "
-              f"running {running}, failed {failed} | {shown}", file=sys.stderr, flush=True)
+              f"running {running}, failed {failed} | {shown} (above the utility floor)",
+              file=sys.stderr, flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = self.last.get(trial.trial_id)
@@ -96,10 +100,10 @@ class Progress(Callback):
                     f"{r['model_utility']:.3f} (epoch {r['epoch']})")
             if r.get("utility_violation", 0) > 0:
                 what += ", stopped by the utility floor"
-        self._line(trials, trial, what)
+        self._line(trials, trial, what, "TERMINATED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._line(trials, trial, "FAILED")
+        self._line(trials, trial, "FAILED", "ERROR")
 
 
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")

@@ -12,13 +12,12 @@ import socket
 from pathlib import Path
 
 import torch
-
-from search_spaces._common import default_point
 from ray.tune import Stopper
 
+from search_spaces._common import default_point
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import get_objectives
-from unlearn_core.benchmarks import resolve, write_json
+from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import job_context
 from unlearn_core.methods import get_method
@@ -207,8 +206,15 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started."""
     from ray import tune
 
-    from sweeps.callbacks import DriverMemory, Progress, ResultsLog, StateBackup, _readable
-    from sweeps.callbacks import check_checkpoints, repair_state
+    from sweeps.callbacks import (
+        DriverMemory,
+        Progress,
+        ResultsLog,
+        StateBackup,
+        _readable,
+        check_checkpoints,
+        repair_state,
+    )
     from sweeps.search import journal, make_searcher
     from sweeps.trainable import trainable
 

@@ -24,18 +24,18 @@ GRID_LR = {"tiny": [5e-4, 1e-3, 2e-3], "llm": [1e-5, 2e-5, 5e-5]}
 GRID_EPOCHS = {"tiny": [2, 4, 6], "llm": [5, 10, 20]}
 
 
-def grid_space(method: str, preset: str, defaults: dict) -> dict[str, list]:
+def grid_space(method: str, preset: str, defaults: dict, fixed=()) -> dict[str, list]:
     """The 27-point grid; every other parameter of the space held at its reference default."""
     space = {k: [v] for k, v in defaults.items() if isinstance(v, int | float)}
     space |= {"lr": GRID_LR[preset], "epochs": GRID_EPOCHS[preset]}
     if method in GRID_COEF:
         name, values = GRID_COEF[method]
         space[name] = values
-    return space
+    return {k: v for k, v in space.items() if k not in fixed}  # fixed values are not sampled
 
 
 def make_sampler(name: str, seed: int, method: str, preset: str,
-                 defaults: dict | None = None) -> optuna.samplers.BaseSampler:
+                 defaults: dict | None = None, fixed=()) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "gp":
@@ -47,7 +47,8 @@ def make_sampler(name: str, seed: int, method: str, preset: str,
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     assert name == "grid", name
-    return optuna.samplers.GridSampler(grid_space(method, preset, defaults or {}), seed=seed)
+    return optuna.samplers.GridSampler(grid_space(method, preset, defaults or {}, fixed),
+                                        seed=seed)
 
 
 def journal(path: Path) -> JournalStorage:
@@ -99,7 +100,7 @@ def make_searcher(method: str, sampler: str, seed: int, opts: SpaceOptions, keys
     return UnlearnSearch(
         space=partial(SPACES[method], opts=opts),
         metric=keys, mode=modes,
-        sampler=make_sampler(sampler, seed, method, opts.preset, defaults),
+        sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed),
         study_name=study_name, storage=storage,
         points_to_evaluate=[defaults] if defaults and sampler != "grid" else None,
     )

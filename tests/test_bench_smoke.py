@@ -25,6 +25,7 @@ TARGET_LINE = re.compile(r"^  target: .*: (met|MISSED)", re.M)
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("RAY_ADDRESS", None)  # each script starts its own local Ray
     return subprocess.run(
         [sys.executable, str(BENCH / name), *args],
         capture_output=True,
