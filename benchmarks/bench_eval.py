@@ -39,9 +39,9 @@ def main() -> None:
     n_seq = sum(len(x) * (2 + len(x[0]["perturbed_answer"])) for x in (data.forget, data.retain))
     n_seq += sum(len(x) * (1 + len(x[0]["perturbed_answer"])) for x in (data.real_authors,
                                                                           data.world_facts))
+    n_gen = sum(len(x) for x in (data.forget, data.retain, data.real_authors, data.world_facts))
     print(f"{args.benchmark} {args.split}: {n_seq + len(data.forget) + len(data.holdout)} scored "
-          f"sequences, {len(data.forget) + len(data.retain) + len(data.real_authors)
-                        + len(data.world_facts)} generations")
+          f"sequences, {n_gen} generations")
     t_batched, ps = timed_eval(model, tok, setup, data, EvalConfig())
     print(f"batched evaluation:        {t_batched:7.2f} s")
     t_single, ps1 = timed_eval(model, tok, setup, data, EvalConfig(batch_size=1, gen_batch_size=1))
