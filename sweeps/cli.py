@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 SWEEP_FLAGS = (("benchmark", str), ("split", str), ("trials", int), ("sampler", str),
                ("seed", int), ("preset", str), ("batch-size", int), ("grad-accum", int),
-               ("eval-every", int), ("utility-floor", float), ("seeds", int),
+               ("eval-every", int), ("utility-floor", float), ("floor-patience", int),
+               ("seeds", int),
                ("cpus-per-trial", float), ("gpus-per-trial", float), ("max-concurrent", int),
                ("address", str), ("storage", str), ("max-failures", int),
                ("keep-checkpoints", int), ("model", str), ("lora-r", int), ("data", str),

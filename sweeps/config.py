@@ -38,6 +38,7 @@ class SweepConfig:
     grad_accum: int = 4
     eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
+    floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
     seeds: int = 1  # seeds per configuration, reported as mean and std
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -60,7 +61,7 @@ class SweepConfig:
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
         for name in ("trials", "batch_size", "grad_accum", "eval_every", "seeds",
-                     "keep_checkpoints"):
+                     "keep_checkpoints", "floor_patience"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_concurrent < 0 or self.max_failures < -1:

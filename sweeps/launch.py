@@ -255,7 +255,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                                         reuse_actors=cfg.gpus_per_trial == 0),
             run_config=tune.RunConfig(
                 name=cfg.method, storage_path=storage_path, verbose=0,
-                stop=UtilityFloor(floor) if cfg.utility_floor > 0 else None,
+                stop=UtilityFloor(floor, cfg.floor_patience) if cfg.utility_floor > 0 else None,
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 callbacks=[ResultsLog(str(results_path(home, cfg.method)), cfg.method),
@@ -269,14 +269,21 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
 
 
 class UtilityFloor(Stopper):
-    """Ray stopper: end a trial whose model_utility fell below the floor (the searcher records it
-    as infeasible through the constraint the trainable reports)."""
+    """Ray stopper: end a trial whose model_utility stayed below the floor for `patience`
+    evaluations in a row (the searcher records it as infeasible through the constraint the
+    trainable reports). Patience > 1 spares trials that dip for an epoch and recover."""
 
-    def __init__(self, floor: float) -> None:
+    def __init__(self, floor: float, patience: int = 1) -> None:
         self.floor = floor
+        self.patience = patience
+        self.below: dict[str, int] = {}
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return result.get("model_utility", float("inf")) < self.floor
+        if "model_utility" not in result:
+            return False
+        low = result["model_utility"] < self.floor
+        self.below[trial_id] = self.below.get(trial_id, 0) + 1 if low else 0
+        return self.below[trial_id] >= self.patience
 
     def stop_all(self) -> bool:
         return False

@@ -130,3 +130,19 @@ def test_exported_config_reproduces_the_sweep(fault_sweep):
     for k, (sweep, again) in now.items():
         assert again == pytest.approx(sweep, rel=1e-3), k
     assert now["model_utility"][0] == pytest.approx(doc["metrics"]["model_utility"], rel=1e-3)
+
+
+def test_utility_floor_stops_after_patience_evaluations_in_a_row():
+    from sweeps.config import SweepConfig
+    from sweeps.launch import UtilityFloor
+    from unlearn_core.errors import UserError
+
+    assert UtilityFloor(0.5)("a", {"model_utility": 0.49})  # default: the first dip stops it
+    floor = UtilityFloor(0.5, patience=2)
+    assert not floor("b", {"model_utility": 0.4})
+    assert not floor("b", {"model_utility": 0.6})  # recovered: the count starts again
+    assert not floor("b", {"model_utility": 0.4})
+    assert floor("b", {"model_utility": 0.3})
+    assert not floor("c", {"diverged": 1.0, "failure": "nan"})  # no utility: nothing to judge
+    with pytest.raises(UserError, match="floor_patience must be >= 1"):
+        SweepConfig(method="npo", floor_patience=0)
