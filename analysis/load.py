@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sweeps.manifest import MANIFEST, read_manifest  # noqa: F401 (MANIFEST re-exported)
 from sweeps.objectives import OBJECTIVES
 from unlearn_core.errors import UserError
 
-# The layout sweeps/launch.py writes (a test checks the two agree; launch imports torch).
-MANIFEST = "unlearn_sweep.json"
+# The layout sweeps/launch.py writes (a test checks the two agree).
 OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
 # Row status: an evaluated epoch is "complete" (feasible) or "stopped" (below the utility floor,
 # infeasible); a trial that ended without objectives adds one "diverged" or "failed" row; a trial
@@ -49,25 +49,11 @@ class Experiment:
         return self.home.name
 
 
-def read_manifest(home: Path) -> dict:
-    """The manifest a sweep writes first; anything else is not an experiment folder."""
-    path = home / MANIFEST
-    if not home.is_dir():
-        raise UserError(f"{home} is not a folder")
-    if not path.is_file():
-        raise UserError(f"{home} is not an unlearn-sweep experiment (no {MANIFEST})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is corrupted: {e}") from e
-    if not isinstance(data, dict) or data.get("tool") != "unlearn-sweep" or not data.get("sweeps"):
-        raise UserError(f"{path} is not an unlearn-sweep manifest")
-    return data
-
-
 def open_experiment(home: str | Path) -> Experiment:
     home = Path(home).expanduser().absolute()
     manifest = read_manifest(home)
+    if not manifest["sweeps"]:
+        raise UserError(f"{home} holds no sweep yet")
     sweeps = {s["method"]: s for s in manifest["sweeps"]}
     first = manifest["sweeps"][0]
     ref = home / "reference"

@@ -249,19 +249,12 @@ EXPORT_INFO = {"objectives", "metrics", "trial_id", "epoch", "version", "rule"}
 def job_from_export(path: str, args: argparse.Namespace):
     """The JobConfig of an exported config (`export` writes them) and the metrics the sweep
     measured; data and reference-model paths are not exported, so they come from the flags."""
-    import yaml
-
+    from sweeps.config import read_yaml
     from unlearn_core.job import JobConfig
     from unlearn_core.models import ModelConfig
     from unlearn_core.train import TrainConfig
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config {path!r} does not exist; give an exported best/<method>.yaml")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    doc = read_yaml(path, f"config {path!r} does not exist; give an exported best/<method>.yaml")
     need = EXPORT_KEYS - {"model", "lora_r"}
     if not isinstance(doc, dict) or not need <= set(doc):
         raise UserError(f"{path} is not an exported config; it needs the keys "

@@ -122,15 +122,20 @@ def hparam_names(method: str) -> set[str]:
     return {f.name for f in dataclasses.fields(get_method(method).hparams)}
 
 
-def load_yaml(path: str) -> dict:
-    """A sweep file: safe-loaded mapping whose keys are SweepConfig fields (plus `methods`)."""
+def read_yaml(path: str, missing: str) -> object:
+    """A YAML file, safe-loaded (no Python objects); `missing` is the message if it is absent."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"sweep file {path!r} does not exist")
+        raise UserError(missing)
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def load_yaml(path: str) -> dict:
+    """A sweep file: safe-loaded mapping whose keys are SweepConfig fields (plus `methods`)."""
+    data = read_yaml(path, f"sweep file {path!r} does not exist")
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of sweep options")
     known = {f.name for f in dataclasses.fields(SweepConfig)} | {"methods", "name", "output"}

@@ -16,6 +16,7 @@ from ray.tune import Stopper
 
 from search_spaces._common import default_point
 from sweeps.config import SweepConfig, to_dict
+from sweeps.manifest import MANIFEST, read_manifest
 from sweeps.objectives import get_objectives
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
@@ -24,7 +25,6 @@ from unlearn_core.methods import get_method
 from unlearn_core.tofu_eval import aggregate, per_sample
 
 log = logging.getLogger(__name__)
-MANIFEST = "unlearn_sweep.json"
 VERSION = "0.1.0"
 
 
@@ -38,22 +38,6 @@ def journal_path(home: Path, method: str) -> Path:
 
 def results_path(home: Path, method: str) -> Path:
     return home / "results" / f"{method}.jsonl"
-
-
-def read_manifest(home: Path) -> dict:
-    """The manifest written at sweep start; folders without one are refused (resuming unpickles)."""
-    path = home / MANIFEST
-    if not home.is_dir():
-        raise UserError(f"{home} is not a folder")
-    if not path.is_file():
-        raise UserError(f"{home} is not an unlearn-sweep experiment (no {MANIFEST})")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as e:  # not JSON, or not even text
-        raise UserError(f"{path} is corrupted: {e}") from e
-    if not isinstance(data, dict) or data.get("tool") != "unlearn-sweep" or "sweeps" not in data:
-        raise UserError(f"{path} is not an unlearn-sweep manifest")
-    return data
 
 
 def check_address(address: str | None) -> None:
