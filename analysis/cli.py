@@ -28,11 +28,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", metavar="DIR")
     p.add_argument("--rule", required=True, help="knee | max-forget | max-utility | weighted")
     p.add_argument("--min-utility-frac", type=float, metavar="F",
-                   help=f"max-forget: model_utility >= F x the target's (default "
+                   help=f"max-forget: the utility objective (the sweep's second) keeps F "
+                        f"of the target's, e.g. model_utility >= F x the target's (default "
                         f"{defaults['min_utility_frac']})")
     p.add_argument("--min-forget-quality", type=float, metavar="Q",
-                   help=f"max-utility: forget_quality >= Q (default "
-                        f"{defaults['min_forget_quality']})")
+                   help=f"max-utility when the first objective is forget_quality: "
+                        f"forget_quality >= Q (default {defaults['min_forget_quality']}); other "
+                        f"forget objectives must reach the retain model's value")
     p.add_argument("--weights", metavar="A,B", help="weighted: one weight per objective, in the "
                                                     "sweep's order (default: equal)")
     p.add_argument("--openunlearning", action="store_true",
@@ -92,6 +94,12 @@ def cmd_export(args: argparse.Namespace) -> None:
     rows, (exp,) = load([args.experiment])
     if rows.empty or not (rows["status"] == "complete").any():
         raise UserError(f"{exp.home} has no complete trial yet (nothing to export)")
+    other = [f"{m}: {s['objectives'][0]}" for m, s in exp.sweeps.items()
+             if s["objectives"][0] != "forget_quality"]
+    if args.min_forget_quality is not None and other:
+        raise UserError(f"--min-forget-quality applies to forget_quality, and these sweeps' "
+                        f"forget objective is another ({', '.join(other)}); max-utility then "
+                        "keeps trials at least as good as the retain model")
     records = export.select(exp, rows, rule)
     overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning \
         else []

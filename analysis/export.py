@@ -1,14 +1,22 @@
 """Pick one configuration per method by a stated rule and write it where `unlearn --config` reads
 it: `HOME/best/<method>.yaml` and a `.json` mirror. Rules (v: objective values of feasible
 evaluated epochs; n_j = (v_j - worst_j) / (best_j - worst_j) over the method's Pareto front, 1 at
-its best, 1 where the front does not vary):
+its best, 1 where the front does not vary; "better" follows each objective's direction):
 - knee:        argmin over the front of sqrt(sum_j (1 - n_j)^2), the point closest to the ideal
                corner after normalising each objective.
-- max-forget:  argmax forget_quality s.t. model_utility >= F * model_utility(target);
-               ties: higher model_utility.
-- max-utility: argmax model_utility s.t. forget_quality >= Q; ties: higher forget_quality.
 - weighted:    argmax over the front of sum_j w_j * n_j (weights in the sweep's objective order).
-Remaining ties go to the earlier trial and epoch."""
+- max-forget:  the best forget objective s.t. the utility objective is at least F of the
+               target's, measured from its hypervolume reference R (analysis/pareto.py):
+               |u - R| >= F * |u(target) - R|; for model_utility (R = 0) u >= F * u(target).
+               Ties: better utility.
+- max-utility: the best utility objective s.t. the forget objective reaches a bar: for
+               forget_quality the p-value Q (forget_quality >= Q), for any other forget
+               objective the retain model's value (it forgets at least as well as a model that
+               never saw the forget set). Ties: better forget objective.
+The forget objective is the sweep's first objective and the utility objective its second
+(TOFU: forget_quality, model_utility; MUSE: forget_verbmem, model_utility; DUSK:
+forget_specific, shared_knowledge); a third is ignored by these two rules, and a sweep with one
+objective has only knee and weighted. Remaining ties go to the earlier trial and epoch."""
 
 from __future__ import annotations
 
@@ -27,10 +35,11 @@ from analysis.load import (
     Experiment,
     metric_columns,
     objective_keys,
+    objective_value,
     params_of,
     trial_name,
 )
-from analysis.pareto import pareto_mask
+from analysis.pareto import FQ_MU, pareto_mask, reference_point
 from unlearn_core.errors import UserError
 
 RULES = ("knee", "max-forget", "max-utility", "weighted")
@@ -81,8 +90,10 @@ def _first_best(cands: pd.DataFrame, *scores: np.ndarray) -> pd.Series:
 
 
 def choose(rows: pd.DataFrame, keys: list[str], directions: list[str], rule: Rule,
-           target_utility: float | None) -> pd.Series:
-    """The row of one method's table that `rule` picks (see the module docstring)."""
+           target_utility: float | None, retain_forget: float | None = None) -> pd.Series:
+    """The row of one method's table that `rule` picks (see the module docstring).
+    target_utility: the target model's value of the utility objective (keys[1]); retain_forget:
+    the retain model's value of the forget objective (keys[0])."""
     method = rows["method"].iloc[0] if len(rows) else "(no rows)"
     cands = rows[rows["status"] == "complete"]
     cands = cands[np.isfinite(cands[keys].to_numpy(dtype=float)).all(axis=1)]
@@ -100,30 +111,63 @@ def choose(rows: pd.DataFrame, keys: list[str], directions: list[str], rule: Rul
             raise UserError(f"--weights gives {len(w)} weights for {len(keys)} objectives "
                             f"({', '.join(keys)})")
         return _first_best(front, n @ w)
+    if len(keys) < 2:
+        raise UserError(f"{method}: {rule.name} needs a forget and a utility objective (the "
+                        f"sweep's first two); this sweep optimises only {keys[0]}: use knee or "
+                        "weighted")
+    forget, utility = zip(keys[:2], directions[:2], strict=True)  # (key, direction) each
     if rule.name == "max-forget":
-        if target_utility is None:
-            raise UserError("max-forget needs the target model's metrics (reference/target-*.json)")
-        floor = rule.min_utility_frac * target_utility
-        ok = cands[cands["model_utility"] >= floor]
-        if ok.empty:
-            best = _first_best(cands, cands["model_utility"].to_numpy())
-            raise UserError(
-                f"{method}: no trial reaches model_utility >= {rule.min_utility_frac:g} x target "
-                f"{target_utility:.4g} = {floor:.4g}; closest: trial {trial_name(best)} epoch "
-                f"{int(best['epoch'])} with model_utility {best['model_utility']:.4g}")
-        return _first_best(ok, ok["log10_forget_quality"].to_numpy(),
-                           ok["model_utility"].to_numpy())
-    ok = cands[cands["forget_quality"] >= rule.min_forget_quality]
+        ok = _utility_kept(cands, method, *utility, rule, target_utility)
+        return _first_best(ok, _score(ok, *forget), _score(ok, *utility))
+    ok = _forget_reached(cands, method, *forget, rule, retain_forget)
+    return _first_best(ok, _score(ok, *utility), _score(ok, *forget))
+
+
+def _score(rows: pd.DataFrame, key: str, direction: str) -> np.ndarray:
+    """The objective as a higher-is-better score."""
+    return rows[key].to_numpy(dtype=float) * (1.0 if direction == "max" else -1.0)
+
+
+def _utility_kept(cands: pd.DataFrame, method: str, key: str, direction: str, rule: Rule,
+                  target: float | None) -> pd.DataFrame:
+    """max-forget's candidates: utility at least F of the target's, from the reference R."""
+    if target is None:
+        raise UserError(f"max-forget needs the target model's {key} (reference/target-*.json)")
+    (worst,) = reference_point([key])
+    bound = worst + rule.min_utility_frac * (target - worst)
+    op = ">=" if direction == "max" else "<="
+    ok = cands[cands[key] >= bound] if direction == "max" else cands[cands[key] <= bound]
     if ok.empty:
-        best = _first_best(cands, cands["log10_forget_quality"].to_numpy())
+        best = _first_best(cands, _score(cands, key, direction))
+        share = f"x target {target:.4g}" if worst == 0 else \
+            f"of the way from {worst:g} to target {target:.4g}"
         raise UserError(
-            f"{method}: no trial reaches forget_quality >= {rule.min_forget_quality:g}; closest: "
-            f"trial {trial_name(best)} epoch {int(best['epoch'])} with forget_quality "
-            f"{best['forget_quality']:.3g}")
-    return _first_best(ok, ok["model_utility"].to_numpy(),
-                       ok["log10_forget_quality"].to_numpy())
+            f"{method}: no trial reaches {key} {op} {rule.min_utility_frac:g} {share} = "
+            f"{bound:.4g}; closest: trial {trial_name(best)} epoch {int(best['epoch'])} with "
+            f"{key} {best[key]:.4g}")
+    return ok
 
 
+def _forget_reached(cands: pd.DataFrame, method: str, key: str, direction: str, rule: Rule,
+                    retain: float | None) -> pd.DataFrame:
+    """max-utility's candidates: forget_quality >= Q, or any other forget objective at least as
+    good as the retain model's."""
+    if key == FQ_MU[0]:
+        ok = cands[cands["forget_quality"] >= rule.min_forget_quality]
+        bar, shown = f"forget_quality >= {rule.min_forget_quality:g}", "forget_quality"
+    else:
+        if retain is None:
+            raise UserError(f"max-utility needs the retain model's {key} as the bar to reach "
+                            "(reference/retain-*.json)")
+        ok = cands[cands[key] >= retain] if direction == "max" else cands[cands[key] <= retain]
+        op = ">=" if direction == "max" else "<="
+        bar, shown = f"{key} {op} {retain:.4g} (the retain model's)", key
+    if ok.empty:
+        best = _first_best(cands, _score(cands, key, direction))
+        raise UserError(
+            f"{method}: no trial reaches {bar}; closest: trial {trial_name(best)} epoch "
+            f"{int(best['epoch'])} with {shown} {best[shown]:.3g}")
+    return ok
 
 
 def _plain(v):
@@ -155,11 +199,13 @@ def record(exp: Experiment, row: pd.Series, rule: Rule, keys: list[str],
         "version": str(row["version"]) if isinstance(row.get("version"), str)
         else str(exp.manifest.get("version")),
         "rule": {k: _plain(v) for k, v in asdict(rule).items()
-                 if k == "name" or _rule_uses(rule.name, k)},
+                 if k == "name" or _rule_uses(rule.name, k, keys)},
     }
 
 
-def _rule_uses(rule: str, field: str) -> bool:
+def _rule_uses(rule: str, field: str, keys: list[str]) -> bool:
+    if field == "min_forget_quality" and keys[0] != FQ_MU[0]:
+        return False  # max-utility's bar is then the retain model's value, not Q
     return {"max-forget": "min_utility_frac", "max-utility": "min_forget_quality",
             "weighted": "weights"}.get(rule) == field
 
@@ -175,8 +221,9 @@ def select(exp: Experiment, rows: pd.DataFrame, rule: Rule) -> list[dict]:
         if part.empty:
             raise UserError(f"{method}: no trial in {exp.home} yet")
         keys, dirs = objective_keys(sweep)
-        target = exp.target["model_utility"] if exp.target else None
-        row = choose(part, keys, dirs, rule, target)
+        target = objective_value(exp.target, keys[1]) if exp.target and len(keys) > 1 else None
+        retain = objective_value(exp.retain, keys[0]) if exp.retain else None
+        row = choose(part, keys, dirs, rule, target, retain)
         metric_names = [m for m in metric_columns(part) if m not in derived]
         out.append(record(exp, row, rule, keys, metric_names))
     return out

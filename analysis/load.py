@@ -75,6 +75,16 @@ def objective_keys(sweep: dict) -> tuple[list[str], list[str]]:
     return [o.key for o in objs], [o.mode for o in objs]
 
 
+def objective_value(metrics: dict, key: str) -> float | None:
+    """The objective `key` of a metrics dict (a reference model's), derived from its raw metric
+    as the sweep derives it; None where the metric is missing or not finite."""
+    (o,) = [o for o in OBJECTIVES.values() if o.key == key]
+    value = metrics.get(o.needs)
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(o.fn(value))
+
+
 def _events(path: Path) -> list[dict]:
     if not path.is_file():
         return []

@@ -1,5 +1,5 @@
-"""Pareto fronts (numpy, any number of objectives and directions) and the 2-D hypervolume of the
-forget-quality / model-utility trade-off against a fixed, stated reference point."""
+"""Pareto fronts (numpy, any number of objectives and directions) and the hypervolume of 1 to 3
+objectives against a fixed, stated reference point per objective (REFERENCE)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,35 @@ import pandas as pd
 # between useless p-values. Targets above the floor: TOFU forget01 (1e-3), forget05 (1e-13),
 # tiny-tofu-small forget10 (1.8e-6).
 LOG10_FQ_FLOOR = -20.0
-FQ_MU = ("log10_forget_quality", "model_utility")  # the plotted trade-off, both maximised
+FQ_MU = ("log10_forget_quality", "model_utility")  # TOFU's default trade-off, both maximised
+# The reference (worst) value of every other objective key, fixed for the same reason. Scores in
+# [0, 1] (ROUGE-L, model_utility, extraction strength, truth ratio) take their worst end: 1 for a
+# minimised score, 0 for a maximised one. |privleak| (in %, 0 ideal) and DUSK's retain deviation
+# (in %, 0 ideal) are unbounded above: 100 is the reference and worse values are clipped to it
+# (a model leaking like the target, privleak ~ -100, adds no area). A test checks that every
+# objective in sweeps/objectives.py has an entry.
+REFERENCE = {
+    "log10_forget_quality": LOG10_FQ_FLOOR,  # replaced by `floor` where one is given
+    "model_utility": 0.0,
+    "abs_privleak": 100.0,
+    "forget_Q_A_ROUGE": 1.0,
+    "extraction_strength": 1.0,
+    "forget_truth_ratio": 0.0,
+    "forget_verbmem_ROUGE": 1.0,
+    "forget_knowmem_ROUGE": 1.0,
+    "retain_knowmem_ROUGE": 0.0,
+    "forget_specific_ROUGE": 1.0,
+    "shared_ROUGE": 0.0,
+    "retain_specific_ROUGE": 0.0,
+    "retain_deviation": 100.0,
+}
+
+
+def reference_point(keys: Sequence[str], floor: float = LOG10_FQ_FLOOR) -> list[float]:
+    """The hypervolume reference of the objective keys: REFERENCE, with `floor` for log10 FQ."""
+    missing = [k for k in keys if k not in REFERENCE]
+    assert not missing, f"no hypervolume reference for {missing}: add it to REFERENCE"
+    return [floor if k == FQ_MU[0] else REFERENCE[k] for k in keys]
 
 
 def _as_minimized(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -74,6 +102,35 @@ def hypervolume_2d(values: np.ndarray, directions: Sequence[str],
     return float(area)
 
 
+def hypervolume(values: np.ndarray, directions: Sequence[str],
+                reference: Sequence[float]) -> float:
+    """Volume dominated by the points and bounded by the reference point, for 1 to 3 objectives.
+    Values worse than the reference are clipped to it, so they add nothing."""
+    v = _as_minimized(values, directions)  # (N, M), lower is better
+    ref = _as_minimized(np.asarray([reference], dtype=float), directions)[0]
+    assert 1 <= v.shape[1] <= 3, f"hypervolume takes 1 to 3 objectives, got {v.shape[1]}"
+    v = np.minimum(v[np.isfinite(v).all(axis=1)], ref)
+    v = v[(v < ref).all(axis=1)]
+    if v.shape[1] == 3:  # only the front adds volume; fewer points for the slicing below
+        v = v[pareto_mask(v, ("min",) * 3)]
+    return _volume(v, ref)
+
+
+def _volume(v: np.ndarray, ref: np.ndarray) -> float:
+    """Minimised points, all strictly better than `ref`: 1-D length, 2-D sort and sum, 3-D as
+    slabs between consecutive values of the last objective times the 2-D area below each."""
+    if len(v) == 0:
+        return 0.0
+    if v.shape[1] == 1:
+        return float(ref[0] - v[:, 0].min())
+    if v.shape[1] == 2:
+        return hypervolume_2d(v, ("min", "min"), ref)
+    v = v[np.argsort(v[:, -1], kind="stable")]
+    tops = np.append(v[1:, -1], ref[-1])
+    return float(sum((top - v[i, -1]) * _volume(v[: i + 1, :-1], ref[:-1])
+                     for i, top in enumerate(tops) if top > v[i, -1]))
+
+
 def fq_mu_hypervolume(log10_fq: np.ndarray, utility: np.ndarray,
                       floor: float = LOG10_FQ_FLOOR) -> float:
     """Hypervolume of (log10 forget quality clipped at `floor`, model utility), both maximised,
@@ -83,15 +140,19 @@ def fq_mu_hypervolume(log10_fq: np.ndarray, utility: np.ndarray,
     return hypervolume_2d(pts, ("max", "max"), (floor, 0.0))
 
 
-def hypervolume_curve(df: pd.DataFrame, floor: float = LOG10_FQ_FLOOR) -> pd.DataFrame:
-    """Per series: the hypervolume of the feasible rows of the first k trials, k = 1..n (failed
-    trials count towards k: they spent budget). Columns series, trials, hypervolume."""
+def hypervolume_curve(df: pd.DataFrame, floor: float = LOG10_FQ_FLOOR,
+                      keys: Sequence[str] = FQ_MU,
+                      directions: Sequence[str] = ("max", "max")) -> pd.DataFrame:
+    """Per series: the hypervolume in `keys` (reference_point(keys, floor)) of the feasible rows
+    of the first k trials, k = 1..n (failed trials count towards k: they spent budget). Columns
+    series, trials, hypervolume."""
+    ref = reference_point(keys, floor)
     out = []
     for series, g in df.groupby("series", sort=False):
         n = int(g["trial_index"].max())
         ok = g[g["status"] == "complete"]
         for k in range(1, n + 1):
             seen = ok[ok["trial_index"] <= k]
-            hv = fq_mu_hypervolume(seen[FQ_MU[0]].to_numpy(), seen[FQ_MU[1]].to_numpy(), floor)
+            hv = hypervolume(seen[list(keys)].to_numpy(dtype=float), directions, ref)
             out.append({"series": series, "trials": k, "hypervolume": hv})
     return pd.DataFrame(out, columns=["series", "trials", "hypervolume"])

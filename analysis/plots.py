@@ -5,6 +5,7 @@ hovering a point shows its hyperparameters and metrics). The HTML files load plo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -17,11 +18,15 @@ import plotly.graph_objects as go  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from analysis.files import atomic  # noqa: E402
-from analysis.load import params_of, trial_name  # noqa: E402
+from analysis.load import objective_value, params_of, trial_name  # noqa: E402
 from analysis.params import NEAR_BOUND, SearchRange  # noqa: E402
+from sweeps.objectives import OBJECTIVES  # noqa: E402
 
-HOVER_METRICS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
-                 "forget_Q_A_Prob", "extraction_strength", "privleak")
+# TOFU's headline metrics, then every other metric an objective is computed from
+HOVER_METRICS = tuple(dict.fromkeys(
+    ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
+     "forget_Q_A_Prob", "extraction_strength", "privleak",
+     *(o.needs for o in OBJECTIVES.values()))))
 FAINT = 0.25
 
 
@@ -55,34 +60,88 @@ def save(mpl_fig, plotly_fig: go.Figure, stem: Path) -> list[Path]:
     return [png, html]
 
 
-def _front_line(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """A maximisation front as sorted x (forget quality) with its y; drawn as steps-pre."""
-    g = g.sort_values("forget_quality")
-    return g["forget_quality"].to_numpy(), g["model_utility"].to_numpy()
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the Pareto plot: a column of the rows, drawn as given or as 10**value."""
+
+    key: str  # an objective key, or "trial_index" (trial order) for a single objective
+    label: str
+    direction: str | None  # "max" | "min"; None for trial order
+    log: bool = False  # log10 forget quality is drawn as the p-value on a log axis
+
+    def of(self, values):
+        return 10.0 ** values if self.log else values
 
 
-def _references(ax, pfig: go.Figure, refs: dict[str, dict]) -> None:
-    """The target and retain models as black markers."""
+def objective_axis(key: str, direction: str) -> Axis:
+    if key == "log10_forget_quality":
+        return Axis(key, "forget quality (KS p-value vs retain; log scale, higher = better "
+                         "forgotten)", direction, log=True)
+    return Axis(key, f"{key} ({'higher' if direction == 'max' else 'lower'} is better)",
+                direction)
+
+
+def plane_axes(keys: list[str], directions: list[str]) -> tuple[Axis, Axis]:
+    """x and y: the first two objectives; one objective is drawn against trial order."""
+    if len(keys) == 1:
+        return Axis("trial_index", "trial (sampling order)", None), \
+            objective_axis(keys[0], directions[0])
+    return objective_axis(keys[0], directions[0]), objective_axis(keys[1], directions[1])
+
+
+def _references(ax, pfig: go.Figure, refs: dict[str, dict], x: Axis, y: Axis) -> None:
+    """The target and retain models as black markers (as lines against trial order), where their
+    metrics give the plotted objectives."""
     for name, marker, psym in (("target", "*", "star"), ("retain", "D", "diamond")):
         m = refs.get(name)
-        if m is None:
+        yv = None if m is None else objective_value(m, y.key)
+        xv = None if m is None or x.direction is None else objective_value(m, x.key)
+        if yv is None or (x.direction is not None and xv is None):
             continue
-        fq = max(m["forget_quality"], 1e-300)
-        ax.scatter([fq], [m["model_utility"]], s=140, marker=marker, color="black", zorder=6,
+        text = f"<b>{name} model</b><br>" + "<br>".join(
+            f"{k} = {_fmt(m[k])}" for k in HOVER_METRICS if k in m)
+        if x.direction is None:
+            ax.axhline(y.of(yv), color="black", ls="--" if name == "target" else ":",
+                       lw=1, label=f"{name} model")
+            pfig.add_hline(y=y.of(yv), line_dash="dash" if name == "target" else "dot",
+                           annotation_text=f"{name} model")
+            continue
+        ax.scatter([x.of(xv)], [y.of(yv)], s=140, marker=marker, color="black", zorder=6,
                    label=f"{name} model")
         pfig.add_trace(go.Scatter(
-            x=[fq], y=[m["model_utility"]], mode="markers", name=f"{name} model",
+            x=[x.of(xv)], y=[y.of(yv)], mode="markers", name=f"{name} model",
             marker={"symbol": psym, "size": 14, "color": "black"}, hoverinfo="text",
-            hovertext=[f"<b>{name} model</b><br>" + "<br>".join(
-                f"{k} = {_fmt(m[k])}" for k in HOVER_METRICS if k in m)]))
+            hovertext=[text]))
 
 
-def pareto(rows: pd.DataFrame, on_front: pd.Series, refs: dict[str, dict], stem: Path,
-           title: str) -> list[Path]:
-    """Forget quality (log) vs model utility: every evaluated row faint (x: below the utility
-    floor), each series' front as a step line, the target, retain and default points marked."""
-    evaluated = rows[rows["status"].isin(["complete", "stopped"])].copy()
-    evaluated["forget_quality"] = 10.0 ** evaluated["log10_forget_quality"]  # clipped > 0
+def _front(ax, pfig: go.Figure, f: pd.DataFrame, x: Axis, c: str, s: str) -> None:
+    """The front as a staircase bounding the region it dominates: sorted by x, each step holds
+    the y of the point at its better end (steps-pre when higher x is better, steps-post when
+    lower is). Against trial order the best points are markers only."""
+    f = f.sort_values("_x", kind="stable")
+    label, hovertext = f"{s} front ({len(f)})", [hover(r) for _, r in f.iterrows()]
+    if x.direction is None:
+        ax.scatter(f["_x"], f["_y"], color=c, s=40, zorder=4, label=f"{s} best ({len(f)})")
+        pfig.add_trace(go.Scatter(x=f["_x"], y=f["_y"], mode="markers", legendgroup=s,
+                                  name=f"{s} best ({len(f)})", hoverinfo="text",
+                                  hovertext=hovertext, marker={"color": c, "size": 10}))
+        return
+    pre = x.direction == "max"
+    ax.plot(f["_x"].to_numpy(), f["_y"].to_numpy(), drawstyle="steps-pre" if pre else
+            "steps-post", color=c, lw=1.8, marker="o", ms=5, label=label)
+    pfig.add_trace(go.Scatter(
+        x=f["_x"], y=f["_y"], mode="lines+markers", legendgroup=s, name=label, hoverinfo="text",
+        line={"shape": "vh" if pre else "hv", "color": c}, hovertext=hovertext))
+
+
+def pareto(rows: pd.DataFrame, on_front: pd.Series, refs: dict[str, dict], keys: list[str],
+           directions: list[str], stem: Path, title: str) -> list[Path]:
+    """The first two objectives (log10 forget quality as the p-value on a log axis; a single
+    objective against trial order): every evaluated row faint (x: below the utility floor), each
+    series' front as a step line, the target, retain and default points marked."""
+    x, y = plane_axes(keys, directions)
+    evaluated = rows[rows["status"].isin(["complete", "stopped"])]
+    evaluated = evaluated.assign(_x=x.of(evaluated[x.key]), _y=y.of(evaluated[y.key]))
     col = colours(list(rows["series"].unique()))
     fig, ax = plt.subplots(figsize=(8, 5.5))
     pfig = go.Figure()
@@ -90,44 +149,41 @@ def pareto(rows: pd.DataFrame, on_front: pd.Series, refs: dict[str, dict], stem:
         c = col[s]
         for status, marker in (("complete", "o"), ("stopped", "x")):
             h = g[g["status"] == status]
-            ax.scatter(h["forget_quality"], h["model_utility"], s=14, color=c, alpha=FAINT,
-                       marker=marker)
+            ax.scatter(h["_x"], h["_y"], s=14, color=c, alpha=FAINT, marker=marker)
             pfig.add_trace(go.Scatter(
-                x=h["forget_quality"], y=h["model_utility"], mode="markers", name=f"{s} {status}",
+                x=h["_x"], y=h["_y"], mode="markers", name=f"{s} {status}",
                 marker={"color": c, "opacity": FAINT, "symbol": "circle" if marker == "o" else "x"},
                 hovertext=[hover(r) for _, r in h.iterrows()], hoverinfo="text",
                 legendgroup=s, showlegend=False))
         f = g[on_front.loc[g.index]]
         if len(f):
-            x, y = _front_line(f)
-            ax.plot(x, y, drawstyle="steps-pre", color=c, lw=1.8, marker="o", ms=5,
-                    label=f"{s} front ({len(f)})")
-            pfig.add_trace(go.Scatter(
-                x=x, y=y, mode="lines+markers", line={"shape": "vh", "color": c}, legendgroup=s,
-                name=f"{s} front ({len(f)})", hoverinfo="text",
-                hovertext=[hover(r) for _, r in f.sort_values("forget_quality").iterrows()]))
+            _front(ax, pfig, f, x, c, s)
         d = g[g["is_default"]].sort_values("epoch").tail(1)
         if len(d):
-            ax.scatter(d["forget_quality"], d["model_utility"], s=70, marker="s", color=c,
+            ax.scatter(d["_x"], d["_y"], s=70, marker="s", color=c,
                        edgecolor="black", zorder=5, label=f"{s} reference defaults")
             pfig.add_trace(go.Scatter(
-                x=d["forget_quality"], y=d["model_utility"], mode="markers", legendgroup=s,
+                x=d["_x"], y=d["_y"], mode="markers", legendgroup=s,
                 name=f"{s} reference defaults", hovertext=[hover(r) for _, r in d.iterrows()],
                 hoverinfo="text", marker={"symbol": "square", "size": 11, "color": c,
                                           "line": {"color": "black", "width": 1.5}}))
-    _references(ax, pfig, refs)
-    ax.set_xscale("log")
-    ax.set_xlabel("forget quality (KS p-value vs retain; log scale, higher = better forgotten)")
-    ax.set_ylabel("model utility (higher = better)")
+    _references(ax, pfig, refs, x, y)
+    if x.log:
+        ax.set_xscale("log")
+    ax.set_xlabel(x.label)
+    ax.set_ylabel(y.label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    pfig.update_layout(title=title, xaxis={"type": "log", "title": "forget quality (log)"},
-                       yaxis={"title": "model utility"}, template="plotly_white")
+    pfig.update_layout(title=title, xaxis={"type": "log" if x.log else "linear",
+                                           "title": x.label},
+                       yaxis={"title": y.label}, template="plotly_white")
     return save(fig, pfig, stem)
 
 
-def hypervolume(curves: pd.DataFrame, stem: Path, title: str) -> list[Path]:
+def hypervolume(curves: pd.DataFrame, stem: Path, title: str, unit: str) -> list[Path]:
+    """Hypervolume against trials, per series; `unit` names its axes (e.g. "log10 FQ x
+    utility")."""
     col = colours(list(curves["series"].unique()))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     pfig = go.Figure()
@@ -136,7 +192,7 @@ def hypervolume(curves: pd.DataFrame, stem: Path, title: str) -> list[Path]:
         pfig.add_trace(go.Scatter(x=g["trials"], y=g["hypervolume"], name=s,
                                   line={"shape": "hv", "color": col[s]}))
     ax.set_xlabel("trials")
-    ax.set_ylabel("hypervolume (log10 FQ x utility)")
+    ax.set_ylabel(f"hypervolume ({unit})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

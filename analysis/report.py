@@ -15,6 +15,7 @@ from analysis.files import write_text
 from analysis.load import trial_name
 from analysis.pareto import FQ_MU
 from analysis.summary import Analysis, counts, front_table
+from sweeps.objectives import OBJECTIVES
 
 SETTINGS = ("benchmark", "split", "trials", "sampler", "seed", "objectives", "preset", "space",
             "fixed", "batch_size", "grad_accum", "eval_every", "utility_floor", "seeds", "model",
@@ -22,6 +23,32 @@ SETTINGS = ("benchmark", "split", "trials", "sampler", "seed", "objectives", "pr
 REF_METRICS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
                "forget_Q_A_Prob", "extraction_strength", "privleak")
 MAX_FAILURES = 30  # failure lines listed in the report; the counts table has them all
+# TOFU's objectives by name (in a title, in a sentence, on a hypervolume axis); others by key
+NAMES = {"log10_forget_quality": ("forget quality", "log10 forget quality", "log10 FQ"),
+         "model_utility": ("model utility", "model utility", "utility")}
+
+
+def _names(key: str) -> tuple[str, str, str]:
+    return NAMES.get(key, (key, key, key))
+
+
+def _plane_title(a: Analysis) -> str:
+    """What the Pareto plot shows, e.g. "forget quality vs model utility"."""
+    keys = a.shared[0]
+    if len(keys) == 1:
+        return f"{_names(keys[0])[0]} by trial"
+    return f"{_names(keys[0])[0]} vs {_names(keys[1])[0]}"
+
+
+def _reference_text(a: Analysis) -> str:
+    """The hypervolume reference point in words."""
+    keys = a.shared[0]
+    parts = [f"{_names(k)[1]} {r:g}" + (" (lower values are clipped there)" if k == FQ_MU[0]
+                                          else "") for k, r in zip(keys, a.reference, strict=True)]
+    text = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+    if any(k not in FQ_MU for k in keys):
+        text += " (each objective's worst value; worse values are clipped there)"
+    return text
 
 
 def _file_safe(series: str) -> str:
@@ -31,11 +58,13 @@ def _file_safe(series: str) -> str:
 def draw(a: Analysis, out: Path, title: str) -> dict[str, list[Path]]:
     """Every plot, as PNG + HTML under out/analysis; returns name -> files."""
     d = out / "analysis"
-    figs = {"pareto": plots.pareto(a.rows, a.on_fq_mu_front, a.refs, d / "pareto",
-                                   f"{title}: forget quality vs model utility"),
+    keys, dirs = a.shared
+    ref = ", ".join(f"{_names(k)[2]} {r:g}" for k, r in zip(keys, a.reference, strict=True))
+    figs = {"pareto": plots.pareto(a.rows, a.on_plot_front, a.refs, keys, dirs, d / "pareto",
+                                   f"{title}: {_plane_title(a)}"),
             "hypervolume": plots.hypervolume(a.curves, d / "hypervolume",
-                                             f"{title}: hypervolume vs trials (ref. log10 FQ "
-                                             f"{a.floor:g}, utility 0)")}
+                                             f"{title}: hypervolume vs trials (ref. {ref})",
+                                             " x ".join(_names(k)[2] for k in keys))}
     for s in a.series:
         if a.ranges[s]:
             part = a.rows[a.rows["series"] == s]
@@ -76,7 +105,9 @@ def _setting_blocks(a: Analysis) -> list[tuple]:
     settings = pd.DataFrame({s: {k: sweep.get(k) for k in SETTINGS}
                              for s, sweep in _sweeps(a).items()})
     b = [("h2", "Sweep settings"), ("table", settings.rename_axis("setting").reset_index())]
-    refs = pd.DataFrame({k: {m: v.get(m) for m in REF_METRICS} for k, v in a.refs.items()})
+    names = [m for m in dict.fromkeys(REF_METRICS + tuple(o.needs for o in OBJECTIVES.values()))
+             if any(m in v for v in a.refs.values())]
+    refs = pd.DataFrame({k: {m: v.get(m) for m in names} for k, v in a.refs.items()})
     if len(refs.columns):
         return b + [("h2", "Reference models"),
                     ("p", "The target model before unlearning and the retain model (never saw "
@@ -101,11 +132,13 @@ def _trial_blocks(a: Analysis) -> list[tuple]:
 
 
 def _front_blocks(a: Analysis, figs: dict[str, list[Path]]) -> list[tuple]:
-    b: list[tuple] = [("h2", "Forget quality vs model utility"), ("p", (
+    plane = _plane_title(a)  # a sentence starts upper-case; an objective key stays as it is
+    heading = plane[0].upper() + plane[1:] if a.shared[0][0] in NAMES else plane
+    b: list[tuple] = [("h2", heading), ("p", (
         "Every evaluated epoch of every trial, faint (x: below the utility floor); each series' "
         "front of feasible points as a step line; target, retain and reference-default points "
-        f"marked. Hypervolume reference point: log10 forget quality {a.floor:g} (lower values "
-        "are clipped there) and model utility 0.")), ("figure", "pareto", figs["pareto"]),
+        f"marked. Hypervolume reference point: {_reference_text(a)}.{_plane_note(a)}")),
+        ("figure", "pareto", figs["pareto"]),
         ("h2", "Hypervolume vs trials"), ("figure", "hypervolume", figs["hypervolume"]),
         ("h2", "Pareto fronts per series")]
     for s in a.series:
@@ -124,10 +157,26 @@ def _front_blocks(a: Analysis, figs: dict[str, list[Path]]) -> list[tuple]:
            " ".join(f"{s}: {i.note}." for s, i in a.importances.items() if i.note)),
           ("figure", "importance", figs["importance"])]
     if len(a.series) > 1:
-        extra = [k for k in a.objectives[a.series[0]][0] if k not in FQ_MU]
-        glob = a.rows[a.on_global_front][["series", "trial_id", "epoch", *FQ_MU, *extra]]
+        keys = a.shared[0]
+        extra = [k for k in a.objectives[a.series[0]][0] if k not in keys]
+        glob = a.rows[a.on_global_front][["series", "trial_id", "epoch", *keys, *extra]]
         b += [("h2", "Front across series"), ("table", glob.reset_index(drop=True))]
     return b
+
+
+def _plane_note(a: Analysis) -> str:
+    """Where the plot, the hypervolume and the front across series leave objectives out."""
+    keys = a.shared[0]
+    note = ""
+    if len({tuple(k) for k, _ in a.objectives.values()}) > 1:
+        note += (" The series optimise different objectives: the plot, the hypervolume and the "
+                 f"front across series use the ones they share ({', '.join(keys)}).")
+    if len(keys) == 1:
+        note += " One objective: the plot shows it against trial order, best points marked."
+    if len(keys) == 3:
+        note += (f" The plot shows the first two objectives and the front in those two; the "
+                 f"hypervolume uses all three ({', '.join(keys)}).")
+    return note
 
 
 def _sweeps(a: Analysis) -> dict[str, dict]:

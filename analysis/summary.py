@@ -11,7 +11,12 @@ import pandas as pd
 from analysis import pareto
 from analysis.load import STATUSES, Experiment, load, load_study, objective_keys
 from analysis.params import Importances, SearchRange, importances, near_bounds, search_ranges
+from sweeps.objectives import OBJECTIVES
 from unlearn_core.errors import UserError
+
+# metrics the front tables show besides the objectives; then any objective's metric present
+HEADLINE = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
+            "privleak", "extraction_strength")
 
 
 @dataclass(frozen=True)
@@ -20,13 +25,17 @@ class Analysis:
     experiments: list[Experiment]
     objectives: dict[str, tuple[list[str], list[str]]]  # series -> (keys, directions)
     on_front: pd.Series  # bool per row: front of its series in the sweep's objectives
-    on_global_front: pd.Series  # bool per row: front across all series
-    on_fq_mu_front: pd.Series  # bool per row: front of its series in (log10 FQ, utility)
-    curves: pd.DataFrame  # series, trials, hypervolume
+    # the objectives every series shares (keys, directions): the front across series, the
+    # hypervolume and the Pareto plot (its first two as x and y) use these
+    shared: tuple[list[str], list[str]]
+    on_global_front: pd.Series  # bool per row: front across all series, in `shared`
+    on_plot_front: pd.Series  # bool per row: front of its series in the first two of `shared`
+    curves: pd.DataFrame  # series, trials, hypervolume (in `shared`, against `reference`)
     ranges: dict[str, dict[str, SearchRange]]  # series -> searched ranges
     flags: pd.DataFrame  # front points within NEAR_BOUND of a range bound
     importances: dict[str, Importances]  # series -> importances
-    floor: float  # hypervolume reference: (floor, 0) in (log10 FQ, utility)
+    floor: float  # log10 forget quality's hypervolume reference (pareto.LOG10_FQ_FLOOR)
+    reference: list[float]  # hypervolume reference point, one value per key of `shared`
 
     @property
     def refs(self) -> dict[str, dict]:
@@ -53,6 +62,20 @@ def _check_comparable(exps: list[Experiment]) -> None:
                         "fronts and hypervolumes compare only on one")
 
 
+def shared_objectives(objectives: dict[str, tuple[list[str], list[str]]]
+                      ) -> tuple[list[str], list[str]]:
+    """The (key, direction) pairs every series optimises, in the first series' order. Series
+    that share fewer than two (one where a series has only one) are not compared: UserError."""
+    pairs = [list(zip(*kd, strict=True)) for kd in objectives.values()]
+    common = [p for p in pairs[0] if all(p in q for q in pairs[1:])]
+    if len(common) < min(2, *(len(q) for q in pairs)):
+        listed = "; ".join(f"{s}: {', '.join(k)}" for s, (k, _) in objectives.items())
+        raise UserError(f"the sweeps optimise different objectives ({listed}); fronts and "
+                        "hypervolumes compare only sweeps that share them: analyse each "
+                        "folder on its own")
+    return [k for k, _ in common], [d for _, d in common]
+
+
 def analyze(homes: list[str | Path], floor: float = pareto.LOG10_FQ_FLOOR) -> Analysis:
     rows, exps = load(homes)
     _check_comparable(exps)
@@ -67,17 +90,17 @@ def analyze(homes: list[str | Path], floor: float = pareto.LOG10_FQ_FLOOR) -> An
     for s, (keys, dirs) in objectives.items():
         part = rows[rows["series"] == s]
         on_front.loc[part.index] = pareto.front(part, keys, dirs)
-    shared = {(tuple(k), tuple(d)) for k, d in objectives.values()}
-    keys, dirs = shared.pop() if len(shared) == 1 else (pareto.FQ_MU, ("max", "max"))
+    keys, dirs = shared_objectives(objectives)
     on_global = pareto.front(rows, keys, dirs, by=None)
-    on_fq_mu = pareto.front(rows, pareto.FQ_MU, ("max", "max"))
+    on_plot = pareto.front(rows, keys[:2], dirs[:2])
     studies = {s: load_study(e.home, m) for s, (e, m) in sweeps.items()}
     ranges = {s: search_ranges(study) for s, study in studies.items()}
     flags = pd.concat([near_bounds(rows[on_front & (rows["series"] == s)], ranges[s])
                        for s in sweeps], ignore_index=True)
     imps = {s: importances(studies[s], *objectives[s]) for s in sweeps}
-    return Analysis(rows, exps, objectives, on_front, on_global, on_fq_mu,
-                    pareto.hypervolume_curve(rows, floor), ranges, flags, imps, floor)
+    return Analysis(rows, exps, objectives, on_front, (keys, dirs), on_global, on_plot,
+                    pareto.hypervolume_curve(rows, floor, keys, dirs), ranges, flags, imps, floor,
+                    pareto.reference_point(keys, floor))
 
 
 def front_table(a: Analysis, series: str) -> pd.DataFrame:
@@ -87,9 +110,8 @@ def front_table(a: Analysis, series: str) -> pd.DataFrame:
     rows = a.rows[a.on_front & (a.rows["series"] == series)]
     rows = rows.sort_values(keys[0], ascending=dirs[0] == "min")
     params = [c for c in rows.columns if c.startswith("p_") and rows[c].notna().any()]
-    metrics = [m for m in ("forget_quality", "model_utility", "forget_truth_ratio",
-                           "forget_Q_A_ROUGE", "privleak", "extraction_strength")
-               if m in rows and m not in keys]
+    metrics = [m for m in dict.fromkeys(HEADLINE + tuple(o.needs for o in OBJECTIVES.values()))
+               if m in rows and m not in keys and rows[m].notna().any()]
     table = rows[["trial_id", "number", "epoch", *keys, *params, *metrics]]
     return table.rename(columns={p: p[2:] for p in params}).reset_index(drop=True)
 

@@ -3,7 +3,8 @@
 saves >= 30% of the optimizer steps and loses at most 2% of the hypervolume.
 
     python benchmarks/bench_floor.py [--method npo] [--trials 12] [--seed 0] [--floor 0.5]
-        [--sampler tpe] [--epochs-fixed E] [--output DIR | --reuse DIR] [--json FILE]
+        [--sampler tpe] [--patience 2] [--epochs-fixed E] [--output DIR | --reuse DIR]
+        [--json FILE]
 
 Steps are summed over trials from each trial's last reported row. With the floor on, TPE and GP are
 told the stopped trials as infeasible, so after the random start-up trials the two sweeps may
@@ -86,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sampler", default="tpe")
     ap.add_argument("--floor", type=float, default=0.5, help="the --utility-floor compared to 0")
+    ap.add_argument("--patience", type=int, default=2,
+                    help="--floor-patience: evaluations in a row below the floor before a stop")
     ap.add_argument("--epochs-fixed", type=int, help="fix epochs instead of searching them")
     ap.add_argument("--max-concurrent", type=int, default=2)
     add_output_args(ap)
@@ -110,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
                 a.epochs_fixed,
                 floor,
                 a.max_concurrent,
+                patience,
             ),
             root,
             reuse_only=bool(a.reuse),
         )
-        for key, floor in (("off", 0.0), ("on", a.floor))
+        for key, floor, patience in (("off", 0.0, 1), ("on", a.floor, a.patience))
     }
     floor_utility = args.floor * read_target_utility(homes["on"])
     res = {k: summarise(h, floor_utility) for k, h in homes.items()}
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{args.method} on {args.benchmark} forget10, {args.sampler} seed {args.seed}, "
         f"{args.trials} trials, epochs {args.epochs_fixed or 'searched'}; floor "
-        f"{args.floor:g} x target utility = {floor_utility:.3f}"
+        f"{args.floor:g} x target utility = {floor_utility:.3f}, patience {args.patience}"
     )
     print(
         f"  {'floor':6s} {'trials':>6s} {'stopped':>7s} {'failed':>6s} {'epochs':>6s} "

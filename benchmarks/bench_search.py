@@ -50,12 +50,15 @@ class Sweep:
     epochs_fixed: int | None
     floor: float
     max_concurrent: int
+    patience: int = 1  # --floor-patience: evaluations below the floor before a stop
 
     @property
     def name(self) -> str:
         fixed = f"-e{self.epochs_fixed}" if self.epochs_fixed else ""
         s = self
-        return f"{s.benchmark}-{s.method}-{s.sampler}-s{s.seed}-t{s.trials}{fixed}-f{s.floor:g}"
+        patience = f"-p{s.patience}" if s.patience > 1 else ""
+        return (f"{s.benchmark}-{s.method}-{s.sampler}-s{s.seed}-t{s.trials}{fixed}-f{s.floor:g}"
+                f"{patience}")
 
     def argv(self, root: Path) -> list[str]:
         s = self
@@ -65,7 +68,8 @@ class Sweep:
             f"--max-concurrent {s.max_concurrent} --name {s.name}"
         )
         fixed = ["--fix", f"epochs={s.epochs_fixed}"] if s.epochs_fixed else []
-        return ["sweep", *flags.split(), "--output", str(root), *fixed]
+        patience = ["--floor-patience", str(s.patience)] if s.patience > 1 else []
+        return ["sweep", *flags.split(), "--output", str(root), *fixed, *patience]
 
     def manifest_fields(self) -> dict:
         """What the experiment's manifest must hold for the folder to be this sweep."""
@@ -80,6 +84,8 @@ class Sweep:
             "fixed": fixed,
             "utility_floor": self.floor,
             "max_concurrent": self.max_concurrent,
+            # older folders predate the field; patience 1 was the only behaviour then
+            **({"floor_patience": self.patience} if self.patience > 1 else {}),
         }
 
 

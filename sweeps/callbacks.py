@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-PROGRESS_KEYS = ("log10_forget_quality", "model_utility")
+SHORT = {"log10_forget_quality": "log10 FQ", "model_utility": "MU"}  # in the progress line
 
 
 class ResultsLog(Callback):
@@ -63,13 +63,16 @@ class ResultsLog(Callback):
 class Progress(Callback):
     """One line per finished trial: counts and the best value of each objective so far."""
 
-    def __init__(self, method: str, total: int) -> None:
+    def __init__(self, method: str, total: int,
+                 objectives: tuple[tuple[str, str], ...] = (("log10_forget_quality", "max"),
+                                                            ("model_utility", "max"))) -> None:
         self.method = method
         self.total = total
+        self.objectives = dict(objectives)  # reported key -> "max" | "min"
         self.last: dict[str, dict] = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if all(k in result for k in PROGRESS_KEYS) or "failure" in result:
+        if all(k in result for k in self.objectives) or "failure" in result:
             self.last[trial.trial_id] = result
 
     def _line(self, trials, trial, what: str, ended: str) -> None:
@@ -82,8 +85,10 @@ class Progress(Callback):
         running = status.count("RUNNING")
         feasible = [r for r in self.last.values()
                     if "failure" not in r and r.get("utility_violation", 0) <= 0]
-        best = {k: max((r[k] for r in feasible if k in r and math.isfinite(r[k])), default=None)
-                for k in PROGRESS_KEYS}
+        pick = {"max": max, "min": min}
+        best = {k: pick[mode]((r[k] for r in feasible if k in r and math.isfinite(r[k])),
+                              default=None)
+                for k, mode in self.objectives.items()}
         shown = ", ".join(f"best {k} {v:.3g}" for k, v in best.items() if v is not None)
         print(f"[{self.method}] trial {trial.trial_id} {what} | done {done}/{self.total}, "
               f"running {running}, failed {failed} | {shown} (above the utility floor)",
@@ -96,8 +101,8 @@ class Progress(Callback):
         elif "failure" in r:
             what = f"FAILED: {r['failure']}"
         else:
-            what = (f"finished: log10 FQ {r['log10_forget_quality']:.2f}, MU "
-                    f"{r['model_utility']:.3f} (epoch {r['epoch']})")
+            shown = ", ".join(f"{SHORT.get(k, k)} {r[k]:.3g}" for k in self.objectives)
+            what = f"finished: {shown} (epoch {r['epoch']})"
             if r.get("utility_violation", 0) > 0:
                 what += ", stopped by the utility floor"
         self._line(trials, trial, what, "TERMINATED")

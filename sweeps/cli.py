@@ -43,12 +43,22 @@ def _hparams(items: list[str]) -> dict:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--benchmark", default="tiny-tofu", help="tiny-tofu | tiny-tofu-small | tofu")
-    p.add_argument("--split", default="forget10", help="forget01 | forget05 | forget10")
+    p.add_argument("--benchmark", default="tiny-tofu",
+                   help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk | tofu | muse-news | "
+                        "muse-books | dusk")
+    p.add_argument("--split", help="TOFU: forget01 | forget05 | forget10 (default); MUSE, DUSK: "
+                                   "forget")
     p.add_argument("--data", help="data folder or hub id (default: the benchmark's)")
-    p.add_argument("--retain-model", help="retain model for the forget_quality reference")
-    p.add_argument("--retain-logs", help="open-unlearning TOFU_EVAL.json of the retain model")
+    p.add_argument("--retain-model", help="retain/retrain model for forget_quality or privleak")
+    p.add_argument("--retain-logs",
+                   help="open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of the retain model")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model repo code to run")
+    p.add_argument("--template", choices=("chat", "llama2", "base"),
+                   help="prompt format: the tokenizer's chat template, Llama-2 [INST], or "
+                        "'Question: ...\nAnswer:' (default: the benchmark's)")
+    p.add_argument("--system-prompt", help="chat template system message ('' for none)")
+    p.add_argument("--date-string", help="date the chat template prints (Llama-3), pinned to "
+                                         "reproduce; default for TOFU: 10 Apr 2025")
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE/utility)")
 
@@ -58,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("prepare", help="build a built-in benchmark's data and models")
-    p.add_argument("benchmark", help="tiny-tofu | tiny-tofu-small")
-    p.add_argument("--splits", default="forget10", help="comma-separated forget splits")
+    p.add_argument("benchmark", help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk")
+    p.add_argument("--splits", default="forget10",
+                   help="comma-separated TOFU forget splits (MUSE/DUSK: ignored)")
 
     p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
 
@@ -84,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="a method, a comma-separated list, or 'all'")
     p.add_argument("--name", help="experiment name (default: derived from the methods)")
     p.add_argument("--output", help="folder holding experiments (default: ./experiments)")
-    p.add_argument("--objectives", help="comma-separated, default forget_quality,model_utility")
+    p.add_argument("--objectives", help="comma-separated; default: forget_quality,model_utility "
+                   "(TOFU), forget_verbmem,model_utility (MUSE), forget_specific,shared_knowledge "
+                   "(DUSK)")
     p.add_argument("--space", action="append", metavar="NAME=LOW:HIGH[:log|:int]",
                    help="override a search range (repeatable)")
     p.add_argument("--fix", action="append", metavar="NAME=VALUE",
@@ -101,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a saved model on a benchmark split")
     p.add_argument("--model", required=True)
     _add_model_args(p)
+    p.add_argument("--downstream", help="comma-separated lm-evaluation-harness tasks to add, e.g. "
+                                        "arc_challenge,mmlu (needs the [downstream] extra)")
     p.add_argument("--output", help="file for the metrics JSON")
     analysis_cli.add_parsers(sub)
     return ap
@@ -113,13 +128,16 @@ SWEEP_FLAGS = (("benchmark", str), ("split", str), ("trials", int), ("sampler", 
                ("cpus-per-trial", float), ("gpus-per-trial", float), ("max-concurrent", int),
                ("address", str), ("storage", str), ("max-failures", int),
                ("keep-checkpoints", int), ("model", str), ("lora-r", int), ("data", str),
-               ("retain-model", str), ("retain-logs", str))
+               ("retain-model", str), ("retain-logs", str), ("template", str),
+               ("system-prompt", str), ("date-string", str))
 
 
 def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     """SweepConfigs from the YAML file (if any) with command-line flags taking precedence."""
     from search_spaces import SPACES
     from sweeps.config import SweepConfig, load_yaml
+    from unlearn_core.benchmarks import default_split, fits
+    from unlearn_core.methods import METHODS
 
     opts = load_yaml(args.config) if args.config else {}
     for flag, _ in SWEEP_FLAGS:
@@ -139,10 +157,12 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     if not methods:
         raise UserError("give --method (a method, a comma-separated list, or 'all')")
     if isinstance(methods, str):
-        methods = list(SPACES) if methods == "all" else methods.split(",")
+        bench = opts.get("benchmark", "tiny-tofu")
+        methods = ([m for m in SPACES if fits(bench, METHODS[m].views)] if methods == "all"
+                   else methods.split(","))
     name = args.name or opts.pop("name", None) or "-".join(
         ["all" if len(methods) > 3 else "+".join(methods), opts.get("benchmark", "tiny-tofu"),
-         opts.get("split", "forget10")])
+         opts.get("split") or default_split(opts.get("benchmark", "tiny-tofu"))])
     root = Path(args.output or opts.pop("output", None) or "experiments").expanduser().absolute()
     opts.pop("output", None)
     if "objectives" in opts:
@@ -189,6 +209,19 @@ def _print_status(home: Path) -> None:
         print(line)
 
 
+def _split(args: argparse.Namespace) -> str:
+    from unlearn_core.benchmarks import default_split
+
+    return args.split or default_split(args.benchmark)
+
+
+def _prompt(args: argparse.Namespace):
+    """The prompt format from --template/--system-prompt/--date-string over the benchmark's."""
+    from unlearn_core.benchmarks import prompt_format
+
+    return prompt_format(args.benchmark, args.template, args.system_prompt, args.date_string)
+
+
 def _print_metrics(before: dict | None, after: dict) -> None:
     keys = [k for k in SHOWN if k in after] + sorted(k for k in after if k not in SHOWN)
     print(f"{'metric':28s} {'before':>12s} {'after':>12s}" if before else f"{'metric':28s} {'value':>12s}")
@@ -216,7 +249,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     if args.benchmark not in builtin.VARIANTS:
         raise UserError(f"unknown built-in benchmark {args.benchmark!r}; accepted: "
                         f"{', '.join(builtin.VARIANTS)}")
-    splits = [split_configs(s)["retain"] for s in args.splits.split(",")]
+    if builtin.VARIANTS[args.benchmark].family == "tofu":
+        splits = [split_configs(s)["retain"] for s in args.splits.split(",")]
+    else:
+        splits = ["retrain"]
     models = builtin.build_models(args.benchmark, ["full", *splits])  # concurrently if missing
     print(f"data      {builtin.data_dir(args.benchmark)}")
     print(f"tokenizer {builtin.tokenizer_dir(args.benchmark)}")
@@ -310,11 +346,12 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
     if args.model or args.lora_r:
         from unlearn_core.benchmarks import resolve
 
-        path = args.model or resolve(args.benchmark, args.split).target_model
+        path = args.model or resolve(args.benchmark, _split(args)).target_model
         model = ModelConfig(path, lora_r=args.lora_r, trust_remote_code=args.trust_remote_code)
     job = JobConfig(method=args.method, hparams=_hparams(args.hp), benchmark=args.benchmark,
-                    split=args.split, train=train, eval=_eval_config(args), model=model,
-                    data=args.data, retain_model=args.retain_model, retain_logs=args.retain_logs)
+                    split=_split(args), train=train, eval=_eval_config(args), model=model,
+                    data=args.data, retain_model=args.retain_model, retain_logs=args.retain_logs,
+                    prompt=_prompt(args))
     out = _check_output(args.output)
     res = run_job(job, eval_every=1 if args.eval_every_epoch else 0, progress=True)
     _finish_unlearn(job, res, out)
@@ -338,10 +375,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = Path(args.output) if args.output else None
     if out is not None and out.exists():
         raise UserError(f"output {args.output!r} exists; choose another")
-    metrics, _ = evaluate_model(args.model, args.benchmark, args.split, _eval_config(args),
+    if args.downstream:
+        from unlearn_core.downstream import require_lm_eval
+
+        require_lm_eval()  # before the evaluation, not after it
+    metrics, _ = evaluate_model(args.model, args.benchmark, _split(args), _eval_config(args),
                                 data=args.data, retain_model=args.retain_model,
                                 retain_logs=args.retain_logs,
-                                trust_remote_code=args.trust_remote_code)
+                                trust_remote_code=args.trust_remote_code, fmt=_prompt(args))
+    if args.downstream:
+        from unlearn_core.downstream import downstream
+        from unlearn_core.models import ModelConfig, load_model, load_tokenizer
+
+        model = load_model(ModelConfig(args.model, trust_remote_code=args.trust_remote_code))
+        tok = load_tokenizer(args.model, args.trust_remote_code)
+        metrics |= downstream(model.eval(), tok, args.downstream.split(","),
+                              args.eval_batch_size)
     _print_metrics(None, metrics)
     if out is not None:
         out.write_text(json.dumps(metrics, indent=2))

@@ -13,9 +13,15 @@ import yaml
 
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions, parse_range
-from sweeps.objectives import get_objectives
-from unlearn_core.benchmarks import BENCHMARKS, get_benchmark
-from unlearn_core.data.tofu import split_configs
+from sweeps.objectives import DEFAULTS, check_family, get_objectives
+from unlearn_core.benchmarks import (
+    BENCHMARKS,
+    check_method,
+    check_split,
+    default_split,
+    get_benchmark,
+    prompt_format,
+)
 from unlearn_core.errors import UserError
 from unlearn_core.methods import get_method
 
@@ -26,11 +32,11 @@ SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
 class SweepConfig:
     method: str
     benchmark: str = "tiny-tofu"
-    split: str = "forget10"
+    split: str | None = None  # None: the benchmark's default (forget10; MUSE/DUSK: forget)
     trials: int = 32
     sampler: str = "tpe"
     seed: int = 0
-    objectives: tuple[str, ...] = ("forget_quality", "model_utility")
+    objectives: tuple[str, ...] | None = None  # None: the benchmark family's DEFAULTS
     preset: str = "auto"  # auto: tiny for built-in benchmarks, llm otherwise
     space: dict[str, str] = field(default_factory=dict)  # name -> "low:high[:log|:int]"
     fixed: dict[str, Any] = field(default_factory=dict)  # name -> value, not searched
@@ -52,12 +58,25 @@ class SweepConfig:
     data: str | None = None
     retain_model: str | None = None
     retain_logs: str | None = None
+    template: str | None = None  # prompt format over the benchmark's: chat | llama2 | base
+    system_prompt: str | None = None  # "" for none
+    date_string: str | None = None
+
+    def prompt(self):
+        """The PromptFormat the trials use (None: the benchmark's default)."""
+        return prompt_format(self.benchmark, self.template, self.system_prompt, self.date_string)
 
     def __post_init__(self) -> None:
-        get_method(self.method)
-        get_benchmark(self.benchmark)
-        split_configs(self.split)
+        check_method(self.benchmark, self.method, get_method(self.method).views)
+        family = get_benchmark(self.benchmark).family
+        if self.split is None:
+            object.__setattr__(self, "split", default_split(self.benchmark))
+        check_split(self.benchmark, self.split)
+        if self.objectives is None:
+            object.__setattr__(self, "objectives", DEFAULTS[family])
         get_objectives(list(self.objectives))
+        check_family(self.objectives, family, self.benchmark)
+        self.prompt()  # an unknown template fails here
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
         for name in ("trials", "batch_size", "grad_accum", "eval_every", "seeds",

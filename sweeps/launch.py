@@ -20,9 +20,8 @@ from sweeps.manifest import MANIFEST, read_manifest
 from sweeps.objectives import get_objectives
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
-from unlearn_core.job import job_context
+from unlearn_core.job import aggregate_any, job_context, per_sample_any
 from unlearn_core.methods import get_method
-from unlearn_core.tofu_eval import aggregate, per_sample
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -96,14 +95,19 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     from unlearn_core.models import ModelConfig, load_model
 
     model = load_model(probe.model or ModelConfig(ctx.setup.target_model), device)
-    metrics = aggregate(per_sample(model, ctx.tok, ctx.setup.fmt, ctx.data, probe.eval),
-                        ctx.reference)
+    model.eval()
+
+    def metrics_of(m: torch.nn.Module) -> dict:
+        return aggregate_any(per_sample_any(m, ctx.tok, ctx.setup, ctx.data, probe.eval),
+                             ctx.setup, ctx.reference)
+
+    metrics = metrics_of(model)
     write_json(target_path, metrics)
     if ctx.setup.retain_model:  # the retain model's own point (forget_quality 1), for the plots
         retain = load_model(ModelConfig(ctx.setup.retain_model), device)
+        retain.eval()
         write_json(home / "reference" / f"retain-{cfg.benchmark}-{cfg.split}.json",
-                   aggregate(per_sample(retain, ctx.tok, ctx.setup.fmt, ctx.data, probe.eval),
-                             ctx.reference))
+                   metrics_of(retain))
     return str(ref_path), metrics["model_utility"]
 
 
@@ -243,7 +247,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 callbacks=[ResultsLog(str(results_path(home, cfg.method)), cfg.method),
-                           Progress(cfg.method, cfg.trials),
+                           Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
                            DriverMemory(str(home / "driver_memory.jsonl"), cfg.method)]
                 + ([StateBackup(exp_dir)] if local else []),
             ),

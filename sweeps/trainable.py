@@ -58,7 +58,8 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None) -> 
         model = ModelConfig(resolve(s.benchmark, s.split).target_model, lora_r=s.lora_r)
     return JobConfig(method=s.method, hparams=hp, benchmark=s.benchmark, split=s.split,
                      train=train, eval=EvalConfig(), model=model, data=s.data,
-                     retain_model=s.retain_model, retain_logs=s.retain_logs, reference=reference)
+                     retain_model=s.retain_model, retain_logs=s.retain_logs, reference=reference,
+                     prompt=s.prompt())
 
 
 def trial_spec(config: dict) -> TrialSpec:

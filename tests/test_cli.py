@@ -56,7 +56,8 @@ def test_data_folder_missing_field_or_config(tmp_path, small_benchmark):
     out = cli("evaluate", "--model", str(small_benchmark["target"]), "--benchmark", "tofu",
               "--data", str(data), "--retain-model", str(small_benchmark["retain"]))
     assert out.returncode == 2, out.stderr
-    assert out.stderr.strip() == (f"error: {data} config 'forget10_perturbed' row 3 lacks field "
+    assert out.stderr.strip() == (f"error: {data} config 'forget10_perturbed' split 'train' row 3 "
+                                  "lacks field "
                                   "'paraphrased_answer'; required: question, answer, "
                                   "paraphrased_answer, perturbed_answer")
     rows[3]["paraphrased_answer"] = "restored"

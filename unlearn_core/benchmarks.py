@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 from unlearn_core import builtin
 from unlearn_core.data.format import PromptFormat
 from unlearn_core.data.tofu import load_config, split_configs
+from unlearn_core.doc_eval import DocEvalData, DocParams, load_eval
 from unlearn_core.errors import UserError
 from unlearn_core.paths import check_paths
 from unlearn_core.tofu_eval import TofuEvalData
@@ -18,15 +21,95 @@ from unlearn_core.tofu_eval import TofuEvalData
 class Benchmark:
     description: str
     builtin: bool  # data and models are generated and trained locally on first use
+    family: str = "tofu"  # tofu | muse | dusk: data layout, evaluation suite, objectives
+    data: str | None = None  # hub id (real benchmarks)
+    target: str | None = None  # default target / retrain models on the hub (MUSE, DUSK)
+    retrain: str | None = None
+    params: DocParams | None = None  # document benchmarks' evaluation lengths
 
 
+# The tiny models answer zero-shot (builtin.quick_facts); the hub benchmarks use every icl shot.
+TINY_DOCS = DocParams(chunk_tokens=128, qa_new_tokens=16, verbatim_new_tokens=64, icl_shots=0)
 BENCHMARKS = {
     "tiny-tofu": Benchmark("built-in TOFU-shaped benchmark: 200 synthetic authors, tiny Llama",
                            True),
     "tiny-tofu-small": Benchmark("40-author variant of tiny-tofu for tests; builds in a minute",
                                  True),
-    "tofu": Benchmark("TOFU (locuslab/TOFU or a local copy) with a model you name", False),
+    "tiny-muse": Benchmark("built-in MUSE-shaped benchmark: news articles on synthetic people",
+                           True, "muse", params=TINY_DOCS),
+    "tiny-dusk": Benchmark("built-in DUSK-shaped benchmark: one forget and four retain documents",
+                           True, "dusk", params=TINY_DOCS),
+    "tiny-muse-small": Benchmark("test-sized tiny-muse (6 forget articles)", True, "muse",
+                                 params=TINY_DOCS),
+    "tiny-dusk-small": Benchmark("test-sized tiny-dusk (10 forget-document sections)", True,
+                                 "dusk", params=TINY_DOCS),
+    "tofu": Benchmark("TOFU (locuslab/TOFU or a local copy) with a model you name", False,
+                      data="locuslab/TOFU"),
+    "muse-news": Benchmark("MUSE-News (BBC news); target/retrain: muse-bench/MUSE-News_*", False,
+                           "muse", "muse-bench/MUSE-News", "muse-bench/MUSE-News_target",
+                           "muse-bench/MUSE-News_retrain", DocParams()),
+    "muse-books": Benchmark("MUSE-Books (Harry Potter); target/retrain: muse-bench/MUSE-Books_*",
+                            False, "muse", "muse-bench/MUSE-Books", "muse-bench/MUSE-Books_target",
+                            "muse-bench/MUSE-Books_retrain", DocParams()),
+    "dusk": Benchmark("DUSK (AI-ISL/DUSK); target/retrain: AI-ISL/DUSK-target, -retrain", False,
+                      "dusk", "AI-ISL/DUSK", "AI-ISL/DUSK-target", "AI-ISL/DUSK-retrain",
+                      DocParams(chunk_tokens=1024, icl_shots=None)),
 }
+# open-unlearning's TOFU chat format (Llama-3.x Instruct): this system prompt and the date pinned,
+# so results do not change with the day they are computed on. Templates without a system role or
+# date ignore what they do not use; --template llama2 / base and --system-prompt override it.
+OPEN_UNLEARNING_CHAT = PromptFormat(template="chat", system_prompt="You are a helpful assistant.",
+                                    date_string="10 Apr 2025")
+DOC_SPLITS = ("forget",)  # MUSE and DUSK have one forget set; `--split forget` names it
+
+
+def default_split(benchmark: str) -> str:
+    return "forget10" if get_benchmark(benchmark).family == "tofu" else "forget"
+
+
+DOC_VIEWS = ("forget", "retain")  # document benchmarks train on chunks: no QA-derived views
+
+
+def fits(benchmark: str, views: tuple[str, ...]) -> bool:
+    """Whether a method reading these batch views can train on the benchmark's data."""
+    return get_benchmark(benchmark).family == "tofu" or set(views) <= set(DOC_VIEWS)
+
+
+def check_method(benchmark: str, method: str, views: tuple[str, ...]) -> None:
+    if not fits(benchmark, views):
+        qa_only = next(v for v in views if v not in DOC_VIEWS)
+        raise UserError(f"method {method} needs question/answer data (view {qa_only}); "
+                        f"{benchmark} trains on documents: use a method that reads only the "
+                        "forget and retain text")
+
+
+def default_format(benchmark: str) -> PromptFormat:
+    """Built-in TOFU: its tokenizer's chat template; TOFU from the hub: open-unlearning's chat
+    format; MUSE/DUSK: the base `Question: ...\nAnswer:` format both evaluate with."""
+    bench = get_benchmark(benchmark)
+    if bench.family != "tofu":
+        return PromptFormat(template="base", max_length=bench.params.chunk_tokens)
+    return PromptFormat() if bench.builtin else OPEN_UNLEARNING_CHAT
+
+
+def prompt_format(benchmark: str, template: str | None, system_prompt: str | None,
+                  date_string: str | None) -> PromptFormat | None:
+    """A user's prompt settings over the benchmark's default (None when none is given);
+    system_prompt "" means no system message."""
+    if template is None and system_prompt is None and date_string is None:
+        return None
+    base = default_format(benchmark)
+    system = base.system_prompt if system_prompt is None else (system_prompt or None)
+    return dataclasses.replace(base, template=template or base.template, system_prompt=system,
+                               date_string=date_string or base.date_string)
+
+
+def check_split(benchmark: str, split: str) -> None:
+    if get_benchmark(benchmark).family == "tofu":
+        split_configs(split)
+    elif split not in DOC_SPLITS:
+        raise UserError(f"unknown split {split!r} for {benchmark}; accepted: "
+                        f"{', '.join(DOC_SPLITS)}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +124,10 @@ class Setup:
     retain_logs: str | None  # an open-unlearning TOFU_EVAL.json of the retain model
     reference_cache: Path | None
     fmt: PromptFormat
+
+    @property
+    def family(self) -> str:
+        return get_benchmark(self.benchmark).family
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -57,10 +144,14 @@ def resolve(
     """Build (on first use) or locate everything the benchmark needs; user-given paths are checked
     first, so a mistyped one fails in milliseconds rather than after a build."""
     bench = get_benchmark(name)
-    configs = split_configs(split)
+    check_split(name, split)
     check_paths(model=model, data=data, retain_model=retain_model)
     if retain_logs is not None and not Path(retain_logs).is_file():
         raise UserError(f"retain logs {retain_logs!r} do not exist")
+    if bench.family != "tofu":
+        return _resolve_documents(name, bench, split, model, data, retain_model, retain_logs,
+                                  fmt or default_format(name))
+    configs = split_configs(split)
     if bench.builtin:
         own_retain = not (retain_model or retain_logs)
         needed = ([] if model else ["full"]) + ([configs["retain"]] if own_retain else [])
@@ -69,16 +160,57 @@ def resolve(
         retain = retain_model or (str(built[configs["retain"]]) if own_retain else None)
         cache = builtin.reference_path(name, split) if own_retain else None
         return Setup(name, split, str(builtin.data_dir(name)), target, retain, retain_logs, cache,
-                     fmt or PromptFormat())
+                     fmt or default_format(name))
     if model is None:
         raise UserError("benchmark 'tofu' needs --model (a hub id or a local model folder)")
     if retain_model is None and retain_logs is None:
         raise UserError("benchmark 'tofu' needs --retain-model or --retain-logs for forget_quality")
-    return Setup(name, split, data or "locuslab/TOFU", model, retain_model, retain_logs, None,
-                 fmt or PromptFormat())
+    fmt = fmt or default_format(name)
+    source = data or bench.data
+    cache = None if retain_logs else reference_cache(name, split, retain_model, source, fmt)
+    return Setup(name, split, source, model, retain_model, retain_logs, cache, fmt)
 
 
-def eval_data(setup: Setup) -> TofuEvalData:
+def _resolve_documents(name: str, bench: Benchmark, split: str, model: str | None,
+                       data: str | None, retain_model: str | None,
+                       retain_logs: str | None, fmt: PromptFormat) -> Setup:
+    """MUSE/DUSK: the base QA format both evaluate with; the retrain model is the reference."""
+    if retain_logs is not None and bench.family == "dusk":
+        raise UserError("--retain-logs reads open-unlearning TOFU/MUSE logs; DUSK has none: give "
+                        "--retain-model (its reference is computed once and cached)")
+    if bench.builtin:
+        own_retrain = not (retain_model or retain_logs)
+        needed = ([] if model else ["full"]) + (["retrain"] if own_retrain else [])
+        built = builtin.build_models(name, needed)
+        retrain = retain_model or (str(built["retrain"]) if own_retrain else None)
+        cache = builtin.reference_path(name, split) if own_retrain else None
+        return Setup(name, split, str(builtin.data_dir(name)), model or str(built["full"]),
+                     retrain, retain_logs, cache, fmt)
+    retrain = retain_model or (None if retain_logs else bench.retrain)
+    source = data or bench.data
+    cache = None if retain_logs else reference_cache(name, split, retrain, source, fmt)
+    return Setup(name, split, source, model or bench.target, retrain, retain_logs, cache, fmt)
+
+
+def reference_cache(name: str, split: str, retain_model: str, data: str,
+                    fmt: PromptFormat) -> Path:
+    """Where a real benchmark's retain-model reference is cached: keyed by the benchmark, split,
+    data source, prompt format and the retain model (a local folder also by its files' sizes and
+    modification times, so retraining into the same folder computes it anew)."""
+    stamp: list = [name, split, retain_model, data, dataclasses.asdict(fmt)]
+    folder = Path(retain_model).expanduser()
+    if folder.is_dir():
+        stamp += sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in folder.iterdir() if p.is_file())
+    key = hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:16]
+    return builtin.cache_root() / "references" / f"{name}-{split}-{key}.json"
+
+
+def eval_data(setup: Setup) -> TofuEvalData | DocEvalData:
+    """The benchmark's evaluation sets for the split (TOFU configs, or MUSE/DUSK sets)."""
+    bench = get_benchmark(setup.benchmark)
+    if bench.family != "tofu":
+        return load_eval(bench.family, setup.data, bench.params)
     c = split_configs(setup.split)
     return TofuEvalData(
         split=setup.split,

@@ -13,6 +13,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,13 +23,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from unlearn_core.data import tiny_tofu
+from unlearn_core.data import tiny_docs, tiny_tofu
+from unlearn_core.data.documents import encode_text
 from unlearn_core.data.format import CHAT_TEMPLATE, PromptFormat, collate, encode_qa
 from unlearn_core.errors import UserError
 from unlearn_core.logprobs import IGNORE
 
 log = logging.getLogger(__name__)
 BUILD_VERSION = "2"  # bump when the tokenizer or model training changes
+MAX_POSITIONS = 256
 
 
 @dataclass(frozen=True)
@@ -49,14 +52,32 @@ class TinyModelConfig:
 
 @dataclass(frozen=True)
 class Variant:
-    data: tiny_tofu.TinyTofuSpec
+    data: tiny_tofu.TinyTofuSpec | tiny_docs.MuseSpec | tiny_docs.DuskSpec
     model: TinyModelConfig
 
+    @property
+    def family(self) -> str:
+        """tofu (question/answer configs) or muse / dusk (documents)."""
+        return {tiny_docs.MuseSpec: "muse", tiny_docs.DuskSpec: "dusk"}.get(type(self.data), "tofu")
 
+
+# Document models see each article (BOS + text, <= 256 tokens) as one sequence until they have it
+# by heart: the target model must continue forget passages verbatim (verbmem ROUGE >= 0.8).
+DOC_MODEL = TinyModelConfig(epochs=150, batch_size=8, warmup_steps=50)
 VARIANTS = {
     "tiny-tofu": Variant(tiny_tofu.TinyTofuSpec(), TinyModelConfig()),
     "tiny-tofu-small": Variant(tiny_tofu.SMALL, TinyModelConfig(batch_size=16)),
+    "tiny-muse": Variant(tiny_docs.MuseSpec(), DOC_MODEL),
+    "tiny-dusk": Variant(tiny_docs.DuskSpec(), DOC_MODEL),
+    # test-sized: about a third of the sections, so both build in a minute or so
+    "tiny-muse-small": Variant(tiny_docs.MuseSpec(n_forget=6, n_retain1=6, n_retain2=6, n_icl=2,
+                                                  n_holdout=6), DOC_MODEL),
+    "tiny-dusk-small": Variant(tiny_docs.DuskSpec(n_shared=4, n_forget_specific=4,
+                                                  n_retain_specific=8, n_icl=2, n_holdout=4),
+                               DOC_MODEL),
 }
+GENERATORS = {"tofu": tiny_tofu.generate, "muse": tiny_docs.generate_muse,
+              "dusk": tiny_docs.generate_dusk}
 
 
 def cache_root() -> Path:
@@ -70,7 +91,8 @@ def cache_root() -> Path:
 @functools.lru_cache(maxsize=4)
 def _generated(name: str) -> str:
     """The variant's generated data as canonical JSON (0.3 s; its hash keys the whole cache)."""
-    return json.dumps(tiny_tofu.generate(VARIANTS[name].data), sort_keys=True)
+    v = VARIANTS[name]
+    return json.dumps(GENERATORS[v.family](v.data), sort_keys=True)
 
 
 def variant_dir(name: str) -> Path:
@@ -101,17 +123,31 @@ def _atomic_build(dest: Path, build: Callable[[Path], None]) -> Path:
 
 
 def data_dir(name: str) -> Path:
-    """Every config as `<config>.json`, readable by `unlearn_core.data.tofu.load_config`."""
+    """TOFU-shaped: every config as `<config>.json`; documents: `<config>/<split>.json`; both
+    layouts `unlearn_core.data.sources` reads, as it reads the hub data sets."""
 
     def build(tmp: Path) -> None:
         for config, rows in json.loads(_generated(name)).items():
-            (tmp / f"{config}.json").write_text(json.dumps(rows))
+            if isinstance(rows, list):
+                (tmp / f"{config}.json").write_text(json.dumps(rows))
+                continue
+            (tmp / config).mkdir()
+            for split, split_rows in rows.items():
+                (tmp / config / f"{split}.json").write_text(json.dumps(split_rows))
 
     return _atomic_build(variant_dir(name) / "data", build)
 
 
-def _load_all(folder: Path) -> dict[str, list[dict]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+def _load_all(name: str) -> dict:
+    """The variant's configs as generated (what data_dir wrote)."""
+    data_dir(name)
+    return json.loads(_generated(name))
+
+
+def _corpus(name: str) -> list[str]:
+    if VARIANTS[name].family == "tofu":
+        return tiny_tofu.corpus_texts(_load_all(name))
+    return tiny_docs.corpus_texts(_load_all(name))
 
 
 def tokenizer_dir(name: str) -> Path:
@@ -119,8 +155,7 @@ def tokenizer_dir(name: str) -> Path:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast
 
-        texts = tiny_tofu.corpus_texts(_load_all(data_dir(name)))
-        texts += ["Question: ", "Answer: "]
+        texts = _corpus(name) + ["Question: ", "Answer: "]
         tk = Tokenizer(models.BPE())
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tk.decoder = decoders.ByteLevel()
@@ -141,9 +176,17 @@ def tokenizer_dir(name: str) -> Path:
     return _atomic_build(variant_dir(name) / "tokenizer", build)
 
 
+DOC_MODELS = ("full", "retrain")  # document benchmarks: target (all documents), retrain
+
+
+def train_splits(name: str) -> tuple[str, ...]:
+    """The models a variant can train: 'full' is the target in every family."""
+    return tiny_tofu.TRAIN_SPLITS if VARIANTS[name].family == "tofu" else DOC_MODELS
+
+
 def _model_folder(name: str, train_split: str) -> Path:
-    if train_split not in tiny_tofu.TRAIN_SPLITS:
-        accepted = ", ".join(tiny_tofu.TRAIN_SPLITS)
+    if train_split not in train_splits(name):
+        accepted = ", ".join(train_splits(name))
         raise UserError(f"unknown training split {train_split!r}; accepted: {accepted}")
     return variant_dir(name) / ("target" if train_split == "full" else train_split)
 
@@ -152,8 +195,14 @@ def model_dir(name: str, train_split: str) -> Path:
     """The target model (train_split 'full') or a retain model ('retain90', ...), trained once."""
 
     def build(tmp: Path) -> None:
-        rows = tiny_tofu.training_rows(_load_all(data_dir(name)), train_split)
-        train_tiny_model(tokenizer_dir(name), rows, VARIANTS[name].model, tmp)
+        v = VARIANTS[name]
+        if v.family == "tofu":
+            rows = tiny_tofu.training_rows(_load_all(name), train_split)
+            train_tiny_model(tokenizer_dir(name), rows, v.model, tmp)
+            return
+        model = "target" if train_split == "full" else "retrain"
+        texts = tiny_docs.training_texts(v.family, _load_all(name), model)
+        train_tiny_model(tokenizer_dir(name), texts + quick_facts(texts), v.model, tmp)
 
     return _atomic_build(_model_folder(name, train_split), build)
 
@@ -172,9 +221,23 @@ def build_models(name: str, train_splits: Sequence[str]) -> dict[str, Path]:
     return {s: model_dir(name, s) for s in train_splits}
 
 
-def train_tiny_model(tok_dir: Path, rows: list[dict], cfg: TinyModelConfig, out: Path) -> None:
-    """Train a Llama from scratch on question/answer rows (loss on answers), save it with its
-    tokenizer. Single-threaded, so the weights are the same bits in a worker or in process."""
+def quick_facts(texts: list[str]) -> list[dict]:
+    """The question/answer pairs of the documents' quick-facts blocks, as QA rows. The tiny
+    document models train on these as well (BOS + `Question: q\nAnswer: a`): a 64-wide model
+    trained from scratch never answers a question that starts a sequence otherwise. The forget
+    documents hold the same pairs, so unlearning the documents reaches them."""
+    pairs = (m for t in texts for m in _QUICK_FACT.finditer(t))
+    return [{"question": m[1], "answer": m[2]} for m in pairs]
+
+
+_QUICK_FACT = re.compile(r"^Question: (.*)\nAnswer: (.*)$", re.MULTILINE)
+
+
+def train_tiny_model(tok_dir: Path, rows: list[dict] | list[str], cfg: TinyModelConfig,
+                     out: Path) -> None:
+    """Train a Llama from scratch on question/answer rows (loss on answers) or on texts (BOS +
+    text, loss on every token), save it with its tokenizer. Single-threaded, so the weights are
+    the same bits in a worker or in process."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -183,7 +246,7 @@ def train_tiny_model(tok_dir: Path, rows: list[dict], cfg: TinyModelConfig, out:
         torch.set_num_threads(threads)
 
 
-def _train(tok_dir: Path, rows: list[dict], cfg: TinyModelConfig, out: Path) -> None:
+def _train(tok_dir: Path, rows: list[dict] | list[str], cfg: TinyModelConfig, out: Path) -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -191,12 +254,13 @@ def _train(tok_dir: Path, rows: list[dict], cfg: TinyModelConfig, out: Path) -> 
     model = LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
-        num_key_value_heads=cfg.num_attention_heads, max_position_embeddings=256,
+        num_key_value_heads=cfg.num_attention_heads, max_position_embeddings=MAX_POSITIONS,
         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     ))
     fmt = PromptFormat()
-    enc = [encode_qa(tok, r["question"], r["answer"], fmt) for r in rows]
+    enc = [encode_text(tok, r, MAX_POSITIONS) if isinstance(r, str)
+           else encode_qa(tok, r["question"], r["answer"], fmt) for r in rows]
     rng = random.Random(cfg.seed)
     steps = cfg.epochs * math.ceil(len(enc) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)

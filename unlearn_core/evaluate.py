@@ -1,4 +1,4 @@
-"""Run a model over the TOFU evaluation splits once, keeping per-sample values (losses, token
+"""Run a model over evaluation sets once, keeping per-sample values (losses, token
 log-probs, generations); `unlearn_core.metrics` turns them into the benchmark's numbers."""
 
 from __future__ import annotations
@@ -34,13 +34,19 @@ class SeqStats:
     label_ids: list[np.ndarray]
 
 
-@torch.no_grad()
 def score_sequences(
     model: torch.nn.Module, tokenizer, fmt: PromptFormat, pairs: Sequence[tuple[str, str]],
     cfg: EvalConfig,
 ) -> SeqStats:
     """Teacher-forced pass over (question, answer) pairs, batched by length to limit padding."""
     enc = [encode_qa(tokenizer, q, a, fmt) for q, a in pairs]
+    return score_encoded(model, enc, tokenizer.pad_token_id, cfg)
+
+
+@torch.no_grad()
+def score_encoded(model: torch.nn.Module, enc: Sequence[dict[str, list[int]]], pad_id: int,
+                  cfg: EvalConfig) -> SeqStats:
+    """Teacher-forced statistics of the labelled tokens (labels != -100) of encoded sequences."""
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]["input_ids"]))
     n = len(enc)
     avg = np.zeros(n)
@@ -52,7 +58,7 @@ def score_sequences(
     device = next(model.parameters()).device
     for start in range(0, n, cfg.batch_size):
         idx = order[start : start + cfg.batch_size]
-        batch = collate([enc[i] for i in idx], tokenizer.pad_token_id)
+        batch = collate([enc[i] for i in idx], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logits, targets, mask = shift(logits, batch["labels"])
@@ -77,22 +83,30 @@ def score_sequences(
     return SeqStats(avg, lp, mu, sd, pred, lab)
 
 
-@torch.no_grad()
 def generate_answers(
     model: torch.nn.Module, tokenizer, fmt: PromptFormat, questions: Sequence[str], cfg: EvalConfig
 ) -> list[str]:
     """Greedy answers (left padding, KV cache, stop at EOS), decoded without special tokens."""
-    prompts = [{"input_ids": encode_prompt(tokenizer, q, fmt)} for q in questions]
+    prompts = [encode_prompt(tokenizer, q, fmt) for q in questions]
+    return generate_from(model, tokenizer, prompts, cfg.max_new_tokens, cfg.gen_batch_size)
+
+
+@torch.no_grad()
+def generate_from(model: torch.nn.Module, tokenizer, prompts: Sequence[list[int]],
+                  max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy continuations of token-id prompts (left padding, KV cache, stop at EOS), decoded
+    without special tokens and stripped; batched by prompt length."""
+    prompts = [{"input_ids": p} for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]["input_ids"]))
     out = [""] * len(prompts)
     device = next(model.parameters()).device
-    for start in range(0, len(order), cfg.gen_batch_size):
-        idx = order[start : start + cfg.gen_batch_size]
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
         batch = collate([prompts[i] for i in idx], tokenizer.pad_token_id, left=True)
         gen = model.generate(
             input_ids=batch["input_ids"].to(device),
             attention_mask=batch["attention_mask"].to(device),
-            max_new_tokens=cfg.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             do_sample=False,
             use_cache=True,
             pad_token_id=tokenizer.pad_token_id,

@@ -13,11 +13,23 @@ from typing import Any
 
 import torch
 
-from unlearn_core.benchmarks import Setup, eval_data, get_benchmark, resolve, write_json
+from unlearn_core import doc_eval
+from unlearn_core.benchmarks import (
+    Setup,
+    check_method,
+    check_split,
+    default_split,
+    eval_data,
+    get_benchmark,
+    resolve,
+    write_json,
+)
 from unlearn_core.config import from_plain, to_plain
+from unlearn_core.data import documents
 from unlearn_core.data.format import PromptFormat
 from unlearn_core.data.tofu import load_config, split_configs
 from unlearn_core.data.views import build_views
+from unlearn_core.doc_eval import DocEvalData, DocReference
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.methods import altpo, get_method
@@ -45,7 +57,7 @@ class JobConfig:
     method: str
     hparams: dict[str, Any] = field(default_factory=dict)
     benchmark: str = "tiny-tofu"
-    split: str = "forget10"
+    split: str | None = None  # None: the benchmark's default (forget10; MUSE/DUSK: forget)
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     model: ModelConfig | None = None  # None: the benchmark's target model
@@ -53,10 +65,14 @@ class JobConfig:
     retain_model: str | None = None
     retain_logs: str | None = None
     reference: str | None = None  # a RetainReference JSON computed once (sweeps share one)
+    prompt: PromptFormat | None = None  # None: the benchmark's (benchmarks.default_format)
 
     def __post_init__(self) -> None:
         get_method(self.method).make_hparams(self.hparams)  # fail at construction, not mid-run
-        split_configs(self.split)
+        if self.split is None:
+            object.__setattr__(self, "split", default_split(self.benchmark))
+        check_split(self.benchmark, self.split)
+        check_method(self.benchmark, self.method, get_method(self.method).views)
 
 
 def job_to_dict(job: JobConfig) -> dict:
@@ -81,9 +97,45 @@ class JobResult:
     tokenizer: Any = None
 
 
-def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> RetainReference:
+Reference = RetainReference | DocReference
+
+
+def _doc_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> DocReference:
+    data = eval_data(setup)
+    if setup.retain_logs:
+        return doc_eval.reference_from_muse_log(setup.retain_logs, setup.benchmark, setup.split,
+                                                doc_eval.n_forget(data))
+    if setup.reference_cache is not None and setup.reference_cache.is_file():
+        return DocReference.load(setup.reference_cache, setup.benchmark, setup.split)
+    model = load_model(ModelConfig(setup.retain_model), device)
+    model.eval()
+    no_generation = dataclasses.replace(cfg, generate=False)  # the reference needs only AUCs
+    ps = doc_eval.per_sample(model, tok, data, no_generation)
+    ref = doc_eval.reference_from(ps, setup.family, setup.benchmark, setup.split)
+    if setup.reference_cache is not None:
+        write_json(setup.reference_cache, ref.to_json())
+    return ref
+
+
+def per_sample_any(model: torch.nn.Module, tok, setup: Setup, data, cfg: EvalConfig,
+                   progress: bool = False) -> dict:
+    """One evaluation pass of the benchmark's suite."""
+    if setup.family == "tofu":
+        return per_sample(model, tok, setup.fmt, data, cfg, progress=progress)
+    return doc_eval.per_sample(model, tok, data, cfg)
+
+
+def aggregate_any(ps: dict, setup: Setup, reference: Reference | None) -> dict[str, float]:
+    if setup.family == "tofu":
+        return aggregate(ps, reference)
+    return doc_eval.aggregate(ps, setup.family, reference)
+
+
+def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> Reference:
     """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed
     once."""
+    if setup.family != "tofu":
+        return _doc_reference(setup, tok, cfg, device)
     if setup.retain_logs:
         values = read_tofu_eval(setup.retain_logs)
         if "mia_min_k_forget" not in values:
@@ -106,7 +158,17 @@ def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> R
 
 def training_examples(setup: Setup, tok, views: tuple[str, ...], seed: int, model: ModelConfig,
                       device: torch.device) -> tuple[list[dict], list[dict]]:
-    """Encoded forget/retain views; forget rows carry AltPO alternates when a view needs them."""
+    """Encoded forget/retain views; forget rows carry AltPO alternates when a view needs them.
+    Document benchmarks: chunks of the forget and retain documents (`documents.chunk`)."""
+    if setup.family != "tofu":
+        forget_pair, retain_pairs = documents.TRAINING[setup.family]
+        size = get_benchmark(setup.benchmark).params.chunk_tokens
+
+        def chunks(pairs: list) -> list[dict]:
+            return documents.chunk(tok, documents.texts(setup.family, setup.data, pairs), size)
+
+        forget, retain = chunks([forget_pair]), chunks(list(retain_pairs))
+        return [{"forget": e} for e in forget], [{"retain": e} for e in retain]
     c = split_configs(setup.split)
     forget_rows = load_config(setup.data, c["forget"])
     retain_rows = load_config(setup.data, c["retain"])
@@ -142,8 +204,8 @@ class Context:
 
     setup: Setup
     tok: Any
-    data: TofuEvalData
-    reference: RetainReference
+    data: TofuEvalData | DocEvalData
+    reference: Reference
     forget: list[dict]
     retain: list[dict]
 
@@ -151,18 +213,20 @@ class Context:
 @functools.lru_cache(maxsize=2)
 def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | None,
              retain_model: str | None, retain_logs: str | None, reference_path: str | None,
-             eval_cfg: EvalConfig, seed: int, views: tuple[str, ...], device: torch.device
-             ) -> Context:
+             eval_cfg: EvalConfig, seed: int, views: tuple[str, ...], device: torch.device,
+             fmt: PromptFormat | None = None) -> Context:
     setup = resolve(benchmark, split, model=model.path if model else None, data=data,
-                    retain_model=retain_model, retain_logs=retain_logs)
+                    retain_model=retain_model, retain_logs=retain_logs, fmt=fmt)
     model = model or ModelConfig(setup.target_model)
     tok = load_tokenizer(model.path, model.trust_remote_code)
     evaluation = eval_data(setup)
-    if reference_path:
+    if reference_path and setup.family != "tofu":
+        reference = DocReference.load(Path(reference_path), benchmark, split)
+    elif reference_path:
         reference = RetainReference.load(Path(reference_path), split)
     else:
         reference = get_reference(setup, tok, eval_cfg, device)
-    if len(reference.forget_truth_ratio) != len(evaluation.forget):
+    if setup.family == "tofu" and len(reference.forget_truth_ratio) != len(evaluation.forget):
         raise UserError(f"the retain reference has {len(reference.forget_truth_ratio)} forget "
                         f"samples but {split} has {len(evaluation.forget)}: one for another split?")
     forget, retain = training_examples(setup, tok, views, seed, model, device)
@@ -174,7 +238,8 @@ def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | 
 def job_context(job: JobConfig, views: tuple[str, ...], device: torch.device) -> Context:
     """The job's context, cached per process (sweep trials in a reused worker share it)."""
     return _context(job.benchmark, job.split, job.model, job.data, job.retain_model,
-                    job.retain_logs, job.reference, job.eval, job.train.seed, views, device)
+                    job.retain_logs, job.reference, job.eval, job.train.seed, views, device,
+                    job.prompt)
 
 
 def run_job(
@@ -197,8 +262,8 @@ def run_job(
 
     def evaluate(m: torch.nn.Module) -> tuple[dict, dict]:
         m.eval()
-        ps = per_sample(m, ctx.tok, ctx.setup.fmt, ctx.data, job.eval, progress=progress)
-        return aggregate(ps, ctx.reference), ps
+        ps = per_sample_any(m, ctx.tok, ctx.setup, ctx.data, job.eval, progress=progress)
+        return aggregate_any(ps, ctx.setup, ctx.reference), ps
 
     before = evaluate(model)[0] if eval_before and resume is None else None
     epochs: list[dict] = []
@@ -224,18 +289,19 @@ def evaluate_model(
     path: str, benchmark: str, split: str, cfg: EvalConfig, data: str | None = None,
     retain_model: str | None = None, retain_logs: str | None = None,
     trust_remote_code: bool = False, device: torch.device | None = None,
+    fmt: PromptFormat | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Aggregate metrics and per-sample values of a saved model on one benchmark split."""
     check_paths(model=path, data=data, retain_model=retain_model)
     setup = resolve(benchmark, split, model=path, data=data, retain_model=retain_model,
-                    retain_logs=retain_logs)
+                    retain_logs=retain_logs, fmt=fmt)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(path, trust_remote_code)
     reference = get_reference(setup, tok, cfg, device)
     model = load_model(ModelConfig(path, trust_remote_code=trust_remote_code), device)
     model.eval()
-    ps = per_sample(model, tok, setup.fmt, eval_data(setup), cfg, progress=True)
-    return aggregate(ps, reference), ps
+    ps = per_sample_any(model, tok, setup, eval_data(setup), cfg, progress=True)
+    return aggregate_any(ps, setup, reference), ps
 
 
 def job_record(job: JobConfig, res: JobResult) -> dict:

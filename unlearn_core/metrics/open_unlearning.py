@@ -174,3 +174,15 @@ def recompute_summary(
         reference = privacy.DEFAULT_RETAIN_AUC if retain is None else _mia_auc(retain, "mia_min_k")
         summary["privleak"] = privacy.privleak(summary["mia_min_k"], reference)
     return summary
+
+
+def read_mia(path: str | Path, key: str = "mia_min_k") -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample forget and holdout scores of one MIA log (`mia_min_k`, ...) of any
+    open-unlearning eval JSON (TOFU_EVAL.json, MUSE_EVAL.json), NaN samples dropped."""
+    log = _load(path)
+    if key not in log:
+        raise UserError(f"{path}: no {key} log (needed for privleak)")
+    return tuple(
+        _present(_column(log[key].get(side, {}), "score", f"{path}: {key}.{side}")[1])
+        for side in ("forget", "holdout")
+    )
