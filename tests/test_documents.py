@@ -38,10 +38,10 @@ def test_targets_memorise_and_retrain_models_do_not(doc_models):
         assert retrain["privleak"] == pytest.approx(0.0, abs=1e-6)  # its own reference
         assert target["model_utility"] >= 0.9 and retrain["model_utility"] >= 0.9
     muse_t, muse_r = m["tiny-muse-small", "full"], m["tiny-muse-small", "retrain"]
-    assert muse_t["forget_knowmem_ROUGE"] >= 0.9 and muse_r["forget_knowmem_ROUGE"] <= 0.2
+    assert muse_t["forget_knowmem_ROUGE"] >= 0.9 and muse_r["forget_knowmem_ROUGE"] <= 0.3
     assert muse_t["privleak"] < -50  # the target's forget texts look like members
     dusk_t, dusk_r = m["tiny-dusk-small", "full"], m["tiny-dusk-small", "retrain"]
-    assert dusk_t["forget_specific_ROUGE"] >= 0.9 and dusk_r["forget_specific_ROUGE"] <= 0.2
+    assert dusk_t["forget_specific_ROUGE"] >= 0.9 and dusk_r["forget_specific_ROUGE"] <= 0.3
     assert min(dusk_t["shared_ROUGE"], dusk_r["shared_ROUGE"]) >= 0.9  # shared: both answer
 
 

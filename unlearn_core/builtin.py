@@ -69,11 +69,11 @@ VARIANTS = {
     "tiny-tofu-small": Variant(tiny_tofu.SMALL, TinyModelConfig(batch_size=16)),
     "tiny-muse": Variant(tiny_docs.MuseSpec(), DOC_MODEL),
     "tiny-dusk": Variant(tiny_docs.DuskSpec(), DOC_MODEL),
-    # test-sized: about a third of the sections, so both build in a minute or so
-    "tiny-muse-small": Variant(tiny_docs.MuseSpec(n_forget=6, n_retain1=6, n_retain2=6, n_icl=2,
-                                                  n_holdout=6), DOC_MODEL),
-    "tiny-dusk-small": Variant(tiny_docs.DuskSpec(n_shared=4, n_forget_specific=4,
-                                                  n_retain_specific=8, n_icl=2, n_holdout=4),
+    # test-sized: a quarter of the sections, so `make test` builds both in about a minute
+    "tiny-muse-small": Variant(tiny_docs.MuseSpec(n_forget=4, n_retain1=4, n_retain2=4, n_icl=2,
+                                                  n_holdout=4), DOC_MODEL),
+    "tiny-dusk-small": Variant(tiny_docs.DuskSpec(n_shared=3, n_forget_specific=3,
+                                                  n_retain_specific=4, n_icl=1, n_holdout=3),
                                DOC_MODEL),
 }
 GENERATORS = {"tofu": tiny_tofu.generate, "muse": tiny_docs.generate_muse,
