@@ -85,6 +85,12 @@ def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
                     and "epoch" in r]
             last = max(mine, key=lambda r: r["epoch"])
             assert last["epoch"] == 2 and t.values == pytest.approx([last[k] for k in keys])
+        # the analysis reads the sweep's own objectives: front, plots, report and an export
+        assert main(["analyze", str(home)]) == 0
+        assert (home / "report.md").is_file() and (home / "analysis" / "pareto.png").is_file()
+        assert main(["export", str(home), "--rule", "knee"]) == 0
+        best = json.loads((home / "best" / "grad_ascent.json").read_text())
+        assert best["benchmark"] == name and set(best["objectives"]) == set(keys)
 
 
 BAD = [
