@@ -159,3 +159,21 @@ def test_no_network_when_data_and_models_are_local(doc_models, small_benchmark, 
                               data=str(small_benchmark["data"]),
                               retain_model=str(small_benchmark["retain"]))
     assert again["forget_quality"] == m["forget_quality"]
+
+
+def test_hub_benchmarks_run_on_a_local_copy(doc_models, tmp_path):
+    """`muse-news` / `dusk` (the hub paths) on local data of the same schema and local models:
+    MUSE runs with its own lengths (10-shot prompts cut to the copy's shots); DUSK's 1024-token
+    MIA chunks leave the small copy 2 forget chunks, which the reference refuses in one line."""
+    muse = doc_models["tiny-muse-small"]
+    out = cli("evaluate", "--benchmark", "muse-news", "--data", str(builtin.data_dir(
+        "tiny-muse-small")), "--model", str(muse["full"]), "--retain-model", str(muse["retrain"]),
+        "--output", str(tmp_path / "m.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert {"forget_knowmem_ROUGE", "forget_verbmem_ROUGE", "privleak"} <= set(m)
+    dusk = doc_models["tiny-dusk-small"]
+    out = cli("evaluate", "--benchmark", "dusk", "--data", str(builtin.data_dir(
+        "tiny-dusk-small")), "--model", str(dusk["full"]), "--retain-model", str(dusk["retrain"]))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+    assert "AUC is 0 (over 2 forget chunks)" in out.stderr

@@ -121,6 +121,9 @@ def per_sample(model: torch.nn.Module, tok, data: DocEvalData, cfg: EvalConfig) 
     return out
 
 
+DIVIDES_BY = ("mia_min_k_plus_plus", "retain_mia_min_k_plus_plus")  # DUSK's relative metrics
+
+
 @dataclass(frozen=True)
 class DocReference:
     """The retrain model's AUCs that privleak (and DUSK's retain deviation) are relative to."""
@@ -129,6 +132,13 @@ class DocReference:
     split: str
     values: dict[str, float]
     n_forget: int  # forget samples the AUC was computed on: a log of another split differs
+
+    def __post_init__(self) -> None:
+        zero = [k for k in DIVIDES_BY if self.values.get(k) == 0]
+        if zero:
+            raise UserError(f"the retrain model's {zero[0]} AUC is 0 (over {self.n_forget} forget "
+                            "chunks): DUSK's privleak and retain deviation divide by it; too few "
+                            "chunks to compare against, use more documents or shorter chunks")
 
     def to_json(self) -> dict:
         return {"benchmark": self.benchmark, "split": self.split, "values": self.values,

@@ -29,11 +29,15 @@ def harmonic_mean(values: list[float]) -> float:
 
 def dusk_privleak(auc_model: float, auc_retrain: float) -> float:
     """DUSK's privleak in %: (AUC - AUC_retrain) / AUC_retrain x 100; 0 ideal."""
+    if auc_retrain <= 0:
+        raise ValueError("DUSK privleak is relative to the retrain AUC, which must be > 0")
     return (auc_model - auc_retrain) / auc_retrain * 100
 
 
 def retain_deviation(auc_retain_model: float, auc_retain_retrain: float) -> float:
     """DUSK's retain deviation in %: |AUC_r - AUC_r,retrain| / AUC_r,retrain x 100; 0 ideal."""
+    if auc_retain_retrain <= 0:
+        raise ValueError("retain deviation is relative to the retrain AUC, which must be > 0")
     return abs(auc_retain_model - auc_retain_retrain) / auc_retain_retrain * 100
 
 
