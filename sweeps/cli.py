@@ -331,11 +331,12 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
         out = _check_output(args.output)
         res = run_job(job, progress=True)
         _finish_unlearn(job, res, out)
-        shown = [k for k in SHOWN if k in expected and k in res.after]
+        both = [k for k in expected if k in res.after]
+        shown = [k for k in SHOWN if k in both] + sorted(k for k in both if k not in SHOWN)
         if shown:
             print(f"\nagainst what the sweep measured ({args.config}):")
             for k in shown:
-                print(f"  {k:26s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
+                print(f"  {k:28s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
         return
     if not args.method:
         raise UserError("give --method (see `unlearn-sweep methods`) or --config best/METHOD.yaml")
