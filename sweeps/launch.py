@@ -203,7 +203,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
         check_checkpoints,
         repair_state,
     )
-    from sweeps.search import journal, make_searcher
+    from sweeps.search import journal, make_searcher, repair_journal
     from sweeps.trainable import trainable
 
     storage_path = str(Path(cfg.storage).expanduser().absolute()) if cfg.storage and \
@@ -216,6 +216,9 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     constants = {"sweep": to_dict(cfg), "reference": reference, "utility_floor": floor,
                  "experiment": str(home)}
     local = "://" not in exp_dir
+    if repair_journal(journal_path(home, cfg.method)):  # the journal is always in the folder
+        log.warning("the Optuna journal's last line was cut off by the interruption; removed it "
+                    "(kept in %s.cut)", journal_path(home, cfg.method).name)
     if local and Path(exp_dir).is_dir():
         for name in repair_state(Path(exp_dir)):
             log.warning("%s was cut off by the interruption; restored its last complete copy", name)

@@ -56,6 +56,22 @@ def journal(path: Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def repair_journal(path: Path) -> int:
+    """Cut a last line left half-written by a killed driver (kept in `<journal>.cut`): Optuna
+    reads past it, but its next append would join that line and be lost, after which creating a
+    trial fails. Returns the bytes cut (0 when the journal ends cleanly)."""
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    path.with_name(path.name + ".cut").write_bytes(data[keep:])
+    with path.open("r+b") as f:
+        f.truncate(keep)
+    return len(data) - keep
+
+
 class UnlearnSearch(OptunaSearch):
     """OptunaSearch that (1) tells FAIL, with the cause, for errored, diverged or non-finite trials
     instead of leaving them RUNNING (Ray logs the tell error and moves on), and (2) forwards the

@@ -72,3 +72,29 @@ def test_same_sweep_twice_gives_identical_trials(tmp_path, small_sweep):
     assert len(a) == 2 and all(rows for *_, rows in a)
     assert len({str(params) for _, _, params, _, _ in a}) == 2
     assert a == b
+
+
+def test_a_journal_cut_mid_line_is_repaired_and_the_study_continues(tmp_path):
+    """A driver killed while Optuna appends leaves half a line; without the repair the next
+    append joins it, the new trial's creation is lost and Optuna fails on the next trial."""
+    import optuna
+
+    from sweeps.search import journal, repair_journal
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = tmp_path / "npo.journal"
+    study = optuna.create_study(storage=journal(path), study_name="npo")
+    study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=3)
+    whole = path.read_bytes()
+    cut = whole[:-20]  # the last op (trial 2's completion) cut mid-line
+    path.write_bytes(cut)
+    partial = cut[cut.rfind(b"\n") + 1 :]
+    assert partial and repair_journal(path) == len(partial)
+    assert path.with_name("npo.journal.cut").read_bytes() == partial
+    assert path.read_bytes() == cut[: len(cut) - len(partial)]
+    assert repair_journal(path) == 0  # a clean journal is left alone
+    study = optuna.load_study(storage=journal(path), study_name="npo")
+    study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=2)
+    again = optuna.load_study(storage=journal(path), study_name="npo")
+    assert [t.state.name for t in again.trials] == ["COMPLETE", "COMPLETE", "RUNNING",
+                                                    "COMPLETE", "COMPLETE"]
