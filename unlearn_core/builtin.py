@@ -64,6 +64,9 @@ class Variant:
 # Document models see each article (BOS + text, <= 256 tokens) as one sequence until they have it
 # by heart: the target model must continue forget passages verbatim (verbmem ROUGE >= 0.8).
 DOC_MODEL = TinyModelConfig(epochs=150, batch_size=8, warmup_steps=50)
+# The test-sized variants hold a quarter of the text: 100 epochs at a higher rate reach the same
+# figures (verbmem 0.829 / 0.850) in two thirds of the time (60 epochs do not: verbmem 0.43).
+SMALL_DOC_MODEL = TinyModelConfig(lr=5e-3, epochs=100, batch_size=8, warmup_steps=50)
 VARIANTS = {
     "tiny-tofu": Variant(tiny_tofu.TinyTofuSpec(), TinyModelConfig()),
     "tiny-tofu-small": Variant(tiny_tofu.SMALL, TinyModelConfig(batch_size=16)),
@@ -71,10 +74,10 @@ VARIANTS = {
     "tiny-dusk": Variant(tiny_docs.DuskSpec(), DOC_MODEL),
     # test-sized: a quarter of the sections, so `make test` builds both in about a minute
     "tiny-muse-small": Variant(tiny_docs.MuseSpec(n_forget=4, n_retain1=4, n_retain2=4, n_icl=2,
-                                                  n_holdout=4), DOC_MODEL),
+                                                  n_holdout=4), SMALL_DOC_MODEL),
     "tiny-dusk-small": Variant(tiny_docs.DuskSpec(n_shared=3, n_forget_specific=3,
                                                   n_retain_specific=4, n_icl=1, n_holdout=3),
-                               DOC_MODEL),
+                               SMALL_DOC_MODEL),
 }
 GENERATORS = {"tofu": tiny_tofu.generate, "muse": tiny_docs.generate_muse,
               "dusk": tiny_docs.generate_dusk}
