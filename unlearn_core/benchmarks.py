@@ -148,48 +148,30 @@ def resolve(
     check_paths(model=model, data=data, retain_model=retain_model)
     if retain_logs is not None and not Path(retain_logs).is_file():
         raise UserError(f"retain logs {retain_logs!r} do not exist")
-    if bench.family != "tofu":
-        return _resolve_documents(name, bench, split, model, data, retain_model, retain_logs,
-                                  fmt or default_format(name))
-    configs = split_configs(split)
+    if retain_logs is not None and bench.family == "dusk":
+        raise UserError("--retain-logs reads open-unlearning TOFU/MUSE logs; DUSK has none: give "
+                        "--retain-model (its reference is computed once and cached)")
+    fmt = fmt or default_format(name)
     if bench.builtin:
+        retain_split = split_configs(split)["retain"] if bench.family == "tofu" else "retrain"
         own_retain = not (retain_model or retain_logs)
-        needed = ([] if model else ["full"]) + ([configs["retain"]] if own_retain else [])
+        needed = ([] if model else ["full"]) + ([retain_split] if own_retain else [])
         built = builtin.build_models(name, needed)  # trained concurrently when both are missing
         target = model or str(built["full"])
-        retain = retain_model or (str(built[configs["retain"]]) if own_retain else None)
+        retain = retain_model or (str(built[retain_split]) if own_retain else None)
         cache = builtin.reference_path(name, split) if own_retain else None
         return Setup(name, split, str(builtin.data_dir(name)), target, retain, retain_logs, cache,
-                     fmt or default_format(name))
+                     fmt)
+    # real benchmarks: MUSE and DUSK default to their published target and retrain models
+    model = model or bench.target
+    retain_model = retain_model or (None if retain_logs else bench.retrain)
     if model is None:
         raise UserError("benchmark 'tofu' needs --model (a hub id or a local model folder)")
     if retain_model is None and retain_logs is None:
         raise UserError("benchmark 'tofu' needs --retain-model or --retain-logs for forget_quality")
-    fmt = fmt or default_format(name)
     source = data or bench.data
     cache = None if retain_logs else reference_cache(name, split, retain_model, source, fmt)
     return Setup(name, split, source, model, retain_model, retain_logs, cache, fmt)
-
-
-def _resolve_documents(name: str, bench: Benchmark, split: str, model: str | None,
-                       data: str | None, retain_model: str | None,
-                       retain_logs: str | None, fmt: PromptFormat) -> Setup:
-    """MUSE/DUSK: the base QA format both evaluate with; the retrain model is the reference."""
-    if retain_logs is not None and bench.family == "dusk":
-        raise UserError("--retain-logs reads open-unlearning TOFU/MUSE logs; DUSK has none: give "
-                        "--retain-model (its reference is computed once and cached)")
-    if bench.builtin:
-        own_retrain = not (retain_model or retain_logs)
-        needed = ([] if model else ["full"]) + (["retrain"] if own_retrain else [])
-        built = builtin.build_models(name, needed)
-        retrain = retain_model or (str(built["retrain"]) if own_retrain else None)
-        cache = builtin.reference_path(name, split) if own_retrain else None
-        return Setup(name, split, str(builtin.data_dir(name)), model or str(built["full"]),
-                     retrain, retain_logs, cache, fmt)
-    retrain = retain_model or (None if retain_logs else bench.retrain)
-    source = data or bench.data
-    cache = None if retain_logs else reference_cache(name, split, retrain, source, fmt)
-    return Setup(name, split, source, model or bench.target, retrain, retain_logs, cache, fmt)
 
 
 def reference_cache(name: str, split: str, retain_model: str, data: str,

@@ -156,16 +156,17 @@ class DocReference:
         return ref
 
 
+# The AUCs a retrain model's reference keeps, per family (what privleak & co. are relative to).
+REFERENCE_KEYS = {"muse": ("mia_min_k",),
+                  "dusk": ("mia_min_k_plus_plus", "retain_mia_min_k_plus_plus")}
+
+
 def reference_from(ps: dict, family: str, benchmark: str, split: str) -> DocReference:
     """The retrain model's reference from its own per-sample values."""
-    if family == "muse":
-        f, h = ps["privleak_forget"]["mia_min_k"], ps["privleak_holdout"]["mia_min_k"]
-        return DocReference(benchmark, split, {"mia_min_k": privacy.auc(f, h)}, len(f))
-    f, r = ps["forget_chunks"]["mia_min_k_plus_plus"], ps["retain_chunks"]["mia_min_k_plus_plus"]
-    h = ps["holdout_chunks"]["mia_min_k_plus_plus"]
-    values = {"mia_min_k_plus_plus": privacy.auc(f, h),
-              "retain_mia_min_k_plus_plus": privacy.auc(r, h)}
-    return DocReference(benchmark, split, values, len(f))
+    m = aggregate(ps, family, None)
+    forget = ps["privleak_forget" if family == "muse" else "forget_chunks"]
+    n = len(next(iter(forget.values())))
+    return DocReference(benchmark, split, {k: m[k] for k in REFERENCE_KEYS[family]}, n)
 
 
 def reference_from_muse_log(path: str | Path, benchmark: str, split: str,
@@ -185,23 +186,8 @@ def aggregate(ps: dict, family: str, reference: DocReference | None) -> dict[str
     """The suite's numbers (generation-based ones only when ps holds generations)."""
     values = None if reference is None else reference.values
     if family == "muse":
-        m = {"mia_min_k": privacy.auc(ps["privleak_forget"]["mia_min_k"],
-                                      ps["privleak_holdout"]["mia_min_k"])}
-        if "forget_knowmem" in ps:
-            m = M.muse_summary(ps, None)
-        if values is not None:
-            m["privleak"] = privacy.privleak(m["mia_min_k"], values["mia_min_k"])
-        return m
-    if "verbatim" in ps:
-        return M.dusk_summary(ps, values)
-    h = ps["holdout_chunks"]["mia_min_k_plus_plus"]
-    m = {"mia_min_k_plus_plus": privacy.auc(ps["forget_chunks"]["mia_min_k_plus_plus"], h),
-         "retain_mia_min_k_plus_plus": privacy.auc(ps["retain_chunks"]["mia_min_k_plus_plus"], h)}
-    if values is not None:
-        m["privleak"] = M.dusk_privleak(m["mia_min_k_plus_plus"], values["mia_min_k_plus_plus"])
-        m["retain_deviation"] = M.retain_deviation(m["retain_mia_min_k_plus_plus"],
-                                                   values["retain_mia_min_k_plus_plus"])
-    return m
+        return M.muse_summary(ps, None if values is None else values["mia_min_k"])
+    return M.dusk_summary(ps, values)
 
 
 def n_forget(data: DocEvalData) -> int:

@@ -100,23 +100,6 @@ class JobResult:
 Reference = RetainReference | DocReference
 
 
-def _doc_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> DocReference:
-    data = eval_data(setup)
-    if setup.retain_logs:
-        return doc_eval.reference_from_muse_log(setup.retain_logs, setup.benchmark, setup.split,
-                                                doc_eval.n_forget(data))
-    if setup.reference_cache is not None and setup.reference_cache.is_file():
-        return DocReference.load(setup.reference_cache, setup.benchmark, setup.split)
-    model = load_model(ModelConfig(setup.retain_model), device)
-    model.eval()
-    no_generation = dataclasses.replace(cfg, generate=False)  # the reference needs only AUCs
-    ps = doc_eval.per_sample(model, tok, data, no_generation)
-    ref = doc_eval.reference_from(ps, setup.family, setup.benchmark, setup.split)
-    if setup.reference_cache is not None:
-        write_json(setup.reference_cache, ref.to_json())
-    return ref
-
-
 def per_sample_any(model: torch.nn.Module, tok, setup: Setup, data, cfg: EvalConfig,
                    progress: bool = False) -> dict:
     """One evaluation pass of the benchmark's suite."""
@@ -131,26 +114,42 @@ def aggregate_any(ps: dict, setup: Setup, reference: Reference | None) -> dict[s
     return doc_eval.aggregate(ps, setup.family, reference)
 
 
-def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device) -> Reference:
-    """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed
-    once."""
+def load_reference(setup: Setup, path: Path) -> Reference:
+    """A reference JSON written by get_reference (or a sweep), checked against the setup."""
+    if setup.family == "tofu":
+        return RetainReference.load(path, setup.split)
+    return DocReference.load(path, setup.benchmark, setup.split)
+
+
+def _reference_from_logs(setup: Setup, data) -> Reference:
+    """The reference from an open-unlearning eval log: TOFU_EVAL.json or MUSE_EVAL.json."""
     if setup.family != "tofu":
-        return _doc_reference(setup, tok, cfg, device)
+        return doc_eval.reference_from_muse_log(setup.retain_logs, setup.benchmark, setup.split,
+                                                doc_eval.n_forget(data))
+    values = read_tofu_eval(setup.retain_logs)
+    if "mia_min_k_forget" not in values:
+        raise UserError(f"retain logs {setup.retain_logs} have no mia_min_k (needed by privleak)")
+    auc = privacy.auc(values["mia_min_k_forget"], values["mia_min_k_holdout"])
+    return RetainReference(setup.split, split_truth_ratio(values, "forget"), auc)
+
+
+def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device,
+                  data: TofuEvalData | DocEvalData | None = None) -> Reference:
+    """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed
+    once (and cached) from the retain model; `data`: the evaluation sets, if already loaded."""
+    data = eval_data(setup) if data is None else data
     if setup.retain_logs:
-        values = read_tofu_eval(setup.retain_logs)
-        if "mia_min_k_forget" not in values:
-            raise UserError(
-                f"retain logs {setup.retain_logs} have no mia_min_k (needed by privleak)"
-            )
-        auc = privacy.auc(values["mia_min_k_forget"], values["mia_min_k_holdout"])
-        return RetainReference(setup.split, split_truth_ratio(values, "forget"), auc)
+        return _reference_from_logs(setup, data)
     if setup.reference_cache is not None and setup.reference_cache.is_file():
-        return RetainReference.load(setup.reference_cache, setup.split)
+        return load_reference(setup, setup.reference_cache)
     model = load_model(ModelConfig(setup.retain_model), device)
     model.eval()
-    no_generation = dataclasses.replace(cfg, generate=False)  # the reference needs no ROUGE
-    ps = per_sample(model, tok, setup.fmt, eval_data(setup), no_generation)
-    ref = reference_from(ps, setup.split)
+    no_generation = dataclasses.replace(cfg, generate=False)  # the reference needs no generations
+    ps = per_sample_any(model, tok, setup, data, no_generation)
+    if setup.family == "tofu":
+        ref = reference_from(ps, setup.split)
+    else:
+        ref = doc_eval.reference_from(ps, setup.family, setup.benchmark, setup.split)
     if setup.reference_cache is not None:
         write_json(setup.reference_cache, ref.to_json())
     return ref
@@ -220,12 +219,10 @@ def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | 
     model = model or ModelConfig(setup.target_model)
     tok = load_tokenizer(model.path, model.trust_remote_code)
     evaluation = eval_data(setup)
-    if reference_path and setup.family != "tofu":
-        reference = DocReference.load(Path(reference_path), benchmark, split)
-    elif reference_path:
-        reference = RetainReference.load(Path(reference_path), split)
+    if reference_path:
+        reference = load_reference(setup, Path(reference_path))
     else:
-        reference = get_reference(setup, tok, eval_cfg, device)
+        reference = get_reference(setup, tok, eval_cfg, device, evaluation)
     if setup.family == "tofu" and len(reference.forget_truth_ratio) != len(evaluation.forget):
         raise UserError(f"the retain reference has {len(reference.forget_truth_ratio)} forget "
                         f"samples but {split} has {len(evaluation.forget)}: one for another split?")
@@ -297,10 +294,11 @@ def evaluate_model(
                     retain_logs=retain_logs, fmt=fmt)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(path, trust_remote_code)
-    reference = get_reference(setup, tok, cfg, device)
+    data = eval_data(setup)
+    reference = get_reference(setup, tok, cfg, device, data)
     model = load_model(ModelConfig(path, trust_remote_code=trust_remote_code), device)
     model.eval()
-    ps = per_sample_any(model, tok, setup, eval_data(setup), cfg, progress=True)
+    ps = per_sample_any(model, tok, setup, data, cfg, progress=True)
     return aggregate_any(ps, setup, reference), ps
 
 

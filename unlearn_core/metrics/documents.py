@@ -42,36 +42,42 @@ def retain_deviation(auc_retain_model: float, auc_retain_retrain: float) -> floa
 
 
 def muse_summary(ps: dict, retrain_auc: float | None) -> dict[str, float]:
-    """MUSE's numbers from per-sample values: ps[set][field] as doc_eval.per_sample_muse writes."""
-    m = {
-        "forget_knowmem_ROUGE": mean(ps["forget_knowmem"]["rougeL_f1"]),
-        "retain_knowmem_ROUGE": mean(ps["retain_knowmem"]["rougeL_f1"]),
-        "forget_verbmem_ROUGE": mean(ps["forget_verbmem"]["rougeL_f1"]),
-        "extraction_strength": mean(ps["forget_verbmem"]["extraction_strength"]),
-        "mia_min_k": privacy.auc(ps["privleak_forget"]["mia_min_k"],
-                                 ps["privleak_holdout"]["mia_min_k"]),
-    }
-    m["model_utility"] = m["retain_knowmem_ROUGE"]
+    """MUSE's numbers from per-sample values (doc_eval.per_sample); the generation-based ones only
+    when ps holds generations, privleak only with the retrain model's AUC."""
+    m = {"mia_min_k": privacy.auc(ps["privleak_forget"]["mia_min_k"],
+                                  ps["privleak_holdout"]["mia_min_k"])}
+    if "forget_knowmem" in ps:
+        m |= {
+            "forget_knowmem_ROUGE": mean(ps["forget_knowmem"]["rougeL_f1"]),
+            "retain_knowmem_ROUGE": mean(ps["retain_knowmem"]["rougeL_f1"]),
+            "forget_verbmem_ROUGE": mean(ps["forget_verbmem"]["rougeL_f1"]),
+            "extraction_strength": mean(ps["forget_verbmem"]["extraction_strength"]),
+        }
+        m["model_utility"] = m["retain_knowmem_ROUGE"]
     if retrain_auc is not None:
         m["privleak"] = privacy.privleak(m["mia_min_k"], retrain_auc)
     return m
 
 
 def dusk_summary(ps: dict, retrain: dict[str, float] | None) -> dict[str, float]:
-    """DUSK's numbers; `retrain` holds the retrain model's mia_min_k_plus_plus (forget vs holdout)
-    and retain_mia_min_k_plus_plus (retain vs holdout) AUCs."""
+    """DUSK's numbers (generation-based ones only when ps holds generations); `retrain` holds the
+    retrain model's mia_min_k_plus_plus (forget vs holdout) and retain_mia_min_k_plus_plus (retain
+    vs holdout) AUCs."""
     holdout = ps["holdout_chunks"]["mia_min_k_plus_plus"]
     m = {
-        "forget_verbmem_ROUGE": mean(ps["verbatim"]["rougeL_f1"]),
-        "forget_verbmem_ROUGE_recall": mean(ps["verbatim"]["rougeL_recall"]),
-        "forget_specific_ROUGE": mean(ps["specific_forget_qa"]["rougeL_recall"]),
-        "shared_ROUGE": mean(ps["general_qa"]["rougeL_recall"]),
-        "retain_specific_ROUGE": mean(ps["specific_retain_qa"]["rougeL_recall"]),
         "mia_min_k_plus_plus": privacy.auc(ps["forget_chunks"]["mia_min_k_plus_plus"], holdout),
         "retain_mia_min_k_plus_plus": privacy.auc(
             ps["retain_chunks"]["mia_min_k_plus_plus"], holdout),
     }
-    m["model_utility"] = harmonic_mean([m["shared_ROUGE"], m["retain_specific_ROUGE"]])
+    if "verbatim" in ps:
+        m |= {
+            "forget_verbmem_ROUGE": mean(ps["verbatim"]["rougeL_f1"]),
+            "forget_verbmem_ROUGE_recall": mean(ps["verbatim"]["rougeL_recall"]),
+            "forget_specific_ROUGE": mean(ps["specific_forget_qa"]["rougeL_recall"]),
+            "shared_ROUGE": mean(ps["general_qa"]["rougeL_recall"]),
+            "retain_specific_ROUGE": mean(ps["specific_retain_qa"]["rougeL_recall"]),
+        }
+        m["model_utility"] = harmonic_mean([m["shared_ROUGE"], m["retain_specific_ROUGE"]])
     if retrain is not None:
         m["privleak"] = dusk_privleak(m["mia_min_k_plus_plus"], retrain["mia_min_k_plus_plus"])
         m["retain_deviation"] = retain_deviation(m["retain_mia_min_k_plus_plus"],
