@@ -15,30 +15,49 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from analysis import export  # pandas and yaml load only when the parser is built
 
     p = sub.add_parser(
-        "analyze", help="Pareto fronts, plots and report.md/html of experiment folders",
+        "analyze",
+        help="Pareto fronts, plots and report.md/html of experiment folders",
         description="Writes report.md, report.html and analysis/ (PNG + interactive HTML plots) "
-                    "in each folder and prints each method's front. With several folders "
-                    "(e.g. two samplers on one benchmark) it also writes a side-by-side "
-                    "comparison into FIRST/comparison/, its series named folder/method.")
+        "in each folder and prints each method's front. With several folders "
+        "(e.g. two samplers on one benchmark) it also writes a side-by-side "
+        "comparison into FIRST/comparison/, its series named folder/method.",
+    )
     p.add_argument("experiments", nargs="+", metavar="DIR", help="experiment folder(s)")
     defaults = {f.name: f.default for f in dataclasses.fields(export.Rule)}
     p = sub.add_parser(
-        "export", help="write the configuration a rule picks to DIR/best/<method>.yaml (+ .json)",
-        description=export.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "export",
+        help="write the configuration a rule picks to DIR/best/<method>.yaml (+ .json)",
+        description=export.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("experiment", metavar="DIR")
     p.add_argument("--rule", required=True, help="knee | max-forget | max-utility | weighted")
-    p.add_argument("--min-utility-frac", type=float, metavar="F",
-                   help=f"max-forget: the utility objective (the sweep's second) keeps F "
-                        f"of the target's, e.g. model_utility >= F x the target's (default "
-                        f"{defaults['min_utility_frac']})")
-    p.add_argument("--min-forget-quality", type=float, metavar="Q",
-                   help=f"max-utility when the first objective is forget_quality: "
-                        f"forget_quality >= Q (default {defaults['min_forget_quality']}); other "
-                        f"forget objectives must reach the retain model's value")
-    p.add_argument("--weights", metavar="A,B", help="weighted: one weight per objective, in the "
-                                                    "sweep's order (default: equal)")
-    p.add_argument("--openunlearning", action="store_true",
-                   help="also print the equivalent open-unlearning command-line overrides")
+    p.add_argument(
+        "--min-utility-frac",
+        type=float,
+        metavar="F",
+        help=f"max-forget: the utility objective (the sweep's second) keeps F "
+        f"of the target's, e.g. model_utility >= F x the target's (default "
+        f"{defaults['min_utility_frac']})",
+    )
+    p.add_argument(
+        "--min-forget-quality",
+        type=float,
+        metavar="Q",
+        help=f"max-utility when the first objective is forget_quality: "
+        f"forget_quality >= Q (default {defaults['min_forget_quality']}); other "
+        f"forget objectives must reach the retain model's value",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="A,B",
+        help="weighted: one weight per objective, in the sweep's order (default: equal)",
+    )
+    p.add_argument(
+        "--openunlearning",
+        action="store_true",
+        help="also print the equivalent open-unlearning command-line overrides",
+    )
 
 
 def _print_fronts(a) -> None:
@@ -46,8 +65,9 @@ def _print_fronts(a) -> None:
 
     from analysis.summary import front_table
 
-    with pd.option_context("display.width", 160, "display.max_columns", 30,
-                           "display.float_format", "{:.4g}".format):
+    with pd.option_context(
+        "display.width", 160, "display.max_columns", 30, "display.float_format", "{:.4g}".format
+    ):
         for s in a.series:
             table = front_table(a, s)
             print(f"\n{s}: {len(table)} point(s) on the Pareto front")
@@ -88,27 +108,35 @@ def cmd_export(args: argparse.Namespace) -> None:
     from analysis import export
     from analysis.load import load
 
-    given = {"min_utility_frac": args.min_utility_frac,
-             "min_forget_quality": args.min_forget_quality, "weights": _weights(args.weights)}
+    given = {
+        "min_utility_frac": args.min_utility_frac,
+        "min_forget_quality": args.min_forget_quality,
+        "weights": _weights(args.weights),
+    }
     rule = export.Rule(args.rule, **{k: v for k, v in given.items() if v is not None})
     rows, (exp,) = load([args.experiment])
     if rows.empty or not (rows["status"] == "complete").any():
         raise UserError(f"{exp.home} has no complete trial yet (nothing to export)")
-    other = [f"{m}: {s['objectives'][0]}" for m, s in exp.sweeps.items()
-             if s["objectives"][0] != "forget_quality"]
+    other = [
+        f"{m}: {s['objectives'][0]}"
+        for m, s in exp.sweeps.items()
+        if s["objectives"][0] != "forget_quality"
+    ]
     if args.min_forget_quality is not None and other:
-        raise UserError(f"--min-forget-quality applies to forget_quality, and these sweeps' "
-                        f"forget objective is another ({', '.join(other)}); max-utility then "
-                        "keeps trials at least as good as the retain model")
+        raise UserError(
+            f"--min-forget-quality applies to forget_quality, and these sweeps' "
+            f"forget objective is another ({', '.join(other)}); max-utility then "
+            "keeps trials at least as good as the retain model"
+        )
     records = export.select(exp, rows, rule)
-    overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning \
-        else []
+    overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning else []
     paths = export.write(exp, records)
     for r, yaml_path in zip(records, paths[::2], strict=True):
         objs = ", ".join(f"{k} {v:.4g}" for k, v in r["objectives"].items())
         stop = f" (stop after epoch {r['epoch']})" if r["train"]["stop_after"] else ""
-        print(f"{r['method']}: trial {r['trial_id']} epoch {r['epoch']}{stop}, {objs} -> "
-              f"{yaml_path}")
+        print(
+            f"{r['method']}: trial {r['trial_id']} epoch {r['epoch']}{stop}, {objs} -> {yaml_path}"
+        )
     for r, text in zip(records, overrides, strict=False):
         print(f"\n# open-unlearning equivalent of {r['method']}:\n{text}")
 

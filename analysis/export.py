@@ -44,9 +44,19 @@ from unlearn_core.errors import UserError
 
 RULES = ("knee", "max-forget", "max-utility", "weighted")
 # open-unlearning trainer handler per method (configs/trainer/<handler>.yaml)
-OU_TRAINERS = {"grad_ascent": "GradAscent", "grad_diff": "GradDiff", "npo": "NPO",
-               "simnpo": "SimNPO", "idk_dpo": "DPO", "rmu": "RMU", "undial": "UNDIAL",
-               "ceu": "CEU", "satimp": "SatImp", "wga": "WGA", "pdu": "PDU"}
+OU_TRAINERS = {
+    "grad_ascent": "GradAscent",
+    "grad_diff": "GradDiff",
+    "npo": "NPO",
+    "simnpo": "SimNPO",
+    "idk_dpo": "DPO",
+    "rmu": "RMU",
+    "undial": "UNDIAL",
+    "ceu": "CEU",
+    "satimp": "SatImp",
+    "wga": "WGA",
+    "pdu": "PDU",
+}
 
 
 @dataclass(frozen=True)
@@ -60,13 +70,17 @@ class Rule:
         if self.name not in RULES:
             raise UserError(f"unknown rule {self.name!r}; accepted: {', '.join(RULES)}")
         if not 0 < self.min_utility_frac <= 1.5:
-            raise UserError(f"--min-utility-frac is a fraction of the target's utility in "
-                            f"(0, 1.5], got {self.min_utility_frac}")
+            raise UserError(
+                f"--min-utility-frac is a fraction of the target's utility in "
+                f"(0, 1.5], got {self.min_utility_frac}"
+            )
         if not 0 <= self.min_forget_quality <= 1:
-            raise UserError(f"--min-forget-quality is a p-value in [0, 1], got "
-                            f"{self.min_forget_quality}")
-        if self.weights is not None and (any(not math.isfinite(w) or w < 0 for w in self.weights)
-                                         or sum(self.weights) <= 0):
+            raise UserError(
+                f"--min-forget-quality is a p-value in [0, 1], got {self.min_forget_quality}"
+            )
+        if self.weights is not None and (
+            any(not math.isfinite(w) or w < 0 for w in self.weights) or sum(self.weights) <= 0
+        ):
             raise UserError(f"--weights must be finite, >= 0 and not all 0, got {self.weights}")
 
 
@@ -84,13 +98,19 @@ def _first_best(cands: pd.DataFrame, *scores: np.ndarray) -> pd.Series:
     the earlier trial and epoch."""
     cols = [f"_score{i}" for i in range(len(scores))]
     order = cands.assign(**dict(zip(cols, scores, strict=True))).sort_values(
-        [*cols, "trial_index", "epoch"], ascending=[False] * len(cols) + [True, True],
-        kind="stable")
+        [*cols, "trial_index", "epoch"], ascending=[False] * len(cols) + [True, True], kind="stable"
+    )
     return order.drop(columns=cols).iloc[0]
 
 
-def choose(rows: pd.DataFrame, keys: list[str], directions: list[str], rule: Rule,
-           target_utility: float | None, retain_forget: float | None = None) -> pd.Series:
+def choose(
+    rows: pd.DataFrame,
+    keys: list[str],
+    directions: list[str],
+    rule: Rule,
+    target_utility: float | None,
+    retain_forget: float | None = None,
+) -> pd.Series:
     """The row of one method's table that `rule` picks (see the module docstring).
     target_utility: the target model's value of the utility objective (keys[1]); retain_forget:
     the retain model's value of the forget objective (keys[0])."""
@@ -108,13 +128,16 @@ def choose(rows: pd.DataFrame, keys: list[str], directions: list[str], rule: Rul
             return _first_best(front, -np.sqrt(((1 - n) ** 2).sum(axis=1)))
         w = np.array(rule.weights) if rule.weights is not None else np.ones(len(keys))
         if len(w) != len(keys):
-            raise UserError(f"--weights gives {len(w)} weights for {len(keys)} objectives "
-                            f"({', '.join(keys)})")
+            raise UserError(
+                f"--weights gives {len(w)} weights for {len(keys)} objectives ({', '.join(keys)})"
+            )
         return _first_best(front, n @ w)
     if len(keys) < 2:
-        raise UserError(f"{method}: {rule.name} needs a forget and a utility objective (the "
-                        f"sweep's first two); this sweep optimises only {keys[0]}: use knee or "
-                        "weighted")
+        raise UserError(
+            f"{method}: {rule.name} needs a forget and a utility objective (the "
+            f"sweep's first two); this sweep optimises only {keys[0]}: use knee or "
+            "weighted"
+        )
     forget, utility = zip(keys[:2], directions[:2], strict=True)  # (key, direction) each
     if rule.name == "max-forget":
         ok = _utility_kept(cands, method, *utility, rule, target_utility)
@@ -128,8 +151,9 @@ def _score(rows: pd.DataFrame, key: str, direction: str) -> np.ndarray:
     return rows[key].to_numpy(dtype=float) * (1.0 if direction == "max" else -1.0)
 
 
-def _utility_kept(cands: pd.DataFrame, method: str, key: str, direction: str, rule: Rule,
-                  target: float | None) -> pd.DataFrame:
+def _utility_kept(
+    cands: pd.DataFrame, method: str, key: str, direction: str, rule: Rule, target: float | None
+) -> pd.DataFrame:
     """max-forget's candidates: utility at least F of the target's, from the reference R."""
     if target is None:
         raise UserError(f"max-forget needs the target model's {key} (reference/target-*.json)")
@@ -139,17 +163,22 @@ def _utility_kept(cands: pd.DataFrame, method: str, key: str, direction: str, ru
     ok = cands[cands[key] >= bound] if direction == "max" else cands[cands[key] <= bound]
     if ok.empty:
         best = _first_best(cands, _score(cands, key, direction))
-        share = f"x target {target:.4g}" if worst == 0 else \
-            f"of the way from {worst:g} to target {target:.4g}"
+        share = (
+            f"x target {target:.4g}"
+            if worst == 0
+            else f"of the way from {worst:g} to target {target:.4g}"
+        )
         raise UserError(
             f"{method}: no trial reaches {key} {op} {rule.min_utility_frac:g} {share} = "
             f"{bound:.4g}; closest: trial {trial_name(best)} epoch {int(best['epoch'])} with "
-            f"{key} {best[key]:.4g}")
+            f"{key} {best[key]:.4g}"
+        )
     return ok
 
 
-def _forget_reached(cands: pd.DataFrame, method: str, key: str, direction: str, rule: Rule,
-                    retain: float | None) -> pd.DataFrame:
+def _forget_reached(
+    cands: pd.DataFrame, method: str, key: str, direction: str, rule: Rule, retain: float | None
+) -> pd.DataFrame:
     """max-utility's candidates: forget_quality >= Q, or any other forget objective at least as
     good as the retain model's."""
     if key == FQ_MU[0]:
@@ -157,8 +186,10 @@ def _forget_reached(cands: pd.DataFrame, method: str, key: str, direction: str, 
         bar, shown = f"forget_quality >= {rule.min_forget_quality:g}", "forget_quality"
     else:
         if retain is None:
-            raise UserError(f"max-utility needs the retain model's {key} as the bar to reach "
-                            "(reference/retain-*.json)")
+            raise UserError(
+                f"max-utility needs the retain model's {key} as the bar to reach "
+                "(reference/retain-*.json)"
+            )
         ok = cands[cands[key] >= retain] if direction == "max" else cands[cands[key] <= retain]
         op = ">=" if direction == "max" else "<="
         bar, shown = f"{key} {op} {retain:.4g} (the retain model's)", key
@@ -166,7 +197,8 @@ def _forget_reached(cands: pd.DataFrame, method: str, key: str, direction: str, 
         best = _first_best(cands, _score(cands, key, direction))
         raise UserError(
             f"{method}: no trial reaches {bar}; closest: trial {trial_name(best)} epoch "
-            f"{int(best['epoch'])} with {shown} {best[shown]:.3g}")
+            f"{int(best['epoch'])} with {shown} {best[shown]:.3g}"
+        )
     return ok
 
 
@@ -175,39 +207,55 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def record(exp: Experiment, row: pd.Series, rule: Rule, keys: list[str],
-           metric_names: list[str]) -> dict:
+def record(
+    exp: Experiment, row: pd.Series, rule: Rule, keys: list[str], metric_names: list[str]
+) -> dict:
     """The exported document: only these fields (no paths, hosts or environment)."""
     sweep = exp.sweeps[row["method"]]
     params = params_of(row)
     epochs, epoch = int(params["epochs"]), int(row["epoch"])
     seeds = row["seeds"] if isinstance(row["seeds"], list) else [sweep["seed"]]
     return {
-        "method": row["method"], "benchmark": sweep["benchmark"], "split": sweep["split"],
+        "method": row["method"],
+        "benchmark": sweep["benchmark"],
+        "split": sweep["split"],
         "hparams": {k: _plain(v) for k, v in params.items() if k not in OPTIMIZER_KEYS},
-        "train": {"lr": float(params["lr"]), "epochs": epochs,
-                  "warmup_epochs": float(params["warmup_epochs"]),
-                  "weight_decay": float(params["weight_decay"]),
-                  "batch_size": int(sweep["batch_size"]), "grad_accum": int(sweep["grad_accum"]),
-                  "seed": int(seeds[0]),
-                  # an earlier epoch of a longer run: same schedule, stop after this epoch
-                  "stop_after": epoch if epoch < epochs else None},
-        "model": sweep.get("model"), "lora_r": int(sweep.get("lora_r") or 0),
+        "train": {
+            "lr": float(params["lr"]),
+            "epochs": epochs,
+            "warmup_epochs": float(params["warmup_epochs"]),
+            "weight_decay": float(params["weight_decay"]),
+            "batch_size": int(sweep["batch_size"]),
+            "grad_accum": int(sweep["grad_accum"]),
+            "seed": int(seeds[0]),
+            # an earlier epoch of a longer run: same schedule, stop after this epoch
+            "stop_after": epoch if epoch < epochs else None,
+        },
+        "model": sweep.get("model"),
+        "lora_r": int(sweep.get("lora_r") or 0),
         "objectives": {k: float(row[k]) for k in keys},
         "metrics": {m: float(row[m]) for m in metric_names if pd.notna(row.get(m))},
-        "trial_id": str(row["trial_id"]), "epoch": epoch,
-        "version": str(row["version"]) if isinstance(row.get("version"), str)
+        "trial_id": str(row["trial_id"]),
+        "epoch": epoch,
+        "version": str(row["version"])
+        if isinstance(row.get("version"), str)
         else str(exp.manifest.get("version")),
-        "rule": {k: _plain(v) for k, v in asdict(rule).items()
-                 if k == "name" or _rule_uses(rule.name, k, keys)},
+        "rule": {
+            k: _plain(v)
+            for k, v in asdict(rule).items()
+            if k == "name" or _rule_uses(rule.name, k, keys)
+        },
     }
 
 
 def _rule_uses(rule: str, field: str, keys: list[str]) -> bool:
     if field == "min_forget_quality" and keys[0] != FQ_MU[0]:
         return False  # max-utility's bar is then the retain model's value, not Q
-    return {"max-forget": "min_utility_frac", "max-utility": "min_forget_quality",
-            "weighted": "weights"}.get(rule) == field
+    return {
+        "max-forget": "min_utility_frac",
+        "max-utility": "min_forget_quality",
+        "weighted": "weights",
+    }.get(rule) == field
 
 
 def select(exp: Experiment, rows: pd.DataFrame, rule: Rule) -> list[dict]:
@@ -249,20 +297,24 @@ def openunlearning_overrides(export: dict) -> str:
     """The open-unlearning command (Hydra overrides) that trains the same configuration there."""
     method = export["method"]
     if method not in OU_TRAINERS:
-        raise UserError(f"open-unlearning has no trainer for {method}; it has: "
-                        f"{', '.join(OU_TRAINERS)}")
+        raise UserError(
+            f"open-unlearning has no trainer for {method}; it has: {', '.join(OU_TRAINERS)}"
+        )
     trainer, split, t = OU_TRAINERS[method], export["split"], export["train"]
-    args = ["python src/train.py --config-name=unlearn.yaml experiment=unlearn/tofu/default",
-            f"trainer={trainer}", f"forget_split={split}",
-            f"retain_split=retain{100 - int(split[-2:])}",
-            f"task_name=unlearn-sweep_{split}_{trainer}_{export['trial_id'] or 'best'}",
-            f"trainer.args.learning_rate={_hydra(t['lr'])}",
-            f"trainer.args.num_train_epochs={t['epochs']}",
-            f"trainer.args.warmup_epochs={_hydra(t['warmup_epochs'])}",
-            f"trainer.args.weight_decay={_hydra(t['weight_decay'])}",
-            f"trainer.args.per_device_train_batch_size={t['batch_size']}",
-            f"trainer.args.gradient_accumulation_steps={t['grad_accum']}",
-            f"trainer.args.seed={t['seed']}"]
+    args = [
+        "python src/train.py --config-name=unlearn.yaml experiment=unlearn/tofu/default",
+        f"trainer={trainer}",
+        f"forget_split={split}",
+        f"retain_split=retain{100 - int(split[-2:])}",
+        f"task_name=unlearn-sweep_{split}_{trainer}_{export['trial_id'] or 'best'}",
+        f"trainer.args.learning_rate={_hydra(t['lr'])}",
+        f"trainer.args.num_train_epochs={t['epochs']}",
+        f"trainer.args.warmup_epochs={_hydra(t['warmup_epochs'])}",
+        f"trainer.args.weight_decay={_hydra(t['weight_decay'])}",
+        f"trainer.args.per_device_train_batch_size={t['batch_size']}",
+        f"trainer.args.gradient_accumulation_steps={t['grad_accum']}",
+        f"trainer.args.seed={t['seed']}",
+    ]
     for name, value in export["hparams"].items():
         if name == "retain_loss":
             args.append(f"trainer.method_args.retain_loss_type={str(value).upper()}")
@@ -273,10 +325,14 @@ def openunlearning_overrides(export: dict) -> str:
     notes = []
     if t["stop_after"] is not None:
         args.append("trainer.args.save_strategy=epoch")
-        notes.append(f"# chosen at epoch {t['stop_after']} of {t['epochs']}: keep that epoch's "
-                     "checkpoint (the schedule is the full run's)")
+        notes.append(
+            f"# chosen at epoch {t['stop_after']} of {t['epochs']}: keep that epoch's "
+            "checkpoint (the schedule is the full run's)"
+        )
     if export["benchmark"] != "tofu":
-        notes.append(f"# {export['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
-                     "the tiny models' learning rates do not transfer")
+        notes.append(
+            f"# {export['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
+            "the tiny models' learning rates do not transfer"
+        )
     notes.append("# effective batch = per-device batch x accumulation x GPUs in open-unlearning")
     return "\n".join(notes) + "\n" + " \\\n  ".join(args)

@@ -23,15 +23,50 @@ OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
 STATUSES = ("complete", "stopped", "diverged", "failed", "running")
 # Ray's bookkeeping and per-trial descriptors: everything else numeric in a result is a metric.
 NOT_METRICS = {
-    "event", "trial_id", "method", "params", "config", "hostname", "host", "node_ip", "pid",
-    "date", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
-    "iterations_since_restore", "training_iteration", "checkpoint_dir_name", "should_checkpoint",
-    "done", "experiment_tag", "epoch", "seeds", "seed", "device", "version", "utility_floor",
-    "utility_violation", "optimizer_steps", "effective_batch", "world_size", "wall_time_s",
-    "diverged", "failure",
+    "event",
+    "trial_id",
+    "method",
+    "params",
+    "config",
+    "hostname",
+    "host",
+    "node_ip",
+    "pid",
+    "date",
+    "timestamp",
+    "time_this_iter_s",
+    "time_total_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "training_iteration",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "done",
+    "experiment_tag",
+    "epoch",
+    "seeds",
+    "seed",
+    "device",
+    "version",
+    "utility_floor",
+    "utility_violation",
+    "optimizer_steps",
+    "effective_batch",
+    "world_size",
+    "wall_time_s",
+    "diverged",
+    "failure",
 }
-RUN_KEYS = ("optimizer_steps", "effective_batch", "world_size", "wall_time_s", "device",
-            "version", "utility_floor", "utility_violation")
+RUN_KEYS = (
+    "optimizer_steps",
+    "effective_batch",
+    "world_size",
+    "wall_time_s",
+    "device",
+    "version",
+    "utility_floor",
+    "utility_violation",
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +93,13 @@ def open_experiment(home: str | Path) -> Experiment:
     first = manifest["sweeps"][0]
     ref = home / "reference"
     bench = f"{first['benchmark']}-{first['split']}"
-    return Experiment(home, manifest, sweeps, _read_json(ref / f"target-{bench}.json"),
-                      _read_json(ref / f"retain-{bench}.json"))
+    return Experiment(
+        home,
+        manifest,
+        sweeps,
+        _read_json(ref / f"target-{bench}.json"),
+        _read_json(ref / f"retain-{bench}.json"),
+    )
 
 
 def _read_json(path: Path) -> dict | None:
@@ -104,8 +144,9 @@ def _trials_from_log(events: list[dict]) -> dict[str, dict]:
     """trial_id -> {params, rows (last per epoch), end ("complete"|"error"|None), error}."""
     trials: dict[str, dict] = {}
     for ev in events:
-        t = trials.setdefault(ev["trial_id"], {"params": {}, "rows": {}, "end": None,
-                                               "error": None, "retries": 0})
+        t = trials.setdefault(
+            ev["trial_id"], {"params": {}, "rows": {}, "end": None, "error": None, "retries": 0}
+        )
         t["params"] = ev.get("params") or t["params"]
         kind = ev["event"]
         if kind == "result":
@@ -141,8 +182,11 @@ def load_study(home: Path, method: str):
 def _same_params(a: dict, b: dict) -> bool:
     keys = set(a) & set(b)
     return bool(keys) and all(
-        math.isclose(float(a[k]), float(b[k]), rel_tol=1e-9) if isinstance(a[k], int | float)
-        else a[k] == b[k] for k in keys)
+        math.isclose(float(a[k]), float(b[k]), rel_tol=1e-9)
+        if isinstance(a[k], int | float)
+        else a[k] == b[k]
+        for k in keys
+    )
 
 
 def _match_optuna(trials: dict[str, dict], study) -> list:
@@ -154,8 +198,14 @@ def _match_optuna(trials: dict[str, dict], study) -> list:
     for ot in study.get_trials(deepcopy=False):
         rid = ot.user_attrs.get("ray_trial_id")
         if rid is None:
-            rid = next((k for k, t in trials.items()
-                        if "optuna" not in t and _same_params(t["params"], ot.params)), None)
+            rid = next(
+                (
+                    k
+                    for k, t in trials.items()
+                    if "optuna" not in t and _same_params(t["params"], ot.params)
+                ),
+                None,
+            )
         if rid is not None and rid in trials:
             trials[rid]["optuna"] = ot
         else:
@@ -177,24 +227,46 @@ def _trial_status(t: dict) -> str:
     return "running"
 
 
-def _row(exp: Experiment, method: str, trial_id: str, t: dict, status: str, ev: dict | None,
-         trial_status: str) -> dict:
+def _row(
+    exp: Experiment,
+    method: str,
+    trial_id: str,
+    t: dict,
+    status: str,
+    ev: dict | None,
+    trial_status: str,
+) -> dict:
     ot = t.get("optuna")
     params = t["params"] or (dict(ot.params) if ot is not None else {})
     ev = ev or {}
-    failure = (ev.get("failure") or t.get("error")
-               or (ot.user_attrs.get("failure") if ot is not None else None))
-    row = {"experiment": exp.name, "method": method, "trial_id": trial_id,
-           "number": ot.number if ot is not None else np.nan,
-           "epoch": ev.get("epoch", np.nan), "epochs": params.get("epochs", np.nan),
-           "status": status, "trial_status": trial_status,
-           "failure": failure if trial_status in ("failed", "diverged") else None,
-           "retries": t.get("retries", 0), "seeds": ev.get("seeds")}
+    failure = (
+        ev.get("failure")
+        or t.get("error")
+        or (ot.user_attrs.get("failure") if ot is not None else None)
+    )
+    row = {
+        "experiment": exp.name,
+        "method": method,
+        "trial_id": trial_id,
+        "number": ot.number if ot is not None else np.nan,
+        "epoch": ev.get("epoch", np.nan),
+        "epochs": params.get("epochs", np.nan),
+        "status": status,
+        "trial_status": trial_status,
+        "failure": failure if trial_status in ("failed", "diverged") else None,
+        "retries": t.get("retries", 0),
+        "seeds": ev.get("seeds"),
+    }
     row["params"] = dict(params)  # as sampled, with their types (ints stay ints)
     row |= {f"p_{k}": v for k, v in params.items()}
-    row |= {k: v for k, v in ev.items()
-            if k not in NOT_METRICS and not k.startswith("hp/") and isinstance(v, int | float)
-            and not isinstance(v, bool)}
+    row |= {
+        k: v
+        for k, v in ev.items()
+        if k not in NOT_METRICS
+        and not k.startswith("hp/")
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+    }
     row |= {k: ev[k] for k in RUN_KEYS if k in ev}
     return row
 
@@ -210,8 +282,11 @@ def method_rows(exp: Experiment, method: str) -> list[dict]:
                 rows.append(_row(exp, method, trial_id, t, "diverged", ev, status))
             else:
                 feasible = ev.get("utility_violation", -1.0) <= 0
-                rows.append(_row(exp, method, trial_id, t, "complete" if feasible else "stopped",
-                                 ev, status))
+                rows.append(
+                    _row(
+                        exp, method, trial_id, t, "complete" if feasible else "stopped", ev, status
+                    )
+                )
         if status in ("failed", "running") and not (status == "running" and t["rows"]):
             rows.append(_row(exp, method, trial_id, t, status, None, status))
     keys, _ = objective_keys(exp.sweeps[method])
@@ -220,8 +295,10 @@ def method_rows(exp: Experiment, method: str) -> list[dict]:
         ev = None
         if ot.state.name == "COMPLETE":  # its result lines are missing: keep Optuna's values
             violation = ot.constraints.get("utility_floor", -1.0)
-            ev = dict(zip(keys, ot.values, strict=True)) | {"utility_violation": violation,
-                                                            "epoch": ot.user_attrs.get("epoch")}
+            ev = dict(zip(keys, ot.values, strict=True)) | {
+                "utility_violation": violation,
+                "epoch": ot.user_attrs.get("epoch"),
+            }
             status = "complete" if violation <= 0 else "stopped"
         else:
             status = "failed" if ot.state.name == "FAIL" else "running"
@@ -241,14 +318,18 @@ def _trial_index(df: pd.DataFrame) -> pd.Series:
     """1-based order in which each (experiment, method)'s trials were sampled: Optuna's number,
     then trials Optuna does not know in the order they first reported."""
     key = df["trial_id"].where(df["trial_id"] != "", "#" + df["number"].astype(str))
-    first = df.assign(_key=key, _pos=np.arange(len(df))).groupby(
-        ["experiment", "method", "_key"], sort=False).agg(number=("number", "min"),
-                                                         pos=("_pos", "min")).reset_index()
+    first = (
+        df.assign(_key=key, _pos=np.arange(len(df)))
+        .groupby(["experiment", "method", "_key"], sort=False)
+        .agg(number=("number", "min"), pos=("_pos", "min"))
+        .reset_index()
+    )
     first = first.sort_values(["number", "pos"], na_position="last")
     first["trial_index"] = first.groupby(["experiment", "method"]).cumcount() + 1
     idx = first.set_index(["experiment", "method", "_key"])["trial_index"]
-    return pd.Series(idx.loc[list(zip(df["experiment"], df["method"], key, strict=True))].values,
-                     index=df.index)
+    return pd.Series(
+        idx.loc[list(zip(df["experiment"], df["method"], key, strict=True))].values, index=df.index
+    )
 
 
 def load(homes: list[str | Path]) -> tuple[pd.DataFrame, list[Experiment]]:
@@ -257,8 +338,10 @@ def load(homes: list[str | Path]) -> tuple[pd.DataFrame, list[Experiment]]:
     exps = [open_experiment(h) for h in homes]
     names = [e.name for e in exps]
     if len(set(names)) != len(names):
-        raise UserError(f"two experiment folders share the name {names[0]!r}; compare folders "
-                        "with distinct names")
+        raise UserError(
+            f"two experiment folders share the name {names[0]!r}; compare folders "
+            "with distinct names"
+        )
     rows = [r for e in exps for m in e.sweeps for r in method_rows(e, m)]
     df = pd.DataFrame(rows)
     if df.empty:
@@ -295,5 +378,11 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     """Aggregate metrics (and objectives) of the rows: every numeric column that is not a
     parameter, an identifier or run bookkeeping."""
     skip = {"number", "epoch", "epochs", "retries", "trial_index", "is_default", *RUN_KEYS}
-    return [c for c in df.columns if c not in skip and not c.startswith("p_")
-            and pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool]
+    return [
+        c
+        for c in df.columns
+        if c not in skip
+        and not c.startswith("p_")
+        and pd.api.types.is_numeric_dtype(df[c])
+        and df[c].dtype != bool
+    ]

@@ -47,8 +47,9 @@ def search_ranges(study) -> dict[str, SearchRange]:
     return out
 
 
-def near_bounds(front_rows: pd.DataFrame, ranges: dict[str, SearchRange],
-                frac: float = NEAR_BOUND) -> pd.DataFrame:
+def near_bounds(
+    front_rows: pd.DataFrame, ranges: dict[str, SearchRange], frac: float = NEAR_BOUND
+) -> pd.DataFrame:
     """One row per (front trial, parameter) sitting within `frac` of a bound: the range may have
     been too narrow there. Columns series, trial_id, param, value, bound ("low"/"high"), range."""
     out = []
@@ -59,10 +60,16 @@ def near_bounds(front_rows: pd.DataFrame, ranges: dict[str, SearchRange],
                 continue
             pos = r.position(float(value))
             if pos <= frac or pos >= 1 - frac:
-                out.append({"series": row["series"], "trial_id": row["trial_id"],
-                            "param": name, "value": float(value),
-                            "bound": "low" if pos <= frac else "high",
-                            "range": f"[{r.low:g}, {r.high:g}]" + (" log" if r.log else "")})
+                out.append(
+                    {
+                        "series": row["series"],
+                        "trial_id": row["trial_id"],
+                        "param": name,
+                        "value": float(value),
+                        "bound": "low" if pos <= frac else "high",
+                        "range": f"[{r.low:g}, {r.high:g}]" + (" log" if r.log else ""),
+                    }
+                )
     return pd.DataFrame(out, columns=["series", "trial_id", "param", "value", "bound", "range"])
 
 
@@ -80,8 +87,11 @@ def importances(study, keys: list[str], directions: list[str]) -> Importances:
     values: maximised objectives are negated. "front" uses its multi-objective (HSSP) top set."""
     import optuna
 
-    complete = [] if study is None else study.get_trials(
-        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    complete = (
+        []
+        if study is None
+        else study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    )
     if len(complete) < 2:
         return Importances({}, f"{len(complete)} complete trial(s); importances need >= 2")
     if not search_ranges(study):
@@ -97,5 +107,6 @@ def importances(study, keys: list[str], directions: list[str]) -> Importances:
             values[name] = optuna.importance.get_param_importances(study, target=target)
         # PED-ANOVA returns equal shares (with a warning) when too few trials reach the top set
         notes |= {str(w.message) for w in caught if "too small" in str(w.message)}
-    return Importances(values, "too few trials for PED-ANOVA: importances are equal"
-                       if notes else None)
+    return Importances(
+        values, "too few trials for PED-ANOVA: importances are equal" if notes else None
+    )

@@ -50,8 +50,9 @@ def reference_point(keys: Sequence[str], floor: float = LOG10_FQ_FLOOR) -> list[
 
 def _as_minimized(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     values = np.asarray(values, dtype=float)
-    assert values.ndim == 2 and values.shape[1] == len(directions), \
+    assert values.ndim == 2 and values.shape[1] == len(directions), (
         f"values {values.shape} need one direction per column, got {list(directions)}"
+    )
     sign = []
     for d in directions:
         assert d in ("max", "min", "maximize", "minimize"), f"unknown direction {d!r}"
@@ -73,8 +74,9 @@ def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     return mask
 
 
-def front(df: pd.DataFrame, keys: Sequence[str], directions: Sequence[str],
-          by: str | None = "series") -> pd.Series:
+def front(
+    df: pd.DataFrame, keys: Sequence[str], directions: Sequence[str], by: str | None = "series"
+) -> pd.Series:
     """Bool per row: on the Pareto front of the feasible evaluated rows (status complete) of its
     group (`by`, e.g. series = method), or across all rows with by=None."""
     out = pd.Series(False, index=df.index)
@@ -85,8 +87,9 @@ def front(df: pd.DataFrame, keys: Sequence[str], directions: Sequence[str],
     return out
 
 
-def hypervolume_2d(values: np.ndarray, directions: Sequence[str],
-                   reference: Sequence[float]) -> float:
+def hypervolume_2d(
+    values: np.ndarray, directions: Sequence[str], reference: Sequence[float]
+) -> float:
     """Area dominated by the points and bounded by the reference point (sort and sum). Points not
     strictly better than the reference in both objectives add nothing."""
     v = _as_minimized(values, directions)  # (N, 2), lower is better
@@ -102,8 +105,7 @@ def hypervolume_2d(values: np.ndarray, directions: Sequence[str],
     return float(area)
 
 
-def hypervolume(values: np.ndarray, directions: Sequence[str],
-                reference: Sequence[float]) -> float:
+def hypervolume(values: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> float:
     """Volume dominated by the points and bounded by the reference point, for 1 to 3 objectives.
     Values worse than the reference are clipped to it, so they add nothing."""
     v = _as_minimized(values, directions)  # (N, M), lower is better
@@ -127,22 +129,32 @@ def _volume(v: np.ndarray, ref: np.ndarray) -> float:
         return hypervolume_2d(v, ("min", "min"), ref)
     v = v[np.argsort(v[:, -1], kind="stable")]
     tops = np.append(v[1:, -1], ref[-1])
-    return float(sum((top - v[i, -1]) * _volume(v[: i + 1, :-1], ref[:-1])
-                     for i, top in enumerate(tops) if top > v[i, -1]))
+    return float(
+        sum(
+            (top - v[i, -1]) * _volume(v[: i + 1, :-1], ref[:-1])
+            for i, top in enumerate(tops)
+            if top > v[i, -1]
+        )
+    )
 
 
-def fq_mu_hypervolume(log10_fq: np.ndarray, utility: np.ndarray,
-                      floor: float = LOG10_FQ_FLOOR) -> float:
+def fq_mu_hypervolume(
+    log10_fq: np.ndarray, utility: np.ndarray, floor: float = LOG10_FQ_FLOOR
+) -> float:
     """Hypervolume of (log10 forget quality clipped at `floor`, model utility), both maximised,
     against the reference point (floor, 0)."""
-    pts = np.column_stack([np.maximum(np.asarray(log10_fq, dtype=float), floor),
-                           np.asarray(utility, dtype=float)])
+    pts = np.column_stack(
+        [np.maximum(np.asarray(log10_fq, dtype=float), floor), np.asarray(utility, dtype=float)]
+    )
     return hypervolume_2d(pts, ("max", "max"), (floor, 0.0))
 
 
-def hypervolume_curve(df: pd.DataFrame, floor: float = LOG10_FQ_FLOOR,
-                      keys: Sequence[str] = FQ_MU,
-                      directions: Sequence[str] = ("max", "max")) -> pd.DataFrame:
+def hypervolume_curve(
+    df: pd.DataFrame,
+    floor: float = LOG10_FQ_FLOOR,
+    keys: Sequence[str] = FQ_MU,
+    directions: Sequence[str] = ("max", "max"),
+) -> pd.DataFrame:
     """Per series: the hypervolume in `keys` (reference_point(keys, floor)) of the feasible rows
     of the first k trials, k = 1..n (failed trials count towards k: they spent budget). Columns
     series, trials, hypervolume."""

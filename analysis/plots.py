@@ -23,10 +23,20 @@ from analysis.params import NEAR_BOUND, SearchRange  # noqa: E402
 from sweeps.objectives import OBJECTIVES  # noqa: E402
 
 # TOFU's headline metrics, then every other metric an objective is computed from
-HOVER_METRICS = tuple(dict.fromkeys(
-    ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
-     "forget_Q_A_Prob", "extraction_strength", "privleak",
-     *(o.needs for o in OBJECTIVES.values()))))
+HOVER_METRICS = tuple(
+    dict.fromkeys(
+        (
+            "forget_quality",
+            "model_utility",
+            "forget_truth_ratio",
+            "forget_Q_A_ROUGE",
+            "forget_Q_A_Prob",
+            "extraction_strength",
+            "privleak",
+            *(o.needs for o in OBJECTIVES.values()),
+        )
+    )
+)
 FAINT = 0.25
 
 
@@ -70,22 +80,26 @@ class Axis:
     log: bool = False  # log10 forget quality is drawn as the p-value on a log axis
 
     def of(self, values):
-        return 10.0 ** values if self.log else values
+        return 10.0**values if self.log else values
 
 
 def objective_axis(key: str, direction: str) -> Axis:
     if key == "log10_forget_quality":
-        return Axis(key, "forget quality (KS p-value vs retain; log scale, higher = better "
-                         "forgotten)", direction, log=True)
-    return Axis(key, f"{key} ({'higher' if direction == 'max' else 'lower'} is better)",
-                direction)
+        return Axis(
+            key,
+            "forget quality (KS p-value vs retain; log scale, higher = better forgotten)",
+            direction,
+            log=True,
+        )
+    return Axis(key, f"{key} ({'higher' if direction == 'max' else 'lower'} is better)", direction)
 
 
 def plane_axes(keys: list[str], directions: list[str]) -> tuple[Axis, Axis]:
     """x and y: the first two objectives; one objective is drawn against trial order."""
     if len(keys) == 1:
-        return Axis("trial_index", "trial (sampling order)", None), \
-            objective_axis(keys[0], directions[0])
+        return Axis("trial_index", "trial (sampling order)", None), objective_axis(
+            keys[0], directions[0]
+        )
     return objective_axis(keys[0], directions[0]), objective_axis(keys[1], directions[1])
 
 
@@ -99,19 +113,42 @@ def _references(ax, pfig: go.Figure, refs: dict[str, dict], x: Axis, y: Axis) ->
         if yv is None or (x.direction is not None and xv is None):
             continue
         text = f"<b>{name} model</b><br>" + "<br>".join(
-            f"{k} = {_fmt(m[k])}" for k in HOVER_METRICS if k in m)
+            f"{k} = {_fmt(m[k])}" for k in HOVER_METRICS if k in m
+        )
         if x.direction is None:
-            ax.axhline(y.of(yv), color="black", ls="--" if name == "target" else ":",
-                       lw=1, label=f"{name} model")
-            pfig.add_hline(y=y.of(yv), line_dash="dash" if name == "target" else "dot",
-                           annotation_text=f"{name} model")
+            ax.axhline(
+                y.of(yv),
+                color="black",
+                ls="--" if name == "target" else ":",
+                lw=1,
+                label=f"{name} model",
+            )
+            pfig.add_hline(
+                y=y.of(yv),
+                line_dash="dash" if name == "target" else "dot",
+                annotation_text=f"{name} model",
+            )
             continue
-        ax.scatter([x.of(xv)], [y.of(yv)], s=140, marker=marker, color="black", zorder=6,
-                   label=f"{name} model")
-        pfig.add_trace(go.Scatter(
-            x=[x.of(xv)], y=[y.of(yv)], mode="markers", name=f"{name} model",
-            marker={"symbol": psym, "size": 14, "color": "black"}, hoverinfo="text",
-            hovertext=[text]))
+        ax.scatter(
+            [x.of(xv)],
+            [y.of(yv)],
+            s=140,
+            marker=marker,
+            color="black",
+            zorder=6,
+            label=f"{name} model",
+        )
+        pfig.add_trace(
+            go.Scatter(
+                x=[x.of(xv)],
+                y=[y.of(yv)],
+                mode="markers",
+                name=f"{name} model",
+                marker={"symbol": psym, "size": 14, "color": "black"},
+                hoverinfo="text",
+                hovertext=[text],
+            )
+        )
 
 
 def _front(ax, pfig: go.Figure, f: pd.DataFrame, x: Axis, c: str, s: str) -> None:
@@ -122,20 +159,53 @@ def _front(ax, pfig: go.Figure, f: pd.DataFrame, x: Axis, c: str, s: str) -> Non
     label, hovertext = f"{s} front ({len(f)})", [hover(r) for _, r in f.iterrows()]
     if x.direction is None:
         ax.scatter(f["_x"], f["_y"], color=c, s=40, zorder=4, label=f"{s} best ({len(f)})")
-        pfig.add_trace(go.Scatter(x=f["_x"], y=f["_y"], mode="markers", legendgroup=s,
-                                  name=f"{s} best ({len(f)})", hoverinfo="text",
-                                  hovertext=hovertext, marker={"color": c, "size": 10}))
+        pfig.add_trace(
+            go.Scatter(
+                x=f["_x"],
+                y=f["_y"],
+                mode="markers",
+                legendgroup=s,
+                name=f"{s} best ({len(f)})",
+                hoverinfo="text",
+                hovertext=hovertext,
+                marker={"color": c, "size": 10},
+            )
+        )
         return
     pre = x.direction == "max"
-    ax.plot(f["_x"].to_numpy(), f["_y"].to_numpy(), drawstyle="steps-pre" if pre else
-            "steps-post", color=c, lw=1.8, marker="o", ms=5, label=label)
-    pfig.add_trace(go.Scatter(
-        x=f["_x"], y=f["_y"], mode="lines+markers", legendgroup=s, name=label, hoverinfo="text",
-        line={"shape": "vh" if pre else "hv", "color": c}, hovertext=hovertext))
+    ax.plot(
+        f["_x"].to_numpy(),
+        f["_y"].to_numpy(),
+        drawstyle="steps-pre" if pre else "steps-post",
+        color=c,
+        lw=1.8,
+        marker="o",
+        ms=5,
+        label=label,
+    )
+    pfig.add_trace(
+        go.Scatter(
+            x=f["_x"],
+            y=f["_y"],
+            mode="lines+markers",
+            legendgroup=s,
+            name=label,
+            hoverinfo="text",
+            line={"shape": "vh" if pre else "hv", "color": c},
+            hovertext=hovertext,
+        )
+    )
 
 
-def pareto(rows: pd.DataFrame, on_front: pd.Series, refs: dict[str, dict], keys: list[str],
-           directions: list[str], stem: Path, title: str) -> list[Path]:
+def pareto(
+    rows: pd.DataFrame,
+    on_front: pd.Series,
+    refs: dict[str, dict],
+    keys: list[str],
+    directions: list[str],
+    stem: Path,
+    title: str,
+) -> list[Path]:
     """The first two objectives (log10 forget quality as the p-value on a log axis; a single
     objective against trial order): every evaluated row faint (x: below the utility floor), each
     series' front as a step line, the target, retain and default points marked."""
@@ -150,23 +220,55 @@ def pareto(rows: pd.DataFrame, on_front: pd.Series, refs: dict[str, dict], keys:
         for status, marker in (("complete", "o"), ("stopped", "x")):
             h = g[g["status"] == status]
             ax.scatter(h["_x"], h["_y"], s=14, color=c, alpha=FAINT, marker=marker)
-            pfig.add_trace(go.Scatter(
-                x=h["_x"], y=h["_y"], mode="markers", name=f"{s} {status}",
-                marker={"color": c, "opacity": FAINT, "symbol": "circle" if marker == "o" else "x"},
-                hovertext=[hover(r) for _, r in h.iterrows()], hoverinfo="text",
-                legendgroup=s, showlegend=False))
+            pfig.add_trace(
+                go.Scatter(
+                    x=h["_x"],
+                    y=h["_y"],
+                    mode="markers",
+                    name=f"{s} {status}",
+                    marker={
+                        "color": c,
+                        "opacity": FAINT,
+                        "symbol": "circle" if marker == "o" else "x",
+                    },
+                    hovertext=[hover(r) for _, r in h.iterrows()],
+                    hoverinfo="text",
+                    legendgroup=s,
+                    showlegend=False,
+                )
+            )
         f = g[on_front.loc[g.index]]
         if len(f):
             _front(ax, pfig, f, x, c, s)
         d = g[g["is_default"]].sort_values("epoch").tail(1)
         if len(d):
-            ax.scatter(d["_x"], d["_y"], s=70, marker="s", color=c,
-                       edgecolor="black", zorder=5, label=f"{s} reference defaults")
-            pfig.add_trace(go.Scatter(
-                x=d["_x"], y=d["_y"], mode="markers", legendgroup=s,
-                name=f"{s} reference defaults", hovertext=[hover(r) for _, r in d.iterrows()],
-                hoverinfo="text", marker={"symbol": "square", "size": 11, "color": c,
-                                          "line": {"color": "black", "width": 1.5}}))
+            ax.scatter(
+                d["_x"],
+                d["_y"],
+                s=70,
+                marker="s",
+                color=c,
+                edgecolor="black",
+                zorder=5,
+                label=f"{s} reference defaults",
+            )
+            pfig.add_trace(
+                go.Scatter(
+                    x=d["_x"],
+                    y=d["_y"],
+                    mode="markers",
+                    legendgroup=s,
+                    name=f"{s} reference defaults",
+                    hovertext=[hover(r) for _, r in d.iterrows()],
+                    hoverinfo="text",
+                    marker={
+                        "symbol": "square",
+                        "size": 11,
+                        "color": c,
+                        "line": {"color": "black", "width": 1.5},
+                    },
+                )
+            )
     _references(ax, pfig, refs, x, y)
     if x.log:
         ax.set_xscale("log")
@@ -175,9 +277,12 @@ def pareto(rows: pd.DataFrame, on_front: pd.Series, refs: dict[str, dict], keys:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    pfig.update_layout(title=title, xaxis={"type": "log" if x.log else "linear",
-                                           "title": x.label},
-                       yaxis={"title": y.label}, template="plotly_white")
+    pfig.update_layout(
+        title=title,
+        xaxis={"type": "log" if x.log else "linear", "title": x.label},
+        yaxis={"title": y.label},
+        template="plotly_white",
+    )
     return save(fig, pfig, stem)
 
 
@@ -189,15 +294,19 @@ def hypervolume(curves: pd.DataFrame, stem: Path, title: str, unit: str) -> list
     pfig = go.Figure()
     for s, g in curves.groupby("series", sort=False):
         ax.plot(g["trials"], g["hypervolume"], drawstyle="steps-post", color=col[s], label=s)
-        pfig.add_trace(go.Scatter(x=g["trials"], y=g["hypervolume"], name=s,
-                                  line={"shape": "hv", "color": col[s]}))
+        pfig.add_trace(
+            go.Scatter(
+                x=g["trials"], y=g["hypervolume"], name=s, line={"shape": "hv", "color": col[s]}
+            )
+        )
     ax.set_xlabel("trials")
     ax.set_ylabel(f"hypervolume ({unit})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    pfig.update_layout(title=title, xaxis_title="trials", yaxis_title="hypervolume",
-                       template="plotly_white")
+    pfig.update_layout(
+        title=title, xaxis_title="trials", yaxis_title="hypervolume", template="plotly_white"
+    )
     return save(fig, pfig, stem)
 
 
@@ -207,15 +316,23 @@ def _position(rng: SearchRange, values: pd.Series) -> np.ndarray:
 
 def _tick_labels(rng: SearchRange) -> list[str]:
     if rng.log:
-        mids = [math.exp(math.log(rng.low) + f * (math.log(rng.high) - math.log(rng.low)))
-                for f in (0.0, 0.5, 1.0)]
+        mids = [
+            math.exp(math.log(rng.low) + f * (math.log(rng.high) - math.log(rng.low)))
+            for f in (0.0, 0.5, 1.0)
+        ]
     else:
         mids = [rng.low + f * (rng.high - rng.low) for f in (0.0, 0.5, 1.0)]
     return [f"{v:.3g}" for v in mids]
 
 
-def param_axes(rows: pd.DataFrame, on_front: pd.Series, ranges: dict[str, SearchRange],
-               flags: pd.DataFrame, stem: Path, title: str) -> list[Path]:
+def param_axes(
+    rows: pd.DataFrame,
+    on_front: pd.Series,
+    ranges: dict[str, SearchRange],
+    flags: pd.DataFrame,
+    stem: Path,
+    title: str,
+) -> list[Path]:
     """One horizontal axis per searched parameter, scaled 0..1 over its range as the sampler saw
     it (log for log ranges): every evaluated row faint, front points in colour, front points
     within NEAR_BOUND of a bound in red (shaded bands)."""
@@ -229,23 +346,31 @@ def param_axes(rows: pd.DataFrame, on_front: pd.Series, ranges: dict[str, Search
     ax.axvspan(1 - NEAR_BOUND, 1, color="red", alpha=0.08)
     for i, name in enumerate(names):
         r, col = ranges[name], f"p_{name}"
-        for part, style in ((evaluated, {"color": "grey", "alpha": FAINT, "s": 10}),
-                            (front_rows, {"color": "tab:blue", "s": 28, "zorder": 3})):
+        for part, style in (
+            (evaluated, {"color": "grey", "alpha": FAINT, "s": 10}),
+            (front_rows, {"color": "tab:blue", "s": 28, "zorder": 3}),
+        ):
             x = _position(r, part[col])
             y = i + rng.uniform(-0.15, 0.15, len(x))
             flagged = (x <= NEAR_BOUND) | (x >= 1 - NEAR_BOUND)
             if part is front_rows:
                 ax.scatter(x[~flagged], y[~flagged], **style)
-                ax.scatter(x[flagged], y[flagged], color="red", s=40, edgecolor="black",
-                           zorder=4)
+                ax.scatter(x[flagged], y[flagged], color="red", s=40, edgecolor="black", zorder=4)
                 colour = ["red" if f else "royalblue" for f in flagged]
             else:
                 ax.scatter(x, y, **style)
                 colour = "lightgrey"
-            pfig.add_trace(go.Scatter(
-                x=x, y=y, mode="markers", showlegend=False, hoverinfo="text",
-                hovertext=[hover(row) for _, row in part.iterrows()],
-                marker={"color": colour, "size": 9 if part is front_rows else 6}))
+            pfig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="markers",
+                    showlegend=False,
+                    hoverinfo="text",
+                    hovertext=[hover(row) for _, row in part.iterrows()],
+                    marker={"color": colour, "size": 9 if part is front_rows else 6},
+                )
+            )
         for x, label in zip((0.0, 0.5, 1.0), _tick_labels(r), strict=True):
             ax.annotate(label, (x, i - 0.38), ha="center", fontsize=7, color="dimgrey")
     ax.set_yticks(range(len(names)), [f"{n}{' (log)' if ranges[n].log else ''}" for n in names])
@@ -253,18 +378,28 @@ def param_axes(rows: pd.DataFrame, on_front: pd.Series, ranges: dict[str, Search
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_xlabel("position in the searched range (0 = low bound, 1 = high bound)")
     n_flag = flags["param"].nunique() if len(flags) else 0
-    ax.set_title(f"{title}\n{n_flag} parameter(s) with front points within "
-                 f"{NEAR_BOUND:.0%} of a bound (red)", fontsize=10)
-    pfig.update_layout(title=title, template="plotly_white",
-                       xaxis={"title": "position in the searched range", "range": [-0.03, 1.03]},
-                       yaxis={"tickvals": list(range(len(names))), "ticktext": names})
+    ax.set_title(
+        f"{title}\n{n_flag} parameter(s) with front points within "
+        f"{NEAR_BOUND:.0%} of a bound (red)",
+        fontsize=10,
+    )
+    pfig.update_layout(
+        title=title,
+        template="plotly_white",
+        xaxis={"title": "position in the searched range", "range": [-0.03, 1.03]},
+        yaxis={"tickvals": list(range(len(names))), "ticktext": names},
+    )
     for x0 in (0, 1 - NEAR_BOUND):
         pfig.add_vrect(x0=x0, x1=x0 + NEAR_BOUND, fillcolor="red", opacity=0.06, line_width=0)
     return save(fig, pfig, stem)
 
 
-def importance(values: dict[str, dict[str, dict[str, float]]], notes: dict[str, str | None],
-               stem: Path, title: str) -> list[Path]:
+def importance(
+    values: dict[str, dict[str, dict[str, float]]],
+    notes: dict[str, str | None],
+    stem: Path,
+    title: str,
+) -> list[Path]:
     """Per series a panel of horizontal bars: parameter x target (each objective, "front")."""
     series = list(values)
     fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.5), squeeze=False)
@@ -279,20 +414,44 @@ def importance(values: dict[str, dict[str, dict[str, float]]], notes: dict[str, 
             share = [v.get(p, 0.0) for p in params]
             c = matplotlib.colors.to_hex(cycle[k % len(cycle)])
             ax.barh(y, share, height=width, color=c, label=target)
-            pfig.add_trace(go.Bar(x=share, y=params, orientation="h", name=target,
-                                  marker_color=c, legendgroup=target, showlegend=j == 0),
-                           row=1, col=j + 1)
+            pfig.add_trace(
+                go.Bar(
+                    x=share,
+                    y=params,
+                    orientation="h",
+                    name=target,
+                    marker_color=c,
+                    legendgroup=target,
+                    showlegend=j == 0,
+                ),
+                row=1,
+                col=j + 1,
+            )
         ax.set_yticks(np.arange(len(params)) + 0.4 - width / 2, params)
         ax.set_xlabel("importance (share)")
         ax.set_title(s + (f"\n({notes[s]})" if notes.get(s) else ""), fontsize=9)
         if not by_target:
-            ax.text(0.5, 0.5, notes.get(s) or "no importances", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=8, wrap=True)
+            ax.text(
+                0.5,
+                0.5,
+                notes.get(s) or "no importances",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=8,
+                wrap=True,
+            )
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles),
-                   fontsize=8, frameon=False)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            ncol=len(handles),
+            fontsize=8,
+            frameon=False,
+        )
     pfig.update_layout(title=title, barmode="group", template="plotly_white")
     return save(fig, pfig, stem)

@@ -17,15 +17,39 @@ from analysis.pareto import FQ_MU
 from analysis.summary import Analysis, counts, front_table
 from sweeps.objectives import OBJECTIVES
 
-SETTINGS = ("benchmark", "split", "trials", "sampler", "seed", "objectives", "preset", "space",
-            "fixed", "batch_size", "grad_accum", "eval_every", "utility_floor", "seeds", "model",
-            "lora_r")
-REF_METRICS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
-               "forget_Q_A_Prob", "extraction_strength", "privleak")
+SETTINGS = (
+    "benchmark",
+    "split",
+    "trials",
+    "sampler",
+    "seed",
+    "objectives",
+    "preset",
+    "space",
+    "fixed",
+    "batch_size",
+    "grad_accum",
+    "eval_every",
+    "utility_floor",
+    "seeds",
+    "model",
+    "lora_r",
+)
+REF_METRICS = (
+    "forget_quality",
+    "model_utility",
+    "forget_truth_ratio",
+    "forget_Q_A_ROUGE",
+    "forget_Q_A_Prob",
+    "extraction_strength",
+    "privleak",
+)
 MAX_FAILURES = 30  # failure lines listed in the report; the counts table has them all
 # TOFU's objectives by name (in a title, in a sentence, on a hypervolume axis); others by key
-NAMES = {"log10_forget_quality": ("forget quality", "log10 forget quality", "log10 FQ"),
-         "model_utility": ("model utility", "model utility", "utility")}
+NAMES = {
+    "log10_forget_quality": ("forget quality", "log10 forget quality", "log10 FQ"),
+    "model_utility": ("model utility", "model utility", "utility"),
+}
 
 
 def _names(key: str) -> tuple[str, str, str]:
@@ -43,8 +67,10 @@ def _plane_title(a: Analysis) -> str:
 def _reference_text(a: Analysis) -> str:
     """The hypervolume reference point in words."""
     keys = a.shared[0]
-    parts = [f"{_names(k)[1]} {r:g}" + (" (lower values are clipped there)" if k == FQ_MU[0]
-                                          else "") for k, r in zip(keys, a.reference, strict=True)]
+    parts = [
+        f"{_names(k)[1]} {r:g}" + (" (lower values are clipped there)" if k == FQ_MU[0] else "")
+        for k, r in zip(keys, a.reference, strict=True)
+    ]
     text = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
     if any(k not in FQ_MU for k in keys):
         text += " (each objective's worst value; worse values are clipped there)"
@@ -60,20 +86,34 @@ def draw(a: Analysis, out: Path, title: str) -> dict[str, list[Path]]:
     d = out / "analysis"
     keys, dirs = a.shared
     ref = ", ".join(f"{_names(k)[2]} {r:g}" for k, r in zip(keys, a.reference, strict=True))
-    figs = {"pareto": plots.pareto(a.rows, a.on_plot_front, a.refs, keys, dirs, d / "pareto",
-                                   f"{title}: {_plane_title(a)}"),
-            "hypervolume": plots.hypervolume(a.curves, d / "hypervolume",
-                                             f"{title}: hypervolume vs trials (ref. {ref})",
-                                             " x ".join(_names(k)[2] for k in keys))}
+    figs = {
+        "pareto": plots.pareto(
+            a.rows, a.on_plot_front, a.refs, keys, dirs, d / "pareto", f"{title}: {_plane_title(a)}"
+        ),
+        "hypervolume": plots.hypervolume(
+            a.curves,
+            d / "hypervolume",
+            f"{title}: hypervolume vs trials (ref. {ref})",
+            " x ".join(_names(k)[2] for k in keys),
+        ),
+    }
     for s in a.series:
         if a.ranges[s]:
             part = a.rows[a.rows["series"] == s]
             figs[f"params-{s}"] = plots.param_axes(
-                part, a.on_front, a.ranges[s], a.flags[a.flags["series"] == s],
-                d / f"params-{_file_safe(s)}", f"{s}: front points in the searched ranges")
-    figs["importance"] = plots.importance({s: i.values for s, i in a.importances.items()},
-                                          {s: i.note for s, i in a.importances.items()},
-                                          d / "importance", f"{title}: parameter importance")
+                part,
+                a.on_front,
+                a.ranges[s],
+                a.flags[a.flags["series"] == s],
+                d / f"params-{_file_safe(s)}",
+                f"{s}: front points in the searched ranges",
+            )
+    figs["importance"] = plots.importance(
+        {s: i.values for s, i in a.importances.items()},
+        {s: i.note for s, i in a.importances.items()},
+        d / "importance",
+        f"{title}: parameter importance",
+    )
     return figs
 
 
@@ -94,38 +134,64 @@ def _strings(df: pd.DataFrame) -> pd.DataFrame:
 def blocks(a: Analysis, figs: dict[str, list[Path]], title: str) -> list[tuple]:
     """The report as (kind, ...) blocks, rendered to Markdown and HTML alike."""
     first = a.experiments[0]
-    return [("h1", f"unlearn-sweep report: {title}"), ("p", (
-        f"Folders: {', '.join(str(e.home) for e in a.experiments)}. unlearn-sweep "
-        f"{first.manifest.get('version', '?')}, analysed "
-        f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}.")),
-        *_setting_blocks(a), *_trial_blocks(a), *_front_blocks(a, figs)]
+    return [
+        ("h1", f"unlearn-sweep report: {title}"),
+        (
+            "p",
+            (
+                f"Folders: {', '.join(str(e.home) for e in a.experiments)}. unlearn-sweep "
+                f"{first.manifest.get('version', '?')}, analysed "
+                f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}."
+            ),
+        ),
+        *_setting_blocks(a),
+        *_trial_blocks(a),
+        *_front_blocks(a, figs),
+    ]
 
 
 def _setting_blocks(a: Analysis) -> list[tuple]:
-    settings = pd.DataFrame({s: {k: sweep.get(k) for k in SETTINGS}
-                             for s, sweep in _sweeps(a).items()})
+    settings = pd.DataFrame(
+        {s: {k: sweep.get(k) for k in SETTINGS} for s, sweep in _sweeps(a).items()}
+    )
     b = [("h2", "Sweep settings"), ("table", settings.rename_axis("setting").reset_index())]
-    names = [m for m in dict.fromkeys(REF_METRICS + tuple(o.needs for o in OBJECTIVES.values()))
-             if any(m in v for v in a.refs.values())]
+    names = [
+        m
+        for m in dict.fromkeys(REF_METRICS + tuple(o.needs for o in OBJECTIVES.values()))
+        if any(m in v for v in a.refs.values())
+    ]
     refs = pd.DataFrame({k: {m: v.get(m) for m in names} for k, v in a.refs.items()})
     if len(refs.columns):
-        return b + [("h2", "Reference models"),
-                    ("p", "The target model before unlearning and the retain model (never saw "
-                          "the forget set) on the same split."),
-                    ("table", refs.rename_axis("metric").reset_index())]
+        return b + [
+            ("h2", "Reference models"),
+            (
+                "p",
+                "The target model before unlearning and the retain model (never saw "
+                "the forget set) on the same split.",
+            ),
+            ("table", refs.rename_axis("metric").reset_index()),
+        ]
     return b + [("h2", "Reference models"), ("p", "No reference metrics in the folder.")]
 
 
 def _trial_blocks(a: Analysis) -> list[tuple]:
-    b = [("h2", "Trials"), ("p", "A trial counts once, by how it ended: complete, stopped by "
-                                 "the utility floor (infeasible), diverged (non-finite loss), "
-                                 "failed (error), or still running. Every feasible evaluated "
-                                 "epoch, of any trial, is a candidate for the fronts."),
-         ("table", counts(a).rename_axis("series").reset_index())]
+    b = [
+        ("h2", "Trials"),
+        (
+            "p",
+            "A trial counts once, by how it ended: complete, stopped by "
+            "the utility floor (infeasible), diverged (non-finite loss), "
+            "failed (error), or still running. Every feasible evaluated "
+            "epoch, of any trial, is a candidate for the fronts.",
+        ),
+        ("table", counts(a).rename_axis("series").reset_index()),
+    ]
     failed = a.rows[a.rows["status"].isin(["failed", "diverged"])]
     if len(failed):
-        lines = [f"{r['series']} trial {trial_name(r)} {r['status']}: {r['failure']}"
-                 for _, r in failed.head(MAX_FAILURES).iterrows()]
+        lines = [
+            f"{r['series']} trial {trial_name(r)} {r['status']}: {r['failure']}"
+            for _, r in failed.head(MAX_FAILURES).iterrows()
+        ]
         more = len(failed) - MAX_FAILURES
         b.append(("list", lines + ([f"... and {more} more"] if more > 0 else [])))
     return b
@@ -134,28 +200,53 @@ def _trial_blocks(a: Analysis) -> list[tuple]:
 def _front_blocks(a: Analysis, figs: dict[str, list[Path]]) -> list[tuple]:
     plane = _plane_title(a)  # a sentence starts upper-case; an objective key stays as it is
     heading = plane[0].upper() + plane[1:] if a.shared[0][0] in NAMES else plane
-    b: list[tuple] = [("h2", heading), ("p", (
-        "Every evaluated epoch of every trial, faint (x: below the utility floor); each series' "
-        "front of feasible points as a step line; target, retain and reference-default points "
-        f"marked. Hypervolume reference point: {_reference_text(a)}.{_plane_note(a)}")),
+    b: list[tuple] = [
+        ("h2", heading),
+        (
+            "p",
+            (
+                "Every evaluated epoch of every trial, faint (x: below the utility floor); each "
+                "series' front of feasible points as a step line; target, retain and "
+                "reference-default points marked. Hypervolume reference point: "
+                f"{_reference_text(a)}.{_plane_note(a)}"
+            ),
+        ),
         ("figure", "pareto", figs["pareto"]),
-        ("h2", "Hypervolume vs trials"), ("figure", "hypervolume", figs["hypervolume"]),
-        ("h2", "Pareto fronts per series")]
+        ("h2", "Hypervolume vs trials"),
+        ("figure", "hypervolume", figs["hypervolume"]),
+        ("h2", "Pareto fronts per series"),
+    ]
     for s in a.series:
         objs = ", ".join(f"{k} ({d})" for k, d in zip(*a.objectives[s], strict=True))
-        b += [("h3", s), ("p", f"Objectives: {objs}. Front over feasible evaluated epochs."),
-              ("table", front_table(a, s))]
+        b += [
+            ("h3", s),
+            ("p", f"Objectives: {objs}. Front over feasible evaluated epochs."),
+            ("table", front_table(a, s)),
+        ]
         flags = a.flags[a.flags["series"] == s]
         if len(flags):
-            b.append(("p", "Front points within 10% of a range bound (widen the range?): " +
-                      "; ".join(f"{r.param}={r.value:.3g} near the {r.bound} bound of {r.range}"
-                                f" (trial {r.trial_id})" for r in flags.itertuples())))
+            b.append(
+                (
+                    "p",
+                    "Front points within 10% of a range bound (widen the range?): "
+                    + "; ".join(
+                        f"{r.param}={r.value:.3g} near the {r.bound} bound of {r.range}"
+                        f" (trial {r.trial_id})"
+                        for r in flags.itertuples()
+                    ),
+                )
+            )
         if f"params-{s}" in figs:
             b.append(("figure", f"params-{s}", figs[f"params-{s}"]))
-    b += [("h2", "Parameter importance"),
-          ("p", "Optuna's PED-ANOVA importances per objective, and for the front jointly. " +
-           " ".join(f"{s}: {i.note}." for s, i in a.importances.items() if i.note)),
-          ("figure", "importance", figs["importance"])]
+    b += [
+        ("h2", "Parameter importance"),
+        (
+            "p",
+            "Optuna's PED-ANOVA importances per objective, and for the front jointly. "
+            + " ".join(f"{s}: {i.note}." for s, i in a.importances.items() if i.note),
+        ),
+        ("figure", "importance", figs["importance"]),
+    ]
     if len(a.series) > 1:
         keys = a.shared[0]
         extra = [k for k in a.objectives[a.series[0]][0] if k not in keys]
@@ -169,21 +260,27 @@ def _plane_note(a: Analysis) -> str:
     keys = a.shared[0]
     note = ""
     if len({tuple(k) for k, _ in a.objectives.values()}) > 1:
-        note += (" The series optimise different objectives: the plot, the hypervolume and the "
-                 f"front across series use the ones they share ({', '.join(keys)}).")
+        note += (
+            " The series optimise different objectives: the plot, the hypervolume and the "
+            f"front across series use the ones they share ({', '.join(keys)})."
+        )
     if len(keys) == 1:
         note += " One objective: the plot shows it against trial order, best points marked."
     if len(keys) == 3:
-        note += (f" The plot shows the first two objectives and the front in those two; the "
-                 f"hypervolume uses all three ({', '.join(keys)}).")
+        note += (
+            f" The plot shows the first two objectives and the front in those two; the "
+            f"hypervolume uses all three ({', '.join(keys)})."
+        )
     return note
 
 
 def _sweeps(a: Analysis) -> dict[str, dict]:
     first = a.rows.drop_duplicates("series")
     by_name = {e.name: e for e in a.experiments}
-    return {s: by_name[e].sweeps[m] for s, e, m in
-            zip(first["series"], first["experiment"], first["method"], strict=True)}
+    return {
+        s: by_name[e].sweeps[m]
+        for s, e, m in zip(first["series"], first["experiment"], first["method"], strict=True)
+    }
 
 
 def to_markdown(blocks_: list[tuple], out: Path) -> str:
@@ -198,8 +295,11 @@ def to_markdown(blocks_: list[tuple], out: Path) -> str:
         elif kind == "table":
             t = _strings(rest[0])
             rows = [list(t.columns), ["---"] * len(t.columns), *t.to_numpy().tolist()]
-            parts.append("\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in r)
-                                   + " |" for r in rows))
+            parts.append(
+                "\n".join(
+                    "| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows
+                )
+            )
         elif kind == "figure":
             png, html_ = (p.relative_to(out).as_posix() for p in rest[1])
             parts.append(f"![{rest[0]}]({png})\n\n[interactive version]({html_})")
@@ -207,10 +307,12 @@ def to_markdown(blocks_: list[tuple], out: Path) -> str:
 
 
 def to_html(blocks_: list[tuple], out: Path, title: str) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-             "padding:2px 6px}iframe{width:100%;height:620px;border:0}</style></head><body>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+        "padding:2px 6px}iframe{width:100%;height:620px;border:0}</style></head><body>"
+    ]
     for kind, *rest in blocks_:
         if kind in ("h1", "h2", "h3"):
             parts.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
@@ -223,8 +325,10 @@ def to_html(blocks_: list[tuple], out: Path, title: str) -> str:
         elif kind == "figure":
             png, html_ = (p.relative_to(out).as_posix() for p in rest[1])
             # the interactive plot in a frame (hover for hyperparameters); the PNG as a link
-            parts.append(f"<iframe src='{html_}' title='{rest[0]}'></iframe>"
-                         f"<p><a href='{png}'>static PNG</a></p>")
+            parts.append(
+                f"<iframe src='{html_}' title='{rest[0]}'></iframe>"
+                f"<p><a href='{png}'>static PNG</a></p>"
+            )
     return "\n".join(parts) + "\n</body></html>\n"
 
 

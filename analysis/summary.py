@@ -15,8 +15,14 @@ from sweeps.objectives import OBJECTIVES
 from unlearn_core.errors import UserError
 
 # metrics the front tables show besides the objectives; then any objective's metric present
-HEADLINE = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_ROUGE",
-            "privleak", "extraction_strength")
+HEADLINE = (
+    "forget_quality",
+    "model_utility",
+    "forget_truth_ratio",
+    "forget_Q_A_ROUGE",
+    "privleak",
+    "extraction_strength",
+)
 
 
 @dataclass(frozen=True)
@@ -50,29 +56,36 @@ class Analysis:
 def _series_sweeps(rows: pd.DataFrame, exps: list[Experiment]) -> dict[str, tuple]:
     by_name = {e.name: e for e in exps}
     first = rows.drop_duplicates("series")
-    return {s: (by_name[e], m) for s, e, m in zip(first["series"], first["experiment"],
-                                                 first["method"], strict=True)}
+    return {
+        s: (by_name[e], m)
+        for s, e, m in zip(first["series"], first["experiment"], first["method"], strict=True)
+    }
 
 
 def _check_comparable(exps: list[Experiment]) -> None:
     seen = {(s["benchmark"], s["split"]) for e in exps for s in e.sweeps.values()}
     if len(seen) > 1:
         listed = ", ".join(f"{b}/{s}" for b, s in sorted(seen))
-        raise UserError(f"the folders evaluate different benchmarks or splits ({listed}); "
-                        "fronts and hypervolumes compare only on one")
+        raise UserError(
+            f"the folders evaluate different benchmarks or splits ({listed}); "
+            "fronts and hypervolumes compare only on one"
+        )
 
 
-def shared_objectives(objectives: dict[str, tuple[list[str], list[str]]]
-                      ) -> tuple[list[str], list[str]]:
+def shared_objectives(
+    objectives: dict[str, tuple[list[str], list[str]]],
+) -> tuple[list[str], list[str]]:
     """The (key, direction) pairs every series optimises, in the first series' order. Series
     that share fewer than two (one where a series has only one) are not compared: UserError."""
     pairs = [list(zip(*kd, strict=True)) for kd in objectives.values()]
     common = [p for p in pairs[0] if all(p in q for q in pairs[1:])]
     if len(common) < min(2, *(len(q) for q in pairs)):
         listed = "; ".join(f"{s}: {', '.join(k)}" for s, (k, _) in objectives.items())
-        raise UserError(f"the sweeps optimise different objectives ({listed}); fronts and "
-                        "hypervolumes compare only sweeps that share them: analyse each "
-                        "folder on its own")
+        raise UserError(
+            f"the sweeps optimise different objectives ({listed}); fronts and "
+            "hypervolumes compare only sweeps that share them: analyse each "
+            "folder on its own"
+        )
     return [k for k, _ in common], [d for _, d in common]
 
 
@@ -82,8 +95,9 @@ def analyze(homes: list[str | Path], floor: float = pareto.LOG10_FQ_FLOOR) -> An
     done = set(rows.loc[rows["status"] == "complete", "experiment"]) if len(rows) else set()
     for e in exps:
         if e.name not in done:
-            raise UserError(f"{e.home} has no complete trial yet (no feasible evaluated epoch "
-                            "to analyse)")
+            raise UserError(
+                f"{e.home} has no complete trial yet (no feasible evaluated epoch to analyse)"
+            )
     sweeps = _series_sweeps(rows, exps)
     objectives = {s: objective_keys(e.sweeps[m]) for s, (e, m) in sweeps.items()}
     on_front = pd.Series(False, index=rows.index)
@@ -95,12 +109,26 @@ def analyze(homes: list[str | Path], floor: float = pareto.LOG10_FQ_FLOOR) -> An
     on_plot = pareto.front(rows, keys[:2], dirs[:2])
     studies = {s: load_study(e.home, m) for s, (e, m) in sweeps.items()}
     ranges = {s: search_ranges(study) for s, study in studies.items()}
-    flags = pd.concat([near_bounds(rows[on_front & (rows["series"] == s)], ranges[s])
-                       for s in sweeps], ignore_index=True)
+    flags = pd.concat(
+        [near_bounds(rows[on_front & (rows["series"] == s)], ranges[s]) for s in sweeps],
+        ignore_index=True,
+    )
     imps = {s: importances(studies[s], *objectives[s]) for s in sweeps}
-    return Analysis(rows, exps, objectives, on_front, (keys, dirs), on_global, on_plot,
-                    pareto.hypervolume_curve(rows, floor, keys, dirs), ranges, flags, imps, floor,
-                    pareto.reference_point(keys, floor))
+    return Analysis(
+        rows,
+        exps,
+        objectives,
+        on_front,
+        (keys, dirs),
+        on_global,
+        on_plot,
+        pareto.hypervolume_curve(rows, floor, keys, dirs),
+        ranges,
+        flags,
+        imps,
+        floor,
+        pareto.reference_point(keys, floor),
+    )
 
 
 def front_table(a: Analysis, series: str) -> pd.DataFrame:
@@ -110,16 +138,20 @@ def front_table(a: Analysis, series: str) -> pd.DataFrame:
     rows = a.rows[a.on_front & (a.rows["series"] == series)]
     rows = rows.sort_values(keys[0], ascending=dirs[0] == "min")
     params = [c for c in rows.columns if c.startswith("p_") and rows[c].notna().any()]
-    metrics = [m for m in dict.fromkeys(HEADLINE + tuple(o.needs for o in OBJECTIVES.values()))
-               if m in rows and m not in keys and rows[m].notna().any()]
+    metrics = [
+        m
+        for m in dict.fromkeys(HEADLINE + tuple(o.needs for o in OBJECTIVES.values()))
+        if m in rows and m not in keys and rows[m].notna().any()
+    ]
     table = rows[["trial_id", "number", "epoch", *keys, *params, *metrics]]
     return table.rename(columns={p: p[2:] for p in params}).reset_index(drop=True)
 
 
 def counts(a: Analysis) -> pd.DataFrame:
     """Trials per series by trial status (a trial counted once), plus rows evaluated."""
-    trials = a.rows.assign(key=a.rows["trial_id"].where(a.rows["trial_id"] != "",
-                                                        "#" + a.rows["number"].astype(str)))
+    trials = a.rows.assign(
+        key=a.rows["trial_id"].where(a.rows["trial_id"] != "", "#" + a.rows["number"].astype(str))
+    )
     per_trial = trials.drop_duplicates(["series", "key"])
     table = pd.crosstab(per_trial["series"], per_trial["trial_status"])
     table = table.reindex(columns=list(STATUSES), fill_value=0)

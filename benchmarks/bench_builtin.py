@@ -48,8 +48,10 @@ def main() -> None:
     retain = "retain90" if family == "tofu" else "retrain"
     models = builtin.build_models(args.benchmark, ("full", retain))
     build_s = time.perf_counter() - start
-    print(f"build (data, tokenizer, target, {retain}): {build_s:7.1f} s  "
-          f"({'within' if build_s <= 300 else 'OVER'} the 5 min budget)")
+    print(
+        f"build (data, tokenizer, target, {retain}): {build_s:7.1f} s  "
+        f"({'within' if build_s <= 300 else 'OVER'} the 5 min budget)"
+    )
     if family != "tofu":
         documents(args.benchmark, family, models["full"], models[retain])
         return
@@ -66,20 +68,26 @@ def main() -> None:
         met = m[key] >= threshold if higher else m[key] < threshold
         ok &= met
         sign = ">=" if higher else "<"
-        print(f"target {key:18s} {m[key]:.3g}  (want {sign} {threshold:g}: "
-              f"{'ok' if met else 'MISSED'})")
+        print(
+            f"target {key:18s} {m[key]:.3g}  (want {sign} {threshold:g}: "
+            f"{'ok' if met else 'MISSED'})"
+        )
     print(f"model_utility {m['model_utility']:.4f}  retain_Q_A_ROUGE {m['retain_Q_A_ROUGE']:.4f}")
     print("meaningful" if ok else "NOT meaningful")
 
 
 DOC_TARGETS = {  # family -> (metric, target must be, retrain must be): thresholds as (op, value)
-    "muse": (("forget_verbmem_ROUGE", (">=", 0.8), ("<=", 0.5)),
-             ("forget_knowmem_ROUGE", (">=", 0.9), ("<=", 0.3)),
-             ("retain_knowmem_ROUGE", (">=", 0.9), (">=", 0.9))),
-    "dusk": (("forget_verbmem_ROUGE", (">=", 0.8), ("<=", 0.5)),
-             ("forget_specific_ROUGE", (">=", 0.9), ("<=", 0.3)),
-             ("shared_ROUGE", (">=", 0.9), (">=", 0.9)),
-             ("retain_specific_ROUGE", (">=", 0.9), (">=", 0.9))),
+    "muse": (
+        ("forget_verbmem_ROUGE", (">=", 0.8), ("<=", 0.5)),
+        ("forget_knowmem_ROUGE", (">=", 0.9), ("<=", 0.3)),
+        ("retain_knowmem_ROUGE", (">=", 0.9), (">=", 0.9)),
+    ),
+    "dusk": (
+        ("forget_verbmem_ROUGE", (">=", 0.8), ("<=", 0.5)),
+        ("forget_specific_ROUGE", (">=", 0.9), ("<=", 0.3)),
+        ("shared_ROUGE", (">=", 0.9), (">=", 0.9)),
+        ("retain_specific_ROUGE", (">=", 0.9), (">=", 0.9)),
+    ),
 }
 
 
@@ -88,8 +96,10 @@ def documents(name: str, family: str, target, retrain) -> None:
     from unlearn_core.job import evaluate_model
 
     start = time.perf_counter()
-    m = {k: evaluate_model(str(p), name, "forget", EvalConfig())[0]
-         for k, p in (("target", target), ("retrain", retrain))}
+    m = {
+        k: evaluate_model(str(p), name, "forget", EvalConfig())[0]
+        for k, p in (("target", target), ("retrain", retrain))
+    }
     print(f"evaluation (target + retrain):        {time.perf_counter() - start:7.1f} s")
     ok = True
     for key, *wants in DOC_TARGETS[family]:
@@ -97,8 +107,9 @@ def documents(name: str, family: str, target, retrain) -> None:
             v = m[model][key]
             met = v >= value if op == ">=" else v <= value
             ok &= met
-            print(f"{model:7s} {key:22s} {v:.3f}  (want {op} {value:g}: "
-                  f"{'ok' if met else 'MISSED'})")
+            print(
+                f"{model:7s} {key:22s} {v:.3f}  (want {op} {value:g}: {'ok' if met else 'MISSED'})"
+            )
     print(f"privleak: target {m['target']['privleak']:.1f}, retrain {m['retrain']['privleak']:.1f}")
     print("meaningful" if ok else "NOT meaningful")
 

@@ -37,11 +37,14 @@ def main() -> None:
     model.eval()
     data = eval_data(setup)
     n_seq = sum(len(x) * (2 + len(x[0]["perturbed_answer"])) for x in (data.forget, data.retain))
-    n_seq += sum(len(x) * (1 + len(x[0]["perturbed_answer"])) for x in (data.real_authors,
-                                                                          data.world_facts))
+    n_seq += sum(
+        len(x) * (1 + len(x[0]["perturbed_answer"])) for x in (data.real_authors, data.world_facts)
+    )
     n_gen = sum(len(x) for x in (data.forget, data.retain, data.real_authors, data.world_facts))
-    print(f"{args.benchmark} {args.split}: {n_seq + len(data.forget) + len(data.holdout)} scored "
-          f"sequences, {n_gen} generations")
+    print(
+        f"{args.benchmark} {args.split}: {n_seq + len(data.forget) + len(data.holdout)} scored "
+        f"sequences, {n_gen} generations"
+    )
     t_batched, ps = timed_eval(model, tok, setup, data, EvalConfig())
     print(f"batched evaluation:        {t_batched:7.2f} s")
     t_single, ps1 = timed_eval(model, tok, setup, data, EvalConfig(batch_size=1, gen_batch_size=1))
@@ -51,10 +54,14 @@ def main() -> None:
     worst = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for k in a if k != "forget_quality")
     same_text = ps["forget"]["generation"] == ps1["forget"]["generation"]
     print(f"speed-up (single / batched): {t_single / t_batched:.1f}x")
-    print(f"largest relative difference in aggregate metrics: {worst:.2e}; "
-          f"forget generations identical: {same_text}")
-    print(f"model_utility {a['model_utility']:.4f}  forget_Q_A_ROUGE {a['forget_Q_A_ROUGE']:.4f}  "
-          f"target {'meets' if t_batched < 20 else 'MISSES'} the 20 s budget")
+    print(
+        f"largest relative difference in aggregate metrics: {worst:.2e}; "
+        f"forget generations identical: {same_text}"
+    )
+    print(
+        f"model_utility {a['model_utility']:.4f}  forget_Q_A_ROUGE {a['forget_Q_A_ROUGE']:.4f}  "
+        f"target {'meets' if t_batched < 20 else 'MISSES'} the 20 s budget"
+    )
     assert np.isfinite(t_batched)
 
 

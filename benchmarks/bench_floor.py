@@ -87,8 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sampler", default="tpe")
     ap.add_argument("--floor", type=float, default=0.5, help="the --utility-floor compared to 0")
-    ap.add_argument("--patience", type=int, default=2,
-                    help="--floor-patience: evaluations in a row below the floor before a stop")
+    ap.add_argument(
+        "--patience",
+        type=int,
+        default=2,
+        help="--floor-patience: evaluations in a row below the floor before a stop",
+    )
     ap.add_argument("--epochs-fixed", type=int, help="fix epochs instead of searching them")
     ap.add_argument("--max-concurrent", type=int, default=2)
     add_output_args(ap)

@@ -38,9 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     cli(["prepare", args.benchmark])
     with tempfile.TemporaryDirectory() as tmp:
         name = "overhead"
-        sweep = ["sweep", "--method", args.method, "--benchmark", args.benchmark, "--trials",
-                 str(args.trials), "--fix", f"epochs={args.epochs}", "--utility-floor", "0",
-                 "--output", tmp, "--name", name]
+        sweep = [
+            "sweep",
+            "--method",
+            args.method,
+            "--benchmark",
+            args.benchmark,
+            "--trials",
+            str(args.trials),
+            "--fix",
+            f"epochs={args.epochs}",
+            "--utility-floor",
+            "0",
+            "--output",
+            tmp,
+            "--name",
+            name,
+        ]
         # Ray's start and the reference/target evaluation happen once per sweep, before the
         # trials: the ratio compares the trial phase, and the whole command is shown too
         home = Path(tmp) / name
@@ -49,26 +63,39 @@ def main(argv: list[str] | None = None) -> int:
             return code
         sweep_s = time.perf_counter() - t0
         trials_s = _trial_phase_seconds(home)
-        study = optuna.load_study(study_name=args.method,
-                                  storage=journal(home / "optuna" / f"{args.method}.journal"))
+        study = optuna.load_study(
+            study_name=args.method, storage=journal(home / "optuna" / f"{args.method}.journal")
+        )
         params = [t.params for t in study.trials]
-        cfg = SweepConfig(method=args.method, benchmark=args.benchmark, trials=args.trials,
-                          utility_floor=0.0, fixed={"epochs": args.epochs})
+        cfg = SweepConfig(
+            method=args.method,
+            benchmark=args.benchmark,
+            trials=args.trials,
+            utility_floor=0.0,
+            fixed={"epochs": args.epochs},
+        )
         reference = str(home / "reference" / f"{args.benchmark}-forget10.json")
         torch.set_num_threads(os.cpu_count() or 1)
         t0 = time.perf_counter()
         for p in params:
-            run_job(make_job(cfg, p | {"epochs": args.epochs}, cfg.seed, reference),
-                    eval_before=False, eval_every=cfg.eval_every)
+            run_job(
+                make_job(cfg, p | {"epochs": args.epochs}, cfg.seed, reference),
+                eval_before=False,
+                eval_every=cfg.eval_every,
+            )
         loop_s = time.perf_counter() - t0
-    print(f"\n{args.trials} trials of {args.method} ({args.epochs} epochs, evaluated every epoch) "
-          f"on {args.benchmark}, {os.cpu_count()} CPUs")
+    print(
+        f"\n{args.trials} trials of {args.method} ({args.epochs} epochs, evaluated every epoch) "
+        f"on {args.benchmark}, {os.cpu_count()} CPUs"
+    )
     print(f"  sweep (Ray Tune + Optuna), whole command     {sweep_s:8.1f} s")
     print(f"  sweep, first trial start to last result   {trials_s:8.1f} s")
     print(f"  plain in-process loop                       {loop_s:8.1f} s")
     ratio = trials_s / loop_s
-    print(f"  ratio sweep/loop (trials only)              {ratio:8.2f}  "
-          f"(target <= 1.15: {'met' if ratio <= 1.15 else 'MISSED'})")
+    print(
+        f"  ratio sweep/loop (trials only)              {ratio:8.2f}  "
+        f"(target <= 1.15: {'met' if ratio <= 1.15 else 'MISSED'})"
+    )
     print(f"  ratio sweep/loop (whole command)            {sweep_s / loop_s:8.2f}")
     return 0
 

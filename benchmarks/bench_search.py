@@ -57,8 +57,10 @@ class Sweep:
         fixed = f"-e{self.epochs_fixed}" if self.epochs_fixed else ""
         s = self
         patience = f"-p{s.patience}" if s.patience > 1 else ""
-        return (f"{s.benchmark}-{s.method}-{s.sampler}-s{s.seed}-t{s.trials}{fixed}-f{s.floor:g}"
-                f"{patience}")
+        return (
+            f"{s.benchmark}-{s.method}-{s.sampler}-s{s.seed}-t{s.trials}{fixed}-f{s.floor:g}"
+            f"{patience}"
+        )
 
     def argv(self, root: Path) -> list[str]:
         s = self

@@ -25,8 +25,9 @@ CLI = [str(Path(sys.executable).with_name("unlearn-sweep"))]  # the installed en
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--seed", type=int, default=3, help="seeds the faults and the kill moments")
     ap.add_argument("--driver-kills", type=int, default=2)
@@ -35,8 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--method", default="npo")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--max-concurrent", type=int, default=2)
-    ap.add_argument("--max-delay", type=float, default=5.0,
-                    help="a kill lands up to this many seconds after its trial count is reached")
+    ap.add_argument(
+        "--max-delay",
+        type=float,
+        default=5.0,
+        help="a kill lands up to this many seconds after its trial count is reached",
+    )
     ap.add_argument("--output", help="folder for the experiment and driver logs (default: temp)")
     ap.add_argument("--json", help="also write the counts to this file")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds for the whole soak")
@@ -48,8 +53,9 @@ def kill_plan(trials: int, kills: int, seed: int, max_delay: float) -> list[tupl
     delay after it; seeded, so a soak can be repeated."""
     rng = random.Random(seed)
     counts = list(range(1, max(2, int(0.8 * trials))))
-    chosen = sorted(rng.sample(counts, kills) if kills <= len(counts)
-                    else rng.choices(counts, k=kills))
+    chosen = sorted(
+        rng.sample(counts, kills) if kills <= len(counts) else rng.choices(counts, k=kills)
+    )
     return [(c, rng.uniform(0.0, max_delay)) for c in chosen]
 
 
@@ -72,16 +78,35 @@ def finished(home: Path, method: str) -> int:
 
 def start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
     with open(log, "w") as f:  # a process group of its own: the kill takes Ray's processes too
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def run_with_kills(args: argparse.Namespace, home: Path, logs: Path, env: dict) -> list[dict]:
     """The sweep, SIGKILLed per the plan and resumed each time; returns the kills that landed."""
-    sweep = [*CLI, "sweep", "--method", args.method, "--benchmark", "tiny-tofu-small",
-             "--split", "forget10", "--trials", str(args.trials), "--seed", str(args.seed),
-             "--fix", f"epochs={args.epochs}", "--max-concurrent", str(args.max_concurrent),
-             "--output", str(home.parent), "--name", home.name]
+    sweep = [
+        *CLI,
+        "sweep",
+        "--method",
+        args.method,
+        "--benchmark",
+        "tiny-tofu-small",
+        "--split",
+        "forget10",
+        "--trials",
+        str(args.trials),
+        "--seed",
+        str(args.seed),
+        "--fix",
+        f"epochs={args.epochs}",
+        "--max-concurrent",
+        str(args.max_concurrent),
+        "--output",
+        str(home.parent),
+        "--name",
+        home.name,
+    ]
     resume = [*CLI, "resume", str(home)]
     deadline = time.time() + args.timeout
     kills: list[dict] = []
@@ -149,8 +174,12 @@ def account(home: Path, method: str, trials: int) -> dict:
     completes = Counter(r["trial_id"] for r in rows if r["event"] == "complete")
     fired = Counter(p.read_text() for p in (home / "faults").glob("*.fired"))
     return {
-        "requested": trials, "optuna_trials": len(study.trials), "complete": len(done),
-        "failed": len(fails), "failed_by_cause": dict(causes), "lost": len(lost),
+        "requested": trials,
+        "optuna_trials": len(study.trials),
+        "complete": len(done),
+        "failed": len(fails),
+        "failed_by_cause": dict(causes),
+        "lost": len(lost),
         "running": sum(t.state == TrialState.RUNNING for t in study.trials),
         "no_cause": sum("failure" not in t.user_attrs for t in every_fail),
         "ray_trials_finished": len(ray_done),
@@ -159,8 +188,10 @@ def account(home: Path, method: str, trials: int) -> dict:
         "duplicate_configs_complete": len(params) - len(set(params)),
         "duplicate_configs_results": len(per_ray) - len(set(per_ray.values())),
         "trials_completed_twice": sum(n > 1 for n in completes.values()),
-        "results_lines_unreadable": len((home / "results" / f"{method}.jsonl").read_text()
-                                        .splitlines()) - len(rows),
+        "results_lines_unreadable": len(
+            (home / "results" / f"{method}.jsonl").read_text().splitlines()
+        )
+        - len(rows),
         "faults_fired": dict(fired),
     }
 
@@ -177,36 +208,50 @@ def disk_mib(home: Path) -> dict[str, float]:
         part = Path(root).relative_to(home).parts[:1] or ("(top)",)
         for name in files:
             sizes[part[0]] += os.lstat(Path(root) / name).st_size
-    return {"total": round(sum(sizes.values()) / 2**20, 1),
-            **{k: round(v / 2**20, 1) for k, v in sorted(sizes.items())}}
+    return {
+        "total": round(sum(sizes.values()) / 2**20, 1),
+        **{k: round(v / 2**20, 1) for k, v in sorted(sizes.items())},
+    }
 
 
 def driver_memory(home: Path, trials: int) -> dict:
     """Driver RSS after >= 5 finished trials and at the end, and the growth within each driver
     process (a resumed driver is a new process that starts small again)."""
-    rows = [json.loads(ln) for ln in (home / "driver_memory.jsonl").read_text().splitlines()
-            if ln.endswith("}")]
+    rows = [
+        json.loads(ln)
+        for ln in (home / "driver_memory.jsonl").read_text().splitlines()
+        if ln.endswith("}")
+    ]
     at5 = next(r for r in rows if r["finished"] >= min(5, trials))
     end = max(rows, key=lambda r: (r["finished"], r["time"]))
     per_pid: dict[int, list[dict]] = {}
     for r in rows:
         per_pid.setdefault(r["pid"], []).append(r)
-    growth = {pid: {"finished": [rs[0]["finished"], rs[-1]["finished"]],
-                    "rss_mib": [round(rs[0]["rss_mb"]), round(rs[-1]["rss_mb"])]}
-              for pid, rs in per_pid.items()}
-    return {"at": [at5["finished"], end["finished"]],
-            "rss_mib": [round(at5["rss_mb"]), round(end["rss_mb"])],
-            "same_process": at5["pid"] == end["pid"],
-            "ratio": round(end["rss_mb"] / at5["rss_mb"], 2),
-            "max_ratio_within_a_process": round(max(rs[-1]["rss_mb"] / rs[0]["rss_mb"]
-                                                    for rs in per_pid.values()), 2),
-            "per_process": growth}
+    growth = {
+        pid: {
+            "finished": [rs[0]["finished"], rs[-1]["finished"]],
+            "rss_mib": [round(rs[0]["rss_mb"]), round(rs[-1]["rss_mb"])],
+        }
+        for pid, rs in per_pid.items()
+    }
+    return {
+        "at": [at5["finished"], end["finished"]],
+        "rss_mib": [round(at5["rss_mb"]), round(end["rss_mb"])],
+        "same_process": at5["pid"] == end["pid"],
+        "ratio": round(end["rss_mb"] / at5["rss_mb"], 2),
+        "max_ratio_within_a_process": round(
+            max(rs[-1]["rss_mb"] / rs[0]["rss_mb"] for rs in per_pid.values()), 2
+        ),
+        "per_process": growth,
+    }
 
 
 def analyze_and_export(home: Path, env: dict) -> dict[str, int]:
     codes = {}
-    for name, cmd in (("analyze", ["analyze", str(home)]),
-                      ("export_knee", ["export", str(home), "--rule", "knee"])):
+    for name, cmd in (
+        ("analyze", ["analyze", str(home)]),
+        ("export_knee", ["export", str(home), "--rule", "knee"]),
+    ):
         run = subprocess.run([*CLI, *cmd], env=env, capture_output=True, text=True)
         codes[name] = run.returncode
         if run.returncode != 0:
@@ -224,13 +269,17 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     kills = run_with_kills(args, home, logs, env)
     wall = time.time() - started
-    counts = {"faults": spec, "driver_kills": kills, "wall_s": round(wall),
-              **account(home, args.method, args.trials),
-              "max_checkpoints_per_trial": checkpoints(home, args.method),
-              **analyze_and_export(home, {k: v for k, v in env.items()
-                                          if k != "UNLEARN_SWEEP_FAULTS"}),
-              "disk_mib": disk_mib(home), "driver_memory": driver_memory(home, args.trials),
-              "experiment": str(home)}
+    counts = {
+        "faults": spec,
+        "driver_kills": kills,
+        "wall_s": round(wall),
+        **account(home, args.method, args.trials),
+        "max_checkpoints_per_trial": checkpoints(home, args.method),
+        **analyze_and_export(home, {k: v for k, v in env.items() if k != "UNLEARN_SWEEP_FAULTS"}),
+        "disk_mib": disk_mib(home),
+        "driver_memory": driver_memory(home, args.trials),
+        "experiment": str(home),
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(counts, indent=1))
     for key, value in counts.items():

@@ -18,7 +18,8 @@ SHORT = {"log10_forget_quality": "log10 FQ", "model_utility": "MU"}  # in the pr
 
 
 class ResultsLog(Callback):
-    """Appends to `<experiment>/results/<method>.jsonl`; analysis de-duplicates by (trial, epoch)."""
+    """Appends to `<experiment>/results/<method>.jsonl`; analysis de-duplicates by
+    (trial, epoch)."""
 
     def __init__(self, path: str, method: str) -> None:
         self.path = path
@@ -33,39 +34,74 @@ class ResultsLog(Callback):
     def _first_completion(self, trial_id: str) -> bool:
         if self.completed is None:
             lines = Path(self.path).open() if Path(self.path).is_file() else []
-            self.completed = {json.loads(ln)["trial_id"] for ln in lines
-                              if '"event": "complete"' in ln}
+            self.completed = {
+                json.loads(ln)["trial_id"] for ln in lines if '"event": "complete"' in ln
+            }
         first = trial_id not in self.completed
         self.completed.add(trial_id)
         return first
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         keep = {k: v for k, v in result.items() if k not in ("config", "hostname", "node_ip")}
-        self._write({"event": "result", "trial_id": trial.trial_id, "method": self.method,
-                     "params": _params(trial.config), **keep})
+        self._write(
+            {
+                "event": "result",
+                "trial_id": trial.trial_id,
+                "method": self.method,
+                "params": _params(trial.config),
+                **keep,
+            }
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if not self._first_completion(trial.trial_id):
             return  # a resumed sweep re-reported a trial that had finished
-        self._write({"event": "complete", "trial_id": trial.trial_id, "method": self.method,
-                     "params": _params(trial.config), "time": time.time()})
+        self._write(
+            {
+                "event": "complete",
+                "trial_id": trial.trial_id,
+                "method": self.method,
+                "params": _params(trial.config),
+                "time": time.time(),
+            }
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._write({"event": "error", "trial_id": trial.trial_id, "method": self.method,
-                     "params": _params(trial.config), "error": _error_text(trial),
-                     "time": time.time()})
+        self._write(
+            {
+                "event": "error",
+                "trial_id": trial.trial_id,
+                "method": self.method,
+                "params": _params(trial.config),
+                "error": _error_text(trial),
+                "time": time.time(),
+            }
+        )
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        self._write({"event": "retry", "trial_id": trial.trial_id, "method": self.method,
-                     "error": _error_text(trial), "time": time.time()})
+        self._write(
+            {
+                "event": "retry",
+                "trial_id": trial.trial_id,
+                "method": self.method,
+                "error": _error_text(trial),
+                "time": time.time(),
+            }
+        )
 
 
 class Progress(Callback):
     """One line per finished trial: counts and the best value of each objective so far."""
 
-    def __init__(self, method: str, total: int,
-                 objectives: tuple[tuple[str, str], ...] = (("log10_forget_quality", "max"),
-                                                            ("model_utility", "max"))) -> None:
+    def __init__(
+        self,
+        method: str,
+        total: int,
+        objectives: tuple[tuple[str, str], ...] = (
+            ("log10_forget_quality", "max"),
+            ("model_utility", "max"),
+        ),
+    ) -> None:
         self.method = method
         self.total = total
         self.objectives = dict(objectives)  # reported key -> "max" | "min"
@@ -78,21 +114,30 @@ class Progress(Callback):
     def _line(self, trials, trial, what: str, ended: str) -> None:
         # Ray updates the ending trial's status after the callbacks: count it as `ended`
         status = [ended if t is trial else t.status for t in trials]
-        diverged = sum(s == "TERMINATED" and "failure" in self.last.get(t.trial_id, {})
-                       for t, s in zip(trials, status, strict=True))
+        diverged = sum(
+            s == "TERMINATED" and "failure" in self.last.get(t.trial_id, {})
+            for t, s in zip(trials, status, strict=True)
+        )
         done = status.count("TERMINATED") - diverged
         failed = status.count("ERROR") + diverged
         running = status.count("RUNNING")
-        feasible = [r for r in self.last.values()
-                    if "failure" not in r and r.get("utility_violation", 0) <= 0]
+        feasible = [
+            r
+            for r in self.last.values()
+            if "failure" not in r and r.get("utility_violation", 0) <= 0
+        ]
         pick = {"max": max, "min": min}
-        best = {k: pick[mode]((r[k] for r in feasible if k in r and math.isfinite(r[k])),
-                              default=None)
-                for k, mode in self.objectives.items()}
+        best = {
+            k: pick[mode]((r[k] for r in feasible if k in r and math.isfinite(r[k])), default=None)
+            for k, mode in self.objectives.items()
+        }
         shown = ", ".join(f"best {k} {v:.3g}" for k, v in best.items() if v is not None)
-        print(f"[{self.method}] trial {trial.trial_id} {what} | done {done}/{self.total}, "
-              f"running {running}, failed {failed} | {shown} (above the utility floor)",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{self.method}] trial {trial.trial_id} {what} | done {done}/{self.total}, "
+            f"running {running}, failed {failed} | {shown} (above the utility floor)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = self.last.get(trial.trial_id)
@@ -165,8 +210,14 @@ def repair_state(exp_dir: Path) -> list[str]:
     files = _state_files(exp_dir)
     if all(_readable(p) for p in files):
         return []
-    backup = next((b for b in (exp_dir / ".backup", exp_dir / ".backup.new", exp_dir / ".backup.old")
-                   if b.is_dir() and _state_files(b)), None)
+    backup = next(
+        (
+            b
+            for b in (exp_dir / ".backup", exp_dir / ".backup.new", exp_dir / ".backup.old")
+            if b.is_dir() and _state_files(b)
+        ),
+        None,
+    )
     if backup is None:
         return []
     for p in files:
@@ -188,8 +239,13 @@ class DriverMemory(Callback):
         import psutil  # a dependency of accelerate and peft
 
         finished = sum(t is trial or t.status in ("TERMINATED", "ERROR") for t in trials)
-        row = {"method": self.method, "finished": finished, "pid": os.getpid(),
-               "rss_mb": psutil.Process().memory_info().rss / 2**20, "time": time.time()}
+        row = {
+            "method": self.method,
+            "finished": finished,
+            "pid": os.getpid(),
+            "rss_mb": psutil.Process().memory_info().rss / 2**20,
+            "time": time.time(),
+        }
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -226,13 +282,19 @@ def check_checkpoints(exp_dir: Path) -> None:
         except (zipfile.BadZipFile, EOFError) as e:
             why = str(e) or type(e).__name__
         if why is not None:
-            raise UserError(f"checkpoint {path} of unfinished trial {trial['trial_id']} is "
-                            f"corrupted ({why}); the finished trials stay in the study and "
-                            "results, start a new sweep")
+            raise UserError(
+                f"checkpoint {path} of unfinished trial {trial['trial_id']} is "
+                f"corrupted ({why}); the finished trials stay in the study and "
+                "results, start a new sweep"
+            )
 
 
 def _params(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in ("sweep", "reference", "utility_floor", "experiment")}
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in ("sweep", "reference", "utility_floor", "experiment")
+    }
 
 
 def _error_text(trial) -> str:
@@ -244,4 +306,8 @@ def _error_text(trial) -> str:
 
 
 def _plain(value):
-    return float(value) if isinstance(value, int | float) or type(value).__module__ == "numpy" else str(value)
+    return (
+        float(value)
+        if isinstance(value, int | float) or type(value).__module__ == "numpy"
+        else str(value)
+    )

@@ -14,8 +14,17 @@ from pathlib import Path
 from analysis import cli as analysis_cli
 from unlearn_core.errors import TrialDiverged, UserError
 
-SHOWN = ("forget_quality", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
-         "model_utility", "extraction_strength", "exact_memorization", "privleak", "mia_min_k")
+SHOWN = (
+    "forget_quality",
+    "forget_truth_ratio",
+    "forget_Q_A_Prob",
+    "forget_Q_A_ROUGE",
+    "model_utility",
+    "extraction_strength",
+    "exact_memorization",
+    "privleak",
+    "mia_min_k",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,22 +52,33 @@ def _hparams(items: list[str]) -> dict:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--benchmark", default="tiny-tofu",
-                   help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk | tofu | muse-news | "
-                        "muse-books | dusk")
-    p.add_argument("--split", help="TOFU: forget01 | forget05 | forget10 (default); MUSE, DUSK: "
-                                   "forget")
+    p.add_argument(
+        "--benchmark",
+        default="tiny-tofu",
+        help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk | tofu | muse-news | "
+        "muse-books | dusk",
+    )
+    p.add_argument(
+        "--split", help="TOFU: forget01 | forget05 | forget10 (default); MUSE, DUSK: forget"
+    )
     p.add_argument("--data", help="data folder or hub id (default: the benchmark's)")
     p.add_argument("--retain-model", help="retain/retrain model for forget_quality or privleak")
-    p.add_argument("--retain-logs",
-                   help="open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of the retain model")
+    p.add_argument(
+        "--retain-logs", help="open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of the retain model"
+    )
     p.add_argument("--trust-remote-code", action="store_true", help="allow model repo code to run")
-    p.add_argument("--template", choices=("chat", "llama2", "base"),
-                   help="prompt format: the tokenizer's chat template, Llama-2 [INST], or "
-                        "'Question: ...\nAnswer:' (default: the benchmark's)")
+    p.add_argument(
+        "--template",
+        choices=("chat", "llama2", "base"),
+        help="prompt format: the tokenizer's chat template, Llama-2 [INST], or "
+        "'Question: ...\nAnswer:' (default: the benchmark's)",
+    )
     p.add_argument("--system-prompt", help="chat template system message ('' for none)")
-    p.add_argument("--date-string", help="date the chat template prints (Llama-3), pinned to "
-                                         "reproduce; default for TOFU: 10 Apr 2025")
+    p.add_argument(
+        "--date-string",
+        help="date the chat template prints (Llama-3), pinned to "
+        "reproduce; default for TOFU: 10 Apr 2025",
+    )
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE/utility)")
 
@@ -69,22 +89,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="build a built-in benchmark's data and models")
     p.add_argument("benchmark", help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk")
-    p.add_argument("--splits", default="forget10",
-                   help="comma-separated TOFU forget splits (MUSE/DUSK: ignored)")
+    p.add_argument(
+        "--splits",
+        default="forget10",
+        help="comma-separated TOFU forget splits (MUSE/DUSK: ignored)",
+    )
 
     p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
 
     p = sub.add_parser("unlearn", help="run one unlearning job and print metrics before/after")
     p.add_argument("--method", help="a method (see `unlearn-sweep methods`)")
     p.add_argument("--config", help="an exported config (best/<method>.yaml) to run again")
-    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
-                   help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable)")
+    p.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable)",
+    )
     _add_model_args(p)
     p.add_argument("--model", help="model folder or hub id (default: the benchmark's target)")
     p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 = full fine-tuning")
-    for name, typ, default in (("lr", float, 1e-5), ("epochs", int, 10), ("batch-size", int, 8),
-                               ("grad-accum", int, 4), ("weight-decay", float, 0.01),
-                               ("warmup-epochs", float, 1.0), ("seed", int, 0)):
+    for name, typ, default in (
+        ("lr", float, 1e-5),
+        ("epochs", int, 10),
+        ("batch-size", int, 8),
+        ("grad-accum", int, 4),
+        ("weight-decay", float, 0.01),
+        ("warmup-epochs", float, 1.0),
+        ("seed", int, 0),
+    ):
         p.add_argument(f"--{name}", type=typ, default=default)
     p.add_argument("--schedule", default="linear", help="linear | cosine | constant")
     p.add_argument("--eval-every-epoch", action="store_true")
@@ -95,13 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="a method, a comma-separated list, or 'all'")
     p.add_argument("--name", help="experiment name (default: derived from the methods)")
     p.add_argument("--output", help="folder holding experiments (default: ./experiments)")
-    p.add_argument("--objectives", help="comma-separated; default: forget_quality,model_utility "
-                   "(TOFU), forget_verbmem,model_utility (MUSE), forget_specific,shared_knowledge "
-                   "(DUSK)")
-    p.add_argument("--space", action="append", metavar="NAME=LOW:HIGH[:log|:int]",
-                   help="override a search range (repeatable)")
-    p.add_argument("--fix", action="append", metavar="NAME=VALUE",
-                   help="fix a parameter instead of searching it (repeatable)")
+    p.add_argument(
+        "--objectives",
+        help="comma-separated; default: forget_quality,model_utility "
+        "(TOFU), forget_verbmem,model_utility (MUSE), forget_specific,shared_knowledge "
+        "(DUSK)",
+    )
+    p.add_argument(
+        "--space",
+        action="append",
+        metavar="NAME=LOW:HIGH[:log|:int]",
+        help="override a search range (repeatable)",
+    )
+    p.add_argument(
+        "--fix",
+        action="append",
+        metavar="NAME=VALUE",
+        help="fix a parameter instead of searching it (repeatable)",
+    )
     for flag, typ in SWEEP_FLAGS:
         p.add_argument(f"--{flag}", type=typ)
 
@@ -114,22 +159,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a saved model on a benchmark split")
     p.add_argument("--model", required=True)
     _add_model_args(p)
-    p.add_argument("--downstream", help="comma-separated lm-evaluation-harness tasks to add, e.g. "
-                                        "arc_challenge,mmlu (needs the [downstream] extra)")
+    p.add_argument(
+        "--downstream",
+        help="comma-separated lm-evaluation-harness tasks to add, e.g. "
+        "arc_challenge,mmlu (needs the [downstream] extra)",
+    )
     p.add_argument("--output", help="file for the metrics JSON")
     analysis_cli.add_parsers(sub)
     return ap
 
 
-SWEEP_FLAGS = (("benchmark", str), ("split", str), ("trials", int), ("sampler", str),
-               ("seed", int), ("preset", str), ("batch-size", int), ("grad-accum", int),
-               ("eval-every", int), ("utility-floor", float), ("floor-patience", int),
-               ("seeds", int),
-               ("cpus-per-trial", float), ("gpus-per-trial", float), ("max-concurrent", int),
-               ("address", str), ("storage", str), ("max-failures", int),
-               ("keep-checkpoints", int), ("model", str), ("lora-r", int), ("data", str),
-               ("retain-model", str), ("retain-logs", str), ("template", str),
-               ("system-prompt", str), ("date-string", str))
+SWEEP_FLAGS = (
+    ("benchmark", str),
+    ("split", str),
+    ("trials", int),
+    ("sampler", str),
+    ("seed", int),
+    ("preset", str),
+    ("batch-size", int),
+    ("grad-accum", int),
+    ("eval-every", int),
+    ("utility-floor", float),
+    ("floor-patience", int),
+    ("seeds", int),
+    ("cpus-per-trial", float),
+    ("gpus-per-trial", float),
+    ("max-concurrent", int),
+    ("address", str),
+    ("storage", str),
+    ("max-failures", int),
+    ("keep-checkpoints", int),
+    ("model", str),
+    ("lora-r", int),
+    ("data", str),
+    ("retain-model", str),
+    ("retain-logs", str),
+    ("template", str),
+    ("system-prompt", str),
+    ("date-string", str),
+)
 
 
 def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
@@ -147,7 +215,9 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     if args.objectives:
         opts["objectives"] = args.objectives.split(",")
     if args.space:
-        opts["space"] = opts.get("space", {}) | dict(x.split("=", 1) for x in args.space if "=" in x)
+        opts["space"] = opts.get("space", {}) | dict(
+            x.split("=", 1) for x in args.space if "=" in x
+        )
         if any("=" not in x for x in args.space):
             raise UserError("--space expects NAME=LOW:HIGH[:log|:int]")
     if args.fix:
@@ -158,11 +228,22 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
         raise UserError("give --method (a method, a comma-separated list, or 'all')")
     if isinstance(methods, str):
         bench = opts.get("benchmark", "tiny-tofu")
-        methods = ([m for m in SPACES if fits(bench, METHODS[m].views)] if methods == "all"
-                   else methods.split(","))
-    name = args.name or opts.pop("name", None) or "-".join(
-        ["all" if len(methods) > 3 else "+".join(methods), opts.get("benchmark", "tiny-tofu"),
-         opts.get("split") or default_split(opts.get("benchmark", "tiny-tofu"))])
+        methods = (
+            [m for m in SPACES if fits(bench, METHODS[m].views)]
+            if methods == "all"
+            else methods.split(",")
+        )
+    name = (
+        args.name
+        or opts.pop("name", None)
+        or "-".join(
+            [
+                "all" if len(methods) > 3 else "+".join(methods),
+                opts.get("benchmark", "tiny-tofu"),
+                opts.get("split") or default_split(opts.get("benchmark", "tiny-tofu")),
+            ]
+        )
+    )
     root = Path(args.output or opts.pop("output", None) or "experiments").expanduser().absolute()
     opts.pop("output", None)
     if "objectives" in opts:
@@ -224,7 +305,11 @@ def _prompt(args: argparse.Namespace):
 
 def _print_metrics(before: dict | None, after: dict) -> None:
     keys = [k for k in SHOWN if k in after] + sorted(k for k in after if k not in SHOWN)
-    print(f"{'metric':28s} {'before':>12s} {'after':>12s}" if before else f"{'metric':28s} {'value':>12s}")
+    print(
+        f"{'metric':28s} {'before':>12s} {'after':>12s}"
+        if before
+        else f"{'metric':28s} {'value':>12s}"
+    )
     for k in keys:
         b = f"{before[k]:12.4g}" if before and k in before else ""
         print(f"{k:28s} {b:>12s} {after[k]:12.4g}" if before else f"{k:28s} {after[k]:12.4g}")
@@ -247,8 +332,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     from unlearn_core.data.tofu import split_configs
 
     if args.benchmark not in builtin.VARIANTS:
-        raise UserError(f"unknown built-in benchmark {args.benchmark!r}; accepted: "
-                        f"{', '.join(builtin.VARIANTS)}")
+        raise UserError(
+            f"unknown built-in benchmark {args.benchmark!r}; accepted: "
+            f"{', '.join(builtin.VARIANTS)}"
+        )
     if builtin.VARIANTS[args.benchmark].family == "tofu":
         splits = [split_configs(s)["retain"] for s in args.splits.split(",")]
     else:
@@ -293,12 +380,15 @@ def job_from_export(path: str, args: argparse.Namespace):
     doc = read_yaml(path, f"config {path!r} does not exist; give an exported best/<method>.yaml")
     need = EXPORT_KEYS - {"model", "lora_r"}
     if not isinstance(doc, dict) or not need <= set(doc):
-        raise UserError(f"{path} is not an exported config; it needs the keys "
-                        f"{', '.join(sorted(need))}")
+        raise UserError(
+            f"{path} is not an exported config; it needs the keys {', '.join(sorted(need))}"
+        )
     unknown = sorted(set(doc) - EXPORT_KEYS - EXPORT_INFO)
     if unknown:
-        raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: "
-                        f"{', '.join(sorted(EXPORT_KEYS | EXPORT_INFO))}")
+        raise UserError(
+            f"{path}: unknown key {unknown[0]!r}; accepted: "
+            f"{', '.join(sorted(EXPORT_KEYS | EXPORT_INFO))}"
+        )
     if args.method and args.method != doc["method"]:
         raise UserError(f"--method {args.method} contradicts {path} (method {doc['method']})")
     if not isinstance(doc["train"], dict) or not isinstance(doc["hparams"] or {}, dict):
@@ -312,12 +402,21 @@ def job_from_export(path: str, args: argparse.Namespace):
         from unlearn_core.benchmarks import resolve
 
         base = doc.get("model") or resolve(doc["benchmark"], doc["split"]).target_model
-        model = ModelConfig(base, lora_r=int(doc.get("lora_r") or 0),
-                            trust_remote_code=args.trust_remote_code)
-    job = JobConfig(method=doc["method"], hparams=dict(doc["hparams"] or {}),
-                    benchmark=doc["benchmark"], split=doc["split"], train=train,
-                    eval=_eval_config(args), model=model, data=args.data,
-                    retain_model=args.retain_model, retain_logs=args.retain_logs)
+        model = ModelConfig(
+            base, lora_r=int(doc.get("lora_r") or 0), trust_remote_code=args.trust_remote_code
+        )
+    job = JobConfig(
+        method=doc["method"],
+        hparams=dict(doc["hparams"] or {}),
+        benchmark=doc["benchmark"],
+        split=doc["split"],
+        train=train,
+        eval=_eval_config(args),
+        model=model,
+        data=args.data,
+        retain_model=args.retain_model,
+        retain_logs=args.retain_logs,
+    )
     return job, doc.get("metrics") or {}
 
 
@@ -340,19 +439,35 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
         return
     if not args.method:
         raise UserError("give --method (see `unlearn-sweep methods`) or --config best/METHOD.yaml")
-    train = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                        grad_accum=args.grad_accum, weight_decay=args.weight_decay,
-                        warmup_epochs=args.warmup_epochs, schedule=args.schedule, seed=args.seed)
+    train = TrainConfig(
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        schedule=args.schedule,
+        seed=args.seed,
+    )
     model = None
     if args.model or args.lora_r:
         from unlearn_core.benchmarks import resolve
 
         path = args.model or resolve(args.benchmark, _split(args)).target_model
         model = ModelConfig(path, lora_r=args.lora_r, trust_remote_code=args.trust_remote_code)
-    job = JobConfig(method=args.method, hparams=_hparams(args.hp), benchmark=args.benchmark,
-                    split=_split(args), train=train, eval=_eval_config(args), model=model,
-                    data=args.data, retain_model=args.retain_model, retain_logs=args.retain_logs,
-                    prompt=_prompt(args))
+    job = JobConfig(
+        method=args.method,
+        hparams=_hparams(args.hp),
+        benchmark=args.benchmark,
+        split=_split(args),
+        train=train,
+        eval=_eval_config(args),
+        model=model,
+        data=args.data,
+        retain_model=args.retain_model,
+        retain_logs=args.retain_logs,
+        prompt=_prompt(args),
+    )
     out = _check_output(args.output)
     res = run_job(job, eval_every=1 if args.eval_every_epoch else 0, progress=True)
     _finish_unlearn(job, res, out)
@@ -360,8 +475,10 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
 
 def _finish_unlearn(job, res, out: Path | None) -> None:
     t = res.train
-    print(f"{job.method}: {t.optimizer_steps} optimizer steps, effective batch {t.effective_batch}, "
-          f"world size {t.world_size}, seed {t.seed}, {t.wall_time_s:.1f} s")
+    print(
+        f"{job.method}: {t.optimizer_steps} optimizer steps, effective batch {t.effective_batch}, "
+        f"world size {t.world_size}, seed {t.seed}, {t.wall_time_s:.1f} s"
+    )
     _print_metrics(res.before, res.after)
     if out is not None:
         from unlearn_core.job import save_job
@@ -380,26 +497,39 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from unlearn_core.downstream import require_lm_eval
 
         require_lm_eval()  # before the evaluation, not after it
-    metrics, _ = evaluate_model(args.model, args.benchmark, _split(args), _eval_config(args),
-                                data=args.data, retain_model=args.retain_model,
-                                retain_logs=args.retain_logs,
-                                trust_remote_code=args.trust_remote_code, fmt=_prompt(args))
+    metrics, _ = evaluate_model(
+        args.model,
+        args.benchmark,
+        _split(args),
+        _eval_config(args),
+        data=args.data,
+        retain_model=args.retain_model,
+        retain_logs=args.retain_logs,
+        trust_remote_code=args.trust_remote_code,
+        fmt=_prompt(args),
+    )
     if args.downstream:
         from unlearn_core.downstream import downstream
         from unlearn_core.models import ModelConfig, load_model, load_tokenizer
 
         model = load_model(ModelConfig(args.model, trust_remote_code=args.trust_remote_code))
         tok = load_tokenizer(args.model, args.trust_remote_code)
-        metrics |= downstream(model.eval(), tok, args.downstream.split(","),
-                              args.eval_batch_size)
+        metrics |= downstream(model.eval(), tok, args.downstream.split(","), args.eval_batch_size)
     _print_metrics(None, metrics)
     if out is not None:
         out.write_text(json.dumps(metrics, indent=2))
 
 
-COMMANDS = {"prepare": cmd_prepare, "methods": cmd_methods, "unlearn": cmd_unlearn,
-            "evaluate": cmd_evaluate, "sweep": cmd_sweep, "resume": cmd_resume,
-            "status": cmd_status, **analysis_cli.COMMANDS}
+COMMANDS = {
+    "prepare": cmd_prepare,
+    "methods": cmd_methods,
+    "unlearn": cmd_unlearn,
+    "evaluate": cmd_evaluate,
+    "sweep": cmd_sweep,
+    "resume": cmd_resume,
+    "status": cmd_status,
+    **analysis_cli.COMMANDS,
+}
 
 
 def _quiet_libraries() -> None:

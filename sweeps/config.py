@@ -79,13 +79,22 @@ class SweepConfig:
         self.prompt()  # an unknown template fails here
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
-        for name in ("trials", "batch_size", "grad_accum", "eval_every", "seeds",
-                     "keep_checkpoints", "floor_patience"):
+        for name in (
+            "trials",
+            "batch_size",
+            "grad_accum",
+            "eval_every",
+            "seeds",
+            "keep_checkpoints",
+            "floor_patience",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_concurrent < 0 or self.max_failures < -1:
-            raise UserError("max_concurrent must be >= 0 (0: as many as fit) and max_failures "
-                            ">= -1 (-1: retry without limit)")
+            raise UserError(
+                "max_concurrent must be >= 0 (0: as many as fit) and max_failures "
+                ">= -1 (-1: retry without limit)"
+            )
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise UserError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if not 0 <= self.utility_floor < 1:
@@ -111,7 +120,9 @@ def check_space(method: str, opts: SpaceOptions) -> None:
     import optuna
 
     if method not in SPACES:
-        raise UserError(f"method {method!r} has no search space yet; sweepable: {', '.join(SPACES)}")
+        raise UserError(
+            f"method {method!r} has no search space yet; sweepable: {', '.join(SPACES)}"
+        )
     space = SPACES[method]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(0))
@@ -120,19 +131,26 @@ def check_space(method: str, opts: SpaceOptions) -> None:
     names = set(params) | set(trial.params)
     for name in list(opts.ranges) + list(opts.fixed):
         if name not in names:
-            raise UserError(f"{method} searches no parameter {name!r}; its space has: "
-                            f"{', '.join(sorted(names))}")
+            raise UserError(
+                f"{method} searches no parameter {name!r}; its space has: "
+                f"{', '.join(sorted(names))}"
+            )
     for name, value in opts.fixed.items():
         default = params[name]
         if isinstance(default, int) and not isinstance(default, bool):
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif isinstance(default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
         else:
             ok = isinstance(value, type(default))
         if not ok:
-            kind = {"int": "an integer", "float": "a number"}.get(type(default).__name__,
-                                                                  f"a {type(default).__name__}")
+            kind = {"int": "an integer", "float": "a number"}.get(
+                type(default).__name__, f"a {type(default).__name__}"
+            )
             raise UserError(f"--fix {name}={value!r}: expected {kind}")
     get_method(method).make_hparams({k: v for k, v in params.items() if k in hparam_names(method)})
 

@@ -22,11 +22,30 @@ def main() -> int:
         return code
     name = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     home = Path("experiments") / name
-    sweep = ["sweep", "--method", ",".join(METHODS), "--benchmark", "tiny-tofu", "--split",
-             "forget10", "--trials", str(TRIALS), "--space", "epochs=1:4:int",
-             "--eval-every", "2", "--output", "experiments", "--name", name]
-    print(f"\n== sweeping {len(METHODS)} methods, {TRIALS} trials each: unlearn-sweep "
-          + " ".join(sweep[1:]), flush=True)
+    sweep = [
+        "sweep",
+        "--method",
+        ",".join(METHODS),
+        "--benchmark",
+        "tiny-tofu",
+        "--split",
+        "forget10",
+        "--trials",
+        str(TRIALS),
+        "--space",
+        "epochs=1:4:int",
+        "--eval-every",
+        "2",
+        "--output",
+        "experiments",
+        "--name",
+        name,
+    ]
+    print(
+        f"\n== sweeping {len(METHODS)} methods, {TRIALS} trials each: unlearn-sweep "
+        + " ".join(sweep[1:]),
+        flush=True,
+    )
     if code := cli(sweep):
         return code
     print("\n== analysing", flush=True)
@@ -37,10 +56,14 @@ def main() -> int:
         return code
     analysis = home / "analysis"
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
-    print(f"  Pareto plot:      {analysis / 'pareto.png'}  (interactive: {analysis / 'pareto.html'})")
+    print(
+        f"  Pareto plot:      {analysis / 'pareto.png'}  (interactive: {analysis / 'pareto.html'})"
+    )
     print(f"  report:           {home / 'report.md'}  and  {home / 'report.html'}")
-    print(f"  exported configs: {home / 'best'}/<method>.yaml  "
-          f"(rerun one: unlearn-sweep unlearn --config {home / 'best' / 'npo.yaml'})")
+    print(
+        f"  exported configs: {home / 'best'}/<method>.yaml  "
+        f"(rerun one: unlearn-sweep unlearn --config {home / 'best' / 'npo.yaml'})"
+    )
     return 0
 
 

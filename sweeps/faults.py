@@ -8,8 +8,8 @@ KIND one of `kill` (SIGKILL of the worker mid-epoch), `raise` (an exception mid-
 `kill=0.1,raise=0.1,nan=0.1,seed=3`.
 
 A fault fires once per trial: after the trial's first reported epoch (so a checkpoint exists),
-at the next loss computation. A marker in the experiment's `faults/` folder keeps a retried trial from firing
-again, so a killed trial is retried from its checkpoint and finishes."""
+at the next loss computation. A marker in the experiment's `faults/` folder keeps a retried
+trial from firing again, so a killed trial is retried from its checkpoint and finishes."""
 
 from __future__ import annotations
 
@@ -51,8 +51,10 @@ def parse(spec: str) -> tuple[dict[int, str], dict[str, float], int]:
                 continue
         except ValueError:
             pass
-        raise UserError(f"{ENV}: cannot read {part!r}; accepted: KIND@N, KIND=RATE or seed=S "
-                        f"with KIND one of {', '.join(KINDS)}")
+        raise UserError(
+            f"{ENV}: cannot read {part!r}; accepted: KIND@N, KIND=RATE or seed=S "
+            f"with KIND one of {', '.join(KINDS)}"
+        )
     return at, rates, seed
 
 

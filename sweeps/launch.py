@@ -48,8 +48,10 @@ def check_address(address: str | None) -> None:
         with socket.create_connection((host, int(port)), timeout=3):
             pass
     except (OSError, ValueError):
-        raise UserError(f"cannot reach a Ray cluster at {address!r}; give host:port of a "
-                        "running head node (ray start --head) or 'auto'") from None
+        raise UserError(
+            f"cannot reach a Ray cluster at {address!r}; give host:port of a "
+            "running head node (ray start --head) or 'auto'"
+        ) from None
 
 
 def check_storage(storage: str | None, flag: str = "storage") -> None:
@@ -98,16 +100,18 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     model.eval()
 
     def metrics_of(m: torch.nn.Module) -> dict:
-        return aggregate_any(per_sample_any(m, ctx.tok, ctx.setup, ctx.data, probe.eval),
-                             ctx.setup, ctx.reference)
+        return aggregate_any(
+            per_sample_any(m, ctx.tok, ctx.setup, ctx.data, probe.eval), ctx.setup, ctx.reference
+        )
 
     metrics = metrics_of(model)
     write_json(target_path, metrics)
     if ctx.setup.retain_model:  # the retain model's own point (forget_quality 1), for the plots
         retain = load_model(ModelConfig(ctx.setup.retain_model), device)
         retain.eval()
-        write_json(home / "reference" / f"retain-{cfg.benchmark}-{cfg.split}.json",
-                   metrics_of(retain))
+        write_json(
+            home / "reference" / f"retain-{cfg.benchmark}-{cfg.split}.json", metrics_of(retain)
+        )
     return str(ref_path), metrics["model_utility"]
 
 
@@ -124,11 +128,15 @@ def defaults_point(cfg: SweepConfig) -> dict:
 
 
 def new_manifest(home: Path, cfgs: list[SweepConfig], name: str) -> dict:
-    return {"tool": "unlearn-sweep", "version": VERSION, "name": name,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "sweeps": [to_dict(c) for c in cfgs],
-            # the point each study evaluates first, so analysis can mark it
-            "defaults": {c.method: defaults_point(c) for c in cfgs}}
+    return {
+        "tool": "unlearn-sweep",
+        "version": VERSION,
+        "name": name,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "sweeps": [to_dict(c) for c in cfgs],
+        # the point each study evaluates first, so analysis can mark it
+        "defaults": {c.method: defaults_point(c) for c in cfgs},
+    }
 
 
 def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
@@ -137,22 +145,34 @@ def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
     if (home / MANIFEST).exists():
         old = read_manifest(home)
         if old["sweeps"] != manifest["sweeps"]:
-            raise UserError(f"experiment {home} exists with a different configuration; choose "
-                            "another --name, or `unlearn-sweep resume` it")
+            raise UserError(
+                f"experiment {home} exists with a different configuration; choose "
+                "another --name, or `unlearn-sweep resume` it"
+            )
         raise UserError(f"experiment {home} exists; continue it with `unlearn-sweep resume {home}`")
     if home.exists() and any(home.iterdir()):
-        raise UserError(f"{home} exists and is not an unlearn-sweep experiment; choose another --name")
+        raise UserError(
+            f"{home} exists and is not an unlearn-sweep experiment; choose another --name"
+        )
     home.mkdir(parents=True, exist_ok=True)
     write_json(home / MANIFEST, manifest)
     import yaml
 
-    (home / "sweep.yaml").write_text(yaml.safe_dump({"name": name, "sweeps": manifest["sweeps"]},
-                                                    sort_keys=False))
+    (home / "sweep.yaml").write_text(
+        yaml.safe_dump({"name": name, "sweeps": manifest["sweeps"]}, sort_keys=False)
+    )
 
 
 def env_for_workers() -> dict[str, str]:
-    keys = ("UNLEARN_SWEEP_CACHE", "HF_HUB_OFFLINE", "HF_HOME", "TRANSFORMERS_OFFLINE",
-            "HF_DATASETS_OFFLINE", "UNLEARN_SWEEP_FAULTS", "OMP_NUM_THREADS")
+    keys = (
+        "UNLEARN_SWEEP_CACHE",
+        "HF_HUB_OFFLINE",
+        "HF_HOME",
+        "TRANSFORMERS_OFFLINE",
+        "HF_DATASETS_OFFLINE",
+        "UNLEARN_SWEEP_FAULTS",
+        "OMP_NUM_THREADS",
+    )
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 
@@ -168,9 +188,14 @@ def init_ray(address: str | None) -> None:
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=True, logging_level=logging.ERROR,
-                 runtime_env={"env_vars": env_for_workers()})
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.ERROR,
+            runtime_env={"env_vars": env_for_workers()},
+        )
 
 
 def slots(cfg: SweepConfig) -> int:
@@ -182,8 +207,9 @@ def slots(cfg: SweepConfig) -> int:
     if cfg.gpus_per_trial > gpus:
         raise UserError(f"--gpus-per-trial {cfg.gpus_per_trial} but the cluster has {gpus:g} GPUs")
     if cfg.cpus_per_trial > res.get("CPU", 0.0):
-        raise UserError(f"--cpus-per-trial {cfg.cpus_per_trial} but the cluster has "
-                        f"{res.get('CPU', 0):g} CPUs")
+        raise UserError(
+            f"--cpus-per-trial {cfg.cpus_per_trial} but the cluster has {res.get('CPU', 0):g} CPUs"
+        )
     fit = int(res.get("CPU", 1) // cfg.cpus_per_trial)
     if cfg.gpus_per_trial > 0:
         fit = min(fit, int(gpus // cfg.gpus_per_trial + 1e-9))
@@ -206,52 +232,84 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     from sweeps.search import journal, make_searcher, repair_journal
     from sweeps.trainable import trainable
 
-    storage_path = str(Path(cfg.storage).expanduser().absolute()) if cfg.storage and \
-        "://" not in cfg.storage else (cfg.storage or str(home / "ray"))
+    storage_path = (
+        str(Path(cfg.storage).expanduser().absolute())
+        if cfg.storage and "://" not in cfg.storage
+        else (cfg.storage or str(home / "ray"))
+    )
     exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
     fn = tune.with_resources(trainable, resources)
     reference, target_utility = reference_and_target(cfg, home)  # computed once, then read
     floor = cfg.utility_floor * target_utility
-    constants = {"sweep": to_dict(cfg), "reference": reference, "utility_floor": floor,
-                 "experiment": str(home)}
+    constants = {
+        "sweep": to_dict(cfg),
+        "reference": reference,
+        "utility_floor": floor,
+        "experiment": str(home),
+    }
     local = "://" not in exp_dir
     if repair_journal(journal_path(home, cfg.method)):  # the journal is always in the folder
-        log.warning("the Optuna journal's last line was cut off by the interruption; removed it "
-                    "(kept in %s.cut)", journal_path(home, cfg.method).name)
+        log.warning(
+            "the Optuna journal's last line was cut off by the interruption; removed it "
+            "(kept in %s.cut)",
+            journal_path(home, cfg.method).name,
+        )
     if local and Path(exp_dir).is_dir():
         for name in repair_state(Path(exp_dir)):
             log.warning("%s was cut off by the interruption; restored its last complete copy", name)
         broken = [p.name for p in Path(exp_dir).glob("experiment_state-*.json") if not _readable(p)]
         if broken:
-            raise UserError(f"{exp_dir}/{broken[0]} is corrupted and has no complete backup; "
-                            "the finished trials stay in the study and results, start a new sweep")
+            raise UserError(
+                f"{exp_dir}/{broken[0]} is corrupted and has no complete backup; "
+                "the finished trials stay in the study and results, start a new sweep"
+            )
         check_checkpoints(Path(exp_dir))
     if tune.Tuner.can_restore(exp_dir):
         # the constants are passed again: trials the restored searcher creates need them
-        tuner = tune.Tuner.restore(exp_dir, trainable=fn, resume_unfinished=True,
-                                   resume_errored=False, param_space=constants)
+        tuner = tune.Tuner.restore(
+            exp_dir,
+            trainable=fn,
+            resume_unfinished=True,
+            resume_errored=False,
+            param_space=constants,
+        )
     else:
         keys = [o.key for o in get_objectives(list(cfg.objectives))]
         modes = [o.mode for o in get_objectives(list(cfg.objectives))]
-        searcher = make_searcher(cfg.method, cfg.sampler, cfg.seed, cfg.space_options(), keys,
-                                 modes, journal(journal_path(home, cfg.method)),
-                                 study_name(cfg.method), defaults_point(cfg))
+        searcher = make_searcher(
+            cfg.method,
+            cfg.sampler,
+            cfg.seed,
+            cfg.space_options(),
+            keys,
+            modes,
+            journal(journal_path(home, cfg.method)),
+            study_name(cfg.method),
+            defaults_point(cfg),
+        )
         n = slots(cfg)
         tuner = tune.Tuner(
             fn,
             param_space=constants,
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials,
-                                        max_concurrent_trials=n,
-                                        reuse_actors=cfg.gpus_per_trial == 0),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=cfg.trials,
+                max_concurrent_trials=n,
+                reuse_actors=cfg.gpus_per_trial == 0,
+            ),
             run_config=tune.RunConfig(
-                name=cfg.method, storage_path=storage_path, verbose=0,
+                name=cfg.method,
+                storage_path=storage_path,
+                verbose=0,
                 stop=UtilityFloor(floor, cfg.floor_patience) if cfg.utility_floor > 0 else None,
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
-                callbacks=[ResultsLog(str(results_path(home, cfg.method)), cfg.method),
-                           Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
-                           DriverMemory(str(home / "driver_memory.jsonl"), cfg.method)]
+                callbacks=[
+                    ResultsLog(str(results_path(home, cfg.method)), cfg.method),
+                    Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
+                    DriverMemory(str(home / "driver_memory.jsonl"), cfg.method),
+                ]
                 + ([StateBackup(exp_dir)] if local else []),
             ),
         )
@@ -320,8 +378,9 @@ def resume_sweep(home: Path) -> Path:
 
     manifest = read_manifest(home)
     try:
-        cfgs = [SweepConfig(**{**d, "objectives": tuple(d["objectives"])})
-                for d in manifest["sweeps"]]
+        cfgs = [
+            SweepConfig(**{**d, "objectives": tuple(d["objectives"])}) for d in manifest["sweeps"]
+        ]
     except (TypeError, KeyError) as e:
         raise UserError(f"{home / MANIFEST} holds an invalid sweep: {e}") from None
     for cfg in cfgs:  # before Ray starts: a corrupted journal gets one line, not a traceback

@@ -22,7 +22,10 @@ def read_manifest(home: Path) -> dict:
         data = json.loads(path.read_text())
     except ValueError as e:  # not JSON, or not even text
         raise UserError(f"{path} is corrupted: {e}") from e
-    if not isinstance(data, dict) or data.get("tool") != "unlearn-sweep" \
-            or not isinstance(data.get("sweeps"), list):
+    if (
+        not isinstance(data, dict)
+        or data.get("tool") != "unlearn-sweep"
+        or not isinstance(data.get("sweeps"), list)
+    ):
         raise UserError(f"{path} is not an unlearn-sweep manifest")
     return data

@@ -1,5 +1,6 @@
 """Objectives a sweep can optimise: how each is derived from the metrics and which way is better.
-forget_quality is a p-value spanning hundreds of orders of magnitude, so it is optimised as log10."""
+forget_quality is a p-value spanning hundreds of orders of magnitude, so it is optimised as
+log10."""
 
 from __future__ import annotations
 
@@ -27,41 +28,109 @@ def _log10(p: float) -> float:
 
 
 OBJECTIVES = {
-    "forget_quality": Objective("log10_forget_quality", "max", "forget_quality", _log10,
-                                "log10 of the KS p-value against the retain model (higher: closer)"),
-    "model_utility": Objective("model_utility", "max", "model_utility", float,
-                               "TOFU: harmonic mean of 9 retain/real-authors/world-facts numbers; "
-                               "MUSE: retain knowmem; DUSK: harmonic mean of shared and "
-                               "retain-specific QA", ("tofu", "muse", "dusk")),
-    "privleak": Objective("abs_privleak", "min", "privleak", abs,
-                          "|privleak|: distance of the MIA AUC gap from the retain model's (0 ideal)",
-                          ("tofu", "muse", "dusk")),
-    "forget_rouge": Objective("forget_Q_A_ROUGE", "min", "forget_Q_A_ROUGE", float,
-                              "ROUGE-L recall on forget questions (lower: more forgotten)"),
-    "extraction_strength": Objective("extraction_strength", "min", "extraction_strength", float,
-                                     "extraction strength on the forget set (lower: less extractable)",
-                                     ("tofu", "muse")),
-    "forget_truth_ratio": Objective("forget_truth_ratio", "max", "forget_truth_ratio", float,
-                                    "mean min(TR, 1/TR) on the forget set (higher: less certain)"),
-    "forget_verbmem": Objective("forget_verbmem_ROUGE", "min", "forget_verbmem_ROUGE", float,
-                                "ROUGE-L F1 of forget-passage continuations (MUSE verbmem, DUSK "
-                                "verbatim)", ("muse", "dusk")),
-    "forget_knowmem": Objective("forget_knowmem_ROUGE", "min", "forget_knowmem_ROUGE", float,
-                                "MUSE knowmem on forget QA (ROUGE-L F1; lower: forgotten)",
-                                ("muse",)),
-    "retain_knowmem": Objective("retain_knowmem_ROUGE", "max", "retain_knowmem_ROUGE", float,
-                                "MUSE knowmem on retain QA (ROUGE-L F1; higher: kept)", ("muse",)),
-    "forget_specific": Objective("forget_specific_ROUGE", "min", "forget_specific_ROUGE", float,
-                                 "DUSK forget-specific QA (ROUGE-L recall; lower: forgotten)",
-                                 ("dusk",)),
-    "shared_knowledge": Objective("shared_ROUGE", "max", "shared_ROUGE", float,
-                                  "DUSK shared-knowledge QA (ROUGE-L recall; higher: kept)",
-                                  ("dusk",)),
-    "retain_specific": Objective("retain_specific_ROUGE", "max", "retain_specific_ROUGE", float,
-                                 "DUSK retain-specific QA (ROUGE-L recall; higher: kept)",
-                                 ("dusk",)),
-    "retain_deviation": Objective("retain_deviation", "min", "retain_deviation", float,
-                                  "DUSK retain deviation, % (0 ideal)", ("dusk",)),
+    "forget_quality": Objective(
+        "log10_forget_quality",
+        "max",
+        "forget_quality",
+        _log10,
+        "log10 of the KS p-value against the retain model (higher: closer)",
+    ),
+    "model_utility": Objective(
+        "model_utility",
+        "max",
+        "model_utility",
+        float,
+        "TOFU: harmonic mean of 9 retain/real-authors/world-facts numbers; "
+        "MUSE: retain knowmem; DUSK: harmonic mean of shared and "
+        "retain-specific QA",
+        ("tofu", "muse", "dusk"),
+    ),
+    "privleak": Objective(
+        "abs_privleak",
+        "min",
+        "privleak",
+        abs,
+        "|privleak|: distance of the MIA AUC gap from the retain model's (0 ideal)",
+        ("tofu", "muse", "dusk"),
+    ),
+    "forget_rouge": Objective(
+        "forget_Q_A_ROUGE",
+        "min",
+        "forget_Q_A_ROUGE",
+        float,
+        "ROUGE-L recall on forget questions (lower: more forgotten)",
+    ),
+    "extraction_strength": Objective(
+        "extraction_strength",
+        "min",
+        "extraction_strength",
+        float,
+        "extraction strength on the forget set (lower: less extractable)",
+        ("tofu", "muse"),
+    ),
+    "forget_truth_ratio": Objective(
+        "forget_truth_ratio",
+        "max",
+        "forget_truth_ratio",
+        float,
+        "mean min(TR, 1/TR) on the forget set (higher: less certain)",
+    ),
+    "forget_verbmem": Objective(
+        "forget_verbmem_ROUGE",
+        "min",
+        "forget_verbmem_ROUGE",
+        float,
+        "ROUGE-L F1 of forget-passage continuations (MUSE verbmem, DUSK verbatim)",
+        ("muse", "dusk"),
+    ),
+    "forget_knowmem": Objective(
+        "forget_knowmem_ROUGE",
+        "min",
+        "forget_knowmem_ROUGE",
+        float,
+        "MUSE knowmem on forget QA (ROUGE-L F1; lower: forgotten)",
+        ("muse",),
+    ),
+    "retain_knowmem": Objective(
+        "retain_knowmem_ROUGE",
+        "max",
+        "retain_knowmem_ROUGE",
+        float,
+        "MUSE knowmem on retain QA (ROUGE-L F1; higher: kept)",
+        ("muse",),
+    ),
+    "forget_specific": Objective(
+        "forget_specific_ROUGE",
+        "min",
+        "forget_specific_ROUGE",
+        float,
+        "DUSK forget-specific QA (ROUGE-L recall; lower: forgotten)",
+        ("dusk",),
+    ),
+    "shared_knowledge": Objective(
+        "shared_ROUGE",
+        "max",
+        "shared_ROUGE",
+        float,
+        "DUSK shared-knowledge QA (ROUGE-L recall; higher: kept)",
+        ("dusk",),
+    ),
+    "retain_specific": Objective(
+        "retain_specific_ROUGE",
+        "max",
+        "retain_specific_ROUGE",
+        float,
+        "DUSK retain-specific QA (ROUGE-L recall; higher: kept)",
+        ("dusk",),
+    ),
+    "retain_deviation": Objective(
+        "retain_deviation",
+        "min",
+        "retain_deviation",
+        float,
+        "DUSK retain deviation, % (0 ideal)",
+        ("dusk",),
+    ),
 }
 DEFAULTS = {
     "tofu": ("forget_quality", "model_utility"),

@@ -1,5 +1,6 @@
 """The Optuna side of a sweep: sampler choice, a grid that reproduces the classic fixed sweeps,
-and an OptunaSearch that never leaves a trial RUNNING and tells the utility floor as a constraint."""
+and an OptunaSearch that never leaves a trial RUNNING and tells the utility floor as a
+constraint."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from search_spaces._common import PRESETS, SpaceOptions
 
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
-GRID_COEF = {"grad_diff": ("alpha", [1.0, 2.0, 5.0]), "npo": ("beta", [0.05, 0.1, 0.5]),
-             "simnpo": ("beta", [2.5, 4.5, 7.5])}
+GRID_COEF = {
+    "grad_diff": ("alpha", [1.0, 2.0, 5.0]),
+    "npo": ("beta", [0.05, 0.1, 0.5]),
+    "simnpo": ("beta", [2.5, 4.5, 7.5]),
+}
 GRID_LR = {"tiny": [5e-4, 1e-3, 2e-3], "llm": [1e-5, 2e-5, 5e-5]}
 GRID_EPOCHS = {"tiny": [2, 4, 6], "llm": [5, 10, 20]}
 
@@ -34,8 +38,9 @@ def grid_space(method: str, preset: str, defaults: dict, fixed=()) -> dict[str, 
     return {k: v for k, v in space.items() if k not in fixed}  # fixed values are not sampled
 
 
-def make_sampler(name: str, seed: int, method: str, preset: str,
-                 defaults: dict | None = None, fixed=()) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, seed: int, method: str, preset: str, defaults: dict | None = None, fixed=()
+) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "gp":
@@ -47,8 +52,7 @@ def make_sampler(name: str, seed: int, method: str, preset: str,
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     assert name == "grid", name
-    return optuna.samplers.GridSampler(grid_space(method, preset, defaults or {}, fixed),
-                                        seed=seed)
+    return optuna.samplers.GridSampler(grid_space(method, preset, defaults or {}, fixed), seed=seed)
 
 
 def journal(path: Path) -> JournalStorage:
@@ -107,16 +111,26 @@ class UnlearnSearch(OptunaSearch):
         return super().on_trial_complete(trial_id, result, error)
 
 
-def make_searcher(method: str, sampler: str, seed: int, opts: SpaceOptions, keys: list[str],
-                  modes: list[str], storage: JournalStorage, study_name: str,
-                  defaults: dict | None) -> UnlearnSearch:
+def make_searcher(
+    method: str,
+    sampler: str,
+    seed: int,
+    opts: SpaceOptions,
+    keys: list[str],
+    modes: list[str],
+    storage: JournalStorage,
+    study_name: str,
+    defaults: dict | None,
+) -> UnlearnSearch:
     """Define-by-run search over the method's space (a partial of a module-level function, so the
     searcher pickles), the reference defaults evaluated first."""
     assert opts.preset in PRESETS
     return UnlearnSearch(
         space=partial(SPACES[method], opts=opts),
-        metric=keys, mode=modes,
+        metric=keys,
+        mode=modes,
         sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed),
-        study_name=study_name, storage=storage,
+        study_name=study_name,
+        storage=storage,
         points_to_evaluate=[defaults] if defaults and sampler != "grid" else None,
     )

@@ -47,33 +47,53 @@ class TrialSpec:
 
 def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None) -> JobConfig:
     """The JobConfig of one configuration and seed."""
-    train = TrainConfig(lr=params["lr"], epochs=int(params["epochs"]), batch_size=s.batch_size,
-                        grad_accum=s.grad_accum, warmup_epochs=params["warmup_epochs"],
-                        weight_decay=params["weight_decay"], seed=seed)
+    train = TrainConfig(
+        lr=params["lr"],
+        epochs=int(params["epochs"]),
+        batch_size=s.batch_size,
+        grad_accum=s.grad_accum,
+        warmup_epochs=params["warmup_epochs"],
+        weight_decay=params["weight_decay"],
+        seed=seed,
+    )
     hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
     model = ModelConfig(s.model, lora_r=s.lora_r) if s.model else None
     if model is None and s.lora_r:
         from unlearn_core.benchmarks import resolve
 
         model = ModelConfig(resolve(s.benchmark, s.split).target_model, lora_r=s.lora_r)
-    return JobConfig(method=s.method, hparams=hp, benchmark=s.benchmark, split=s.split,
-                     train=train, eval=EvalConfig(), model=model, data=s.data,
-                     retain_model=s.retain_model, retain_logs=s.retain_logs, reference=reference,
-                     prompt=s.prompt())
+    return JobConfig(
+        method=s.method,
+        hparams=hp,
+        benchmark=s.benchmark,
+        split=s.split,
+        train=train,
+        eval=EvalConfig(),
+        model=model,
+        data=s.data,
+        retain_model=s.retain_model,
+        retain_logs=s.retain_logs,
+        reference=reference,
+        prompt=s.prompt(),
+    )
 
 
 def trial_spec(config: dict) -> TrialSpec:
     sweep = SweepConfig(**{**config["sweep"], "objectives": tuple(config["sweep"]["objectives"])})
-    params = {k: v for k, v in config.items()
-              if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)}
-    return TrialSpec(sweep, params, config["reference"], float(config["utility_floor"]),
-                     config["experiment"])
+    params = {
+        k: v for k, v in config.items() if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)
+    }
+    return TrialSpec(
+        sweep, params, config["reference"], float(config["utility_floor"]), config["experiment"]
+    )
 
 
 def _save(state: dict, loop: LoopState | None) -> tune.Checkpoint:
     d = tempfile.mkdtemp(prefix="unlearn-ckpt-")
-    torch.save({"progress": state, "loop": dataclasses.asdict(loop) if loop else None},
-               Path(d) / "state.pt")
+    torch.save(
+        {"progress": state, "loop": dataclasses.asdict(loop) if loop else None},
+        Path(d) / "state.pt",
+    )
     return tune.Checkpoint.from_directory(d)
 
 
@@ -108,8 +128,11 @@ def trainable(config: dict) -> None:
     progress, loop = ({"seed_index": 0, "done": [], "epoch_metrics": {}}, None)
     if (ckpt := tune.get_checkpoint()) is not None:
         progress, loop = _load(ckpt)
-        if loop is not None and "last" in progress and \
-                loop.epoch >= spec.job(sweep.seed).train.last_epoch:
+        if (
+            loop is not None
+            and "last" in progress
+            and loop.epoch >= spec.job(sweep.seed).train.last_epoch
+        ):
             # The trial had finished, but the Ray state a resumed sweep restored predates its
             # end: report the final result again instead of training anything twice.
             tune.report(progress["last"])
@@ -121,7 +144,7 @@ def trainable(config: dict) -> None:
         seed = sweep.seed + seed_index
         job = spec.job(seed)
 
-        def on_epoch(epoch: int, metrics: dict, state: LoopState, seed_index=seed_index) -> None:
+        def on_epoch(epoch: int, metrics: dict, state: LoopState, seed=seed) -> None:
             progress["epoch_metrics"].setdefault(str(epoch), [])
             row = {**metrics, "optimizer_steps": state.step}
             if sweep.seeds == 1:
@@ -132,12 +155,19 @@ def trainable(config: dict) -> None:
                 armed.ready = True
 
         try:
-            with faults.injected(sweep.method, Path(spec.experiment) / "faults", _trial_id()) as armed:
+            with faults.injected(
+                sweep.method, Path(spec.experiment) / "faults", _trial_id()
+            ) as armed:
                 if armed is not None:
                     armed.ready = job.train.epochs == 1 or loop is not None
                     fault_hook[:] = [armed]
-                run_job(job, eval_before=False, eval_every=sweep.eval_every, on_epoch=on_epoch,
-                        resume=loop)
+                run_job(
+                    job,
+                    eval_before=False,
+                    eval_every=sweep.eval_every,
+                    on_epoch=on_epoch,
+                    resume=loop,
+                )
         except TrialDiverged as e:
             # Deterministic, so retrying is pointless: end the trial with the cause and no
             # objective values; the searcher records it as FAILED.
@@ -153,18 +183,33 @@ def trainable(config: dict) -> None:
     gc.collect()
 
 
-def _report(spec: TrialSpec, objectives, epoch: int, rows: list[dict], seeds: list[int],
-            started: float, device: str, state: LoopState | None, progress: dict) -> None:
+def _report(
+    spec: TrialSpec,
+    objectives,
+    epoch: int,
+    rows: list[dict],
+    seeds: list[int],
+    started: float,
+    device: str,
+    state: LoopState | None,
+    progress: dict,
+) -> None:
     metrics = _summary(rows)
     values = objective_values(metrics, objectives)  # raises on NaN: the trial fails, nothing told
     job = spec.job(seeds[0])
     record = {
-        **metrics, **values,
-        "epoch": epoch, "seeds": seeds, "method": spec.sweep.method,
+        **metrics,
+        **values,
+        "epoch": epoch,
+        "seeds": seeds,
+        "method": spec.sweep.method,
         **{f"hp/{k}": v for k, v in spec.params.items()},
         "effective_batch": job.train.batch_size * job.train.grad_accum,
-        "world_size": 1, "wall_time_s": time.perf_counter() - started, "device": device,
-        "host": platform.node(), "version": VERSION,
+        "world_size": 1,
+        "wall_time_s": time.perf_counter() - started,
+        "device": device,
+        "host": platform.node(),
+        "version": VERSION,
         "utility_floor": spec.utility_floor,
         "utility_violation": spec.utility_floor - metrics["model_utility"],
     }

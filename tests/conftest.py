@@ -36,11 +36,15 @@ def tiny_tokenizer(tmp_path_factory):
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        vocab_size=400,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tk.train_from_iterator([t for qa in SENTENCES for t in qa] + ["Question: Answer:"], trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     fast.chat_template = CHAT_TEMPLATE
     path = tmp_path_factory.mktemp("tok")
     fast.save_pretrained(path)
@@ -51,11 +55,19 @@ def make_tiny_model(tokenizer, seed: int = 0, layers: int = 2):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=128, tie_word_embeddings=True,
-                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                      bos_token_id=tokenizer.bos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -81,14 +93,33 @@ def small_benchmark():
 
     name = "tiny-tofu-small"
     builtin.build_models(name, ("full", "retain90"))  # both at once when neither is cached
-    return {"data": builtin.data_dir(name), "target": builtin.model_dir(name, "full"),
-            "retain": builtin.model_dir(name, "retain90")}
+    return {
+        "data": builtin.data_dir(name),
+        "target": builtin.model_dir(name, "full"),
+        "retain": builtin.model_dir(name, "retain90"),
+    }
 
 
-SECRETS = {"HF_TOKEN": "hf_secret123", "WANDB_API_KEY": "wandb-secret-456",
-           "AWS_SECRET_ACCESS_KEY": "aws-secret-789"}
-SMALL_SWEEP = ["sweep", "--method", "npo", "--benchmark", "tiny-tofu-small", "--split", "forget10",
-               "--trials", "2", "--fix", "epochs=1", "--max-concurrent", "1"]
+SECRETS = {
+    "HF_TOKEN": "hf_secret123",
+    "WANDB_API_KEY": "wandb-secret-456",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-789",
+}
+SMALL_SWEEP = [
+    "sweep",
+    "--method",
+    "npo",
+    "--benchmark",
+    "tiny-tofu-small",
+    "--split",
+    "forget10",
+    "--trials",
+    "2",
+    "--fix",
+    "epochs=1",
+    "--max-concurrent",
+    "1",
+]
 
 
 @pytest.fixture(scope="session")
@@ -99,8 +130,12 @@ def small_sweep(tmp_path_factory, small_benchmark):
     import sys
 
     out = tmp_path_factory.mktemp("small-sweep")
-    run = subprocess.run([sys.executable, "-m", "sweeps.cli", *SMALL_SWEEP, "--output", str(out),
-                          "--name", "exp"], env={**os.environ, **SECRETS}, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *SMALL_SWEEP, "--output", str(out), "--name", "exp"],
+        env={**os.environ, **SECRETS},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return out / "exp", run.stdout + run.stderr

@@ -61,16 +61,24 @@ def test_pareto_mask_equals_optuna_best_trials(seed):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=[d + "imize" for d in directions])
     for v in values:
-        study.add_trial(optuna.trial.create_trial(values=list(v), params={"x": 0.0},
-                                                  distributions={"x": FloatDistribution(0, 1)}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=list(v), params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)}
+            )
+        )
     ours = set(np.flatnonzero(pareto.pareto_mask(values, directions)))
     assert ours == {t.number for t in study.best_trials}
 
 
 def test_front_per_series_and_across():
-    df = pd.DataFrame({"series": ["a", "a", "b", "b", "a"],
-                       "status": ["complete", "complete", "complete", "complete", "stopped"],
-                       "x": [1.0, 2.0, 0.5, 3.0, 9.0], "y": [2.0, 1.0, 0.5, 3.0, 9.0]})
+    df = pd.DataFrame(
+        {
+            "series": ["a", "a", "b", "b", "a"],
+            "status": ["complete", "complete", "complete", "complete", "stopped"],
+            "x": [1.0, 2.0, 0.5, 3.0, 9.0],
+            "y": [2.0, 1.0, 0.5, 3.0, 9.0],
+        }
+    )
     assert pareto.front(df, ["x", "y"], ["max", "max"]).tolist() == [1, 1, 0, 1, 0]
     assert pareto.front(df, ["x", "y"], ["max", "max"], by=None).tolist() == [0, 0, 0, 1, 0]
 
@@ -112,10 +120,15 @@ def test_fq_mu_hypervolume_clips_at_the_floor():
 
 
 def test_hypervolume_curve_counts_failed_trials_and_never_drops():
-    df = pd.DataFrame({"series": ["a"] * 4, "trial_index": [1, 2, 3, 3],
-                       "status": ["complete", "failed", "complete", "complete"],
-                       "log10_forget_quality": [-10.0, np.nan, -5.0, -2.0],
-                       "model_utility": [0.5, np.nan, 0.2, 0.1]})
+    df = pd.DataFrame(
+        {
+            "series": ["a"] * 4,
+            "trial_index": [1, 2, 3, 3],
+            "status": ["complete", "failed", "complete", "complete"],
+            "log10_forget_quality": [-10.0, np.nan, -5.0, -2.0],
+            "model_utility": [0.5, np.nan, 0.2, 0.1],
+        }
+    )
     curve = pareto.hypervolume_curve(df)
     assert curve["trials"].tolist() == [1, 2, 3]
     # widths from the floor -20: 10, 15, 18; at 3 trials 18 x 0.1 + 15 x 0.1 + 10 x 0.3 = 6.3
@@ -129,9 +142,17 @@ def test_load_counts_every_trial_with_its_status(experiment):
     rows, (exp,) = load([experiment])
     npo = rows[rows["method"] == "npo"]
     per_trial = npo.drop_duplicates("trial_index").set_index("trial_index")["trial_status"]
-    assert per_trial.to_dict() == {1: "complete", 2: "complete", 3: "diverged", 4: "failed",
-                                   5: "stopped", 6: "complete", 7: "complete", 8: "running",
-                                   9: "complete"}
+    assert per_trial.to_dict() == {
+        1: "complete",
+        2: "complete",
+        3: "diverged",
+        4: "failed",
+        5: "stopped",
+        6: "complete",
+        7: "complete",
+        8: "running",
+        9: "complete",
+    }
     assert npo["number"].tolist() == sorted(npo["number"].tolist())  # Optuna numbers attached
     failed = npo[npo["status"].isin(["failed", "diverged"])]
     assert len(failed) == 2 and failed["model_utility"].isna().all()
@@ -141,8 +162,16 @@ def test_load_counts_every_trial_with_its_status(experiment):
     retried = npo[npo["trial_index"] == 6]  # epoch 1 written twice: the later one stands
     assert retried["epoch"].tolist() == [1, 2, 3, 4] and retried["retries"].iloc[0] == 1
     assert npo[npo["is_default"]]["trial_index"].unique().tolist() == [1]
-    assert {"p_lr", "p_beta", "log10_forget_quality", "privleak", "abs_privleak",
-            "optimizer_steps", "wall_time_s", "seeds"} <= set(rows.columns)
+    assert {
+        "p_lr",
+        "p_beta",
+        "log10_forget_quality",
+        "privleak",
+        "abs_privleak",
+        "optimizer_steps",
+        "wall_time_s",
+        "seeds",
+    } <= set(rows.columns)
     assert not any(c.startswith("hp/") or c in ("pid", "node_ip", "host") for c in rows.columns)
     assert exp.target == TARGET
 
@@ -158,20 +187,30 @@ def test_layout_constants_match_the_sweep_writer(tmp_path):
 
 
 def test_analysis_never_imports_ray():
-    code = ("import sys, analysis.cli, analysis.report, analysis.export, analysis.summary\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'ray')\n"
-            "print(bad); sys.exit(1 if bad else 0)\n")
+    code = (
+        "import sys, analysis.cli, analysis.report, analysis.export, analysis.summary\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'ray')\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_near_bounds_and_importances_with_too_few_trials():
-    front = pd.DataFrame({"series": ["npo"] * 2, "trial_id": ["a", "b"],
-                          "p_lr": [1.1e-4, 7e-4], "p_gamma": [1.0, 1.95]})
+    front = pd.DataFrame(
+        {
+            "series": ["npo"] * 2,
+            "trial_id": ["a", "b"],
+            "p_lr": [1.1e-4, 7e-4],
+            "p_gamma": [1.0, 1.95],
+        }
+    )
     ranges = {"lr": SearchRange(1e-4, 5e-3, log=True), "gamma": SearchRange(0.5, 2.0, log=False)}
     flags = near_bounds(front, ranges)
-    assert flags[["trial_id", "param", "bound"]].values.tolist() == [["a", "lr", "low"],
-                                                                     ["b", "gamma", "high"]]
+    assert flags[["trial_id", "param", "bound"]].values.tolist() == [
+        ["a", "lr", "low"],
+        ["b", "gamma", "high"],
+    ]
     study = optuna.create_study(directions=["maximize", "maximize"])
     assert importances(study, ["a", "b"], ["max", "max"]).note.startswith("0 complete")
 
@@ -191,8 +230,14 @@ def test_analyze_writes_every_plot_and_the_report(experiment, capsys):
     assert (plots / "plotly.min.js").stat().st_size > 1_000_000  # offline: no CDN
     assert "lr = " in (plots / "pareto.html").read_text()  # hover shows hyperparameters
     md = (experiment / "report.md").read_text()
-    for text in ("## Sweep settings", "| npo | 9 | 5 | 1 | 1 | 1 | 1 |", "out of memory",
-                 "![pareto](analysis/pareto.png)", "### grad_diff", "log10 forget quality -20"):
+    for text in (
+        "## Sweep settings",
+        "| npo | 9 | 5 | 1 | 1 | 1 | 1 |",
+        "out of memory",
+        "![pareto](analysis/pareto.png)",
+        "### grad_diff",
+        "log10 forget quality -20",
+    ):
         assert text in md, text
     assert "<iframe src='analysis/pareto.html'" in (experiment / "report.html").read_text()
     assert not list(experiment.rglob("*.tmp"))
@@ -200,8 +245,14 @@ def test_analyze_writes_every_plot_and_the_report(experiment, capsys):
 
 def test_analyze_compares_folders_side_by_side(tmp_path, capsys):
     tpe = write_experiment(tmp_path / "tpe", methods=("npo",), trials=4, outcomes={})
-    grid = write_experiment(tmp_path / "grid", methods=("npo",), trials=4, seed=3,
-                            sampler="grid", outcomes={1: "crashed"})
+    grid = write_experiment(
+        tmp_path / "grid",
+        methods=("npo",),
+        trials=4,
+        seed=3,
+        sampler="grid",
+        outcomes={1: "crashed"},
+    )
     assert main(["analyze", str(tpe), str(grid)]) == 0
     md = (tpe / "comparison" / "report.md").read_text()
     assert "tpe/npo" in md and "grid/npo" in md and "## Front across series" in md
@@ -214,11 +265,17 @@ def test_analyze_compares_folders_side_by_side(tmp_path, capsys):
 
 # front A..D, E dominated, F better than all but below the utility floor (stopped: never chosen)
 TABLE = pd.DataFrame(
-    {"trial_id": list("ABCDEF"), "number": range(6), "trial_index": range(1, 7),
-     "epoch": [1, 2, 3, 4, 5, 6], "method": "npo",
-     "status": ["complete"] * 5 + ["stopped"],
-     "log10_forget_quality": [-10.0, -3.0, -1.0, -0.5, -5.0, 0.0],
-     "model_utility": [0.6, 0.55, 0.3, 0.1, 0.5, 0.9]})
+    {
+        "trial_id": list("ABCDEF"),
+        "number": range(6),
+        "trial_index": range(1, 7),
+        "epoch": [1, 2, 3, 4, 5, 6],
+        "method": "npo",
+        "status": ["complete"] * 5 + ["stopped"],
+        "log10_forget_quality": [-10.0, -3.0, -1.0, -0.5, -5.0, 0.0],
+        "model_utility": [0.6, 0.55, 0.3, 0.1, 0.5, 0.9],
+    }
+)
 TABLE["forget_quality"] = 10.0 ** TABLE["log10_forget_quality"]
 KEYS, DIRS = ["log10_forget_quality", "model_utility"], ["max", "max"]
 
@@ -276,8 +333,21 @@ def test_bad_rules_are_refused(kwargs, message):
 
 # --- export files -------------------------------------------------------------------------------
 
-FIELDS = {"method", "benchmark", "split", "hparams", "train", "model", "lora_r", "objectives",
-          "metrics", "trial_id", "epoch", "version", "rule"}
+FIELDS = {
+    "method",
+    "benchmark",
+    "split",
+    "hparams",
+    "train",
+    "model",
+    "lora_r",
+    "objectives",
+    "metrics",
+    "trial_id",
+    "epoch",
+    "version",
+    "rule",
+}
 
 
 def test_export_writes_yaml_and_json_with_only_the_listed_fields(experiment, capsys):
@@ -288,17 +358,27 @@ def test_export_writes_yaml_and_json_with_only_the_listed_fields(experiment, cap
         doc = yaml.safe_load((experiment / "best" / f"{method}.yaml").read_text())
         assert doc == json.loads((experiment / "best" / f"{method}.json").read_text())
         assert set(doc) == FIELDS and doc["method"] == method
-        assert set(doc["train"]) == {"lr", "epochs", "warmup_epochs", "weight_decay",
-                                     "batch_size", "grad_accum", "seed", "stop_after"}
-        assert doc["objectives"]["model_utility"] >= \
-            0.9 * TARGET["model_utility"]
+        assert set(doc["train"]) == {
+            "lr",
+            "epochs",
+            "warmup_epochs",
+            "weight_decay",
+            "batch_size",
+            "grad_accum",
+            "seed",
+            "stop_after",
+        }
+        assert doc["objectives"]["model_utility"] >= 0.9 * TARGET["model_utility"]
         assert doc["rule"] == {"name": "max-forget", "min_utility_frac": 0.9}
         assert "host" not in json.dumps(doc) and "node" not in json.dumps(doc)
         stop = doc["train"]["stop_after"]
         assert (stop is None) == (doc["epoch"] == doc["train"]["epochs"])
         assert stop is None or 1 <= stop < doc["train"]["epochs"]
-    assert set(yaml.safe_load((experiment / "best" / "npo.yaml").read_text())["hparams"]) == \
-        {"beta", "alpha", "gamma"}
+    assert set(yaml.safe_load((experiment / "best" / "npo.yaml").read_text())["hparams"]) == {
+        "beta",
+        "alpha",
+        "gamma",
+    }
 
 
 def test_record_keeps_the_trial_schedule_and_stops_early(experiment):
@@ -308,10 +388,15 @@ def test_record_keeps_the_trial_schedule_and_stops_early(experiment):
     assert doc["train"]["epochs"] == 4 and doc["train"]["stop_after"] == 2 and doc["epoch"] == 2
     assert isinstance(doc["train"]["epochs"], int) and doc["rule"] == {"name": "knee"}
     text = export.openunlearning_overrides(doc)
-    for part in ("trainer=NPO", "forget_split=forget10", "retain_split=retain90",
-                 f"trainer.args.learning_rate={doc['train']['lr']!r}",
-                 "trainer.args.num_train_epochs=4", "trainer.args.save_strategy=epoch",
-                 "trainer.args.per_device_train_batch_size=8"):
+    for part in (
+        "trainer=NPO",
+        "forget_split=forget10",
+        "retain_split=retain90",
+        f"trainer.args.learning_rate={doc['train']['lr']!r}",
+        "trainer.args.num_train_epochs=4",
+        "trainer.args.save_strategy=epoch",
+        "trainer.args.per_device_train_batch_size=8",
+    ):
         assert part in text, part
 
 
@@ -334,8 +419,12 @@ def test_not_an_experiment_folder(tmp_path, capsys):
 
 
 def test_zero_complete_trials(tmp_path, capsys):
-    home = write_experiment(tmp_path / "dead", methods=("npo",), trials=3,
-                            outcomes={0: "crashed", 1: "diverged", 2: "crashed"})
+    home = write_experiment(
+        tmp_path / "dead",
+        methods=("npo",),
+        trials=3,
+        outcomes={0: "crashed", 1: "diverged", 2: "crashed"},
+    )
     before = sorted(p.name for p in home.rglob("*"))
     assert main(["analyze", str(home)]) == 2
     assert "no complete trial" in _one_line_error(capsys)
@@ -346,10 +435,12 @@ def test_zero_complete_trials(tmp_path, capsys):
 
 def test_unmet_constraint_and_bad_options_write_nothing(experiment, tmp_path, capsys):
     home = write_experiment(tmp_path / "e", methods=("npo", "grad_diff"), trials=4, outcomes={})
-    cases = [(["--rule", "max-forget", "--min-utility-frac", "1.4"], "closest: trial"),
-             (["--rule", "nope"], "unknown rule"),
-             (["--rule", "weighted", "--weights", "1,x"], "--weights expects"),
-             (["--rule", "weighted", "--weights", "1,2,3"], "3 weights for 2 objectives")]
+    cases = [
+        (["--rule", "max-forget", "--min-utility-frac", "1.4"], "closest: trial"),
+        (["--rule", "nope"], "unknown rule"),
+        (["--rule", "weighted", "--weights", "1,x"], "--weights expects"),
+        (["--rule", "weighted", "--weights", "1,2,3"], "3 weights for 2 objectives"),
+    ]
     for args, message in cases:
         assert main(["export", str(home), *args]) == 2, args
         assert message in _one_line_error(capsys)

@@ -38,12 +38,22 @@ MUSE_TRIALS = {  # (forget_verbmem_ROUGE, model_utility)
     "E": (0.40, 0.85, "complete"),  # dominated by B
     "F": (0.01, 0.05, "stopped"),  # below the utility floor: never on a front, never exported
 }
-MUSE_TARGET = {"forget_verbmem_ROUGE": 0.82, "forget_knowmem_ROUGE": 1.0,
-               "retain_knowmem_ROUGE": 1.0, "model_utility": 1.0, "privleak": -99.9,
-               "extraction_strength": 1.0}
-MUSE_RETAIN = {"forget_verbmem_ROUGE": 0.20, "forget_knowmem_ROUGE": 0.05,
-               "retain_knowmem_ROUGE": 0.98, "model_utility": 0.98, "privleak": 0.0,
-               "extraction_strength": 0.03}
+MUSE_TARGET = {
+    "forget_verbmem_ROUGE": 0.82,
+    "forget_knowmem_ROUGE": 1.0,
+    "retain_knowmem_ROUGE": 1.0,
+    "model_utility": 1.0,
+    "privleak": -99.9,
+    "extraction_strength": 1.0,
+}
+MUSE_RETAIN = {
+    "forget_verbmem_ROUGE": 0.20,
+    "forget_knowmem_ROUGE": 0.05,
+    "retain_knowmem_ROUGE": 0.98,
+    "model_utility": 0.98,
+    "privleak": 0.0,
+    "extraction_strength": 0.03,
+}
 DUSK_TRIALS = {  # (forget_specific_ROUGE, shared_ROUGE)
     "P": (0.90, 0.80, "complete"),
     "Q": (0.50, 0.78, "complete"),
@@ -52,37 +62,79 @@ DUSK_TRIALS = {  # (forget_specific_ROUGE, shared_ROUGE)
     "T": (0.05, 0.10, "complete"),
     "U": (0.0, 0.0, "crashed"),  # an error before any report
 }
-DUSK_TARGET = {"forget_specific_ROUGE": 0.95, "shared_ROUGE": 0.82, "retain_specific_ROUGE": 0.9,
-               "forget_verbmem_ROUGE": 0.9, "model_utility": 0.85, "retain_deviation": 0.0,
-               "privleak": -90.0}
-DUSK_RETAIN = {"forget_specific_ROUGE": 0.30, "shared_ROUGE": 0.80, "retain_specific_ROUGE": 0.9,
-               "forget_verbmem_ROUGE": 0.3, "model_utility": 0.84, "retain_deviation": 1.0,
-               "privleak": 0.0}
+DUSK_TARGET = {
+    "forget_specific_ROUGE": 0.95,
+    "shared_ROUGE": 0.82,
+    "retain_specific_ROUGE": 0.9,
+    "forget_verbmem_ROUGE": 0.9,
+    "model_utility": 0.85,
+    "retain_deviation": 0.0,
+    "privleak": -90.0,
+}
+DUSK_RETAIN = {
+    "forget_specific_ROUGE": 0.30,
+    "shared_ROUGE": 0.80,
+    "retain_specific_ROUGE": 0.9,
+    "forget_verbmem_ROUGE": 0.3,
+    "model_utility": 0.84,
+    "retain_deviation": 1.0,
+    "privleak": 0.0,
+}
 
 
 def _muse_metrics(forget: float, keep: float) -> dict:
-    return {"forget_verbmem_ROUGE": forget, "model_utility": keep,
-            "forget_knowmem_ROUGE": forget / 2, "retain_knowmem_ROUGE": keep,
-            "privleak": -100.0 * forget, "extraction_strength": forget, "mia_min_k": 0.5}
+    return {
+        "forget_verbmem_ROUGE": forget,
+        "model_utility": keep,
+        "forget_knowmem_ROUGE": forget / 2,
+        "retain_knowmem_ROUGE": keep,
+        "privleak": -100.0 * forget,
+        "extraction_strength": forget,
+        "mia_min_k": 0.5,
+    }
 
 
 def _dusk_metrics(forget: float, keep: float) -> dict:
-    return {"forget_specific_ROUGE": forget, "shared_ROUGE": keep, "retain_specific_ROUGE": keep,
-            "forget_verbmem_ROUGE": forget, "model_utility": 0.5 + keep / 2,
-            "retain_deviation": 10 * (1 - keep), "privleak": -50.0 * forget, "mia_min_k": 0.5}
+    return {
+        "forget_specific_ROUGE": forget,
+        "shared_ROUGE": keep,
+        "retain_specific_ROUGE": keep,
+        "forget_verbmem_ROUGE": forget,
+        "model_utility": 0.5 + keep / 2,
+        "retain_deviation": 10 * (1 - keep),
+        "privleak": -50.0 * forget,
+        "mia_min_k": 0.5,
+    }
 
 
-def write_doc_experiment(home: Path, benchmark: str, objectives: tuple[str, ...],
-                         trials: dict, target: dict, retain: dict, method: str = "npo") -> Path:
+def write_doc_experiment(
+    home: Path,
+    benchmark: str,
+    objectives: tuple[str, ...],
+    trials: dict,
+    target: dict,
+    retain: dict,
+    method: str = "npo",
+) -> Path:
     """One method, one reported epoch per trial (its last), in the format of fake.py."""
     metrics_of = _muse_metrics if "muse" in benchmark else _dusk_metrics
-    cfg = SweepConfig(method=method, benchmark=benchmark, trials=len(trials),
-                      objectives=objectives, utility_floor=0.1)
+    cfg = SweepConfig(
+        method=method,
+        benchmark=benchmark,
+        trials=len(trials),
+        objectives=objectives,
+        utility_floor=0.1,
+    )
     objs = get_objectives(list(objectives))
     home.mkdir(parents=True)
-    manifest = {"tool": "unlearn-sweep", "version": "0.1.0", "name": home.name,
-                "created": "2026-11-30T00:00:00+00:00", "sweeps": [to_dict(cfg)],
-                "defaults": {method: defaults_point(cfg)}}
+    manifest = {
+        "tool": "unlearn-sweep",
+        "version": "0.1.0",
+        "name": home.name,
+        "created": "2026-11-30T00:00:00+00:00",
+        "sweeps": [to_dict(cfg)],
+        "defaults": {method: defaults_point(cfg)},
+    }
     (home / "unlearn_sweep.json").write_text(json.dumps(manifest, indent=2))
     (home / "reference").mkdir()
     bench = f"{benchmark}-{cfg.split}"
@@ -91,9 +143,12 @@ def write_doc_experiment(home: Path, benchmark: str, objectives: tuple[str, ...]
     (home / "optuna").mkdir()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(home / "optuna" / f"{method}.journal")))
-    study = optuna.create_study(study_name=method, storage=storage,
-                                directions=[o.mode + "imize" for o in objs],
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        study_name=method,
+        storage=storage,
+        directions=[o.mode + "imize" for o in objs],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     study.enqueue_trial(manifest["defaults"][method])
     floor = cfg.utility_floor * target["model_utility"]
     lines = []
@@ -102,22 +157,54 @@ def write_doc_experiment(home: Path, benchmark: str, objectives: tuple[str, ...]
         params = SPACES[method](trial, SpaceOptions("tiny"))
         trial.set_user_attr("ray_trial_id", tid)
         if status == "crashed":
-            lines.append({"event": "error", "trial_id": tid, "method": method, "params": params,
-                          "error": "RuntimeError: CUDA error: out of memory", "time": 1.8e9})
+            lines.append(
+                {
+                    "event": "error",
+                    "trial_id": tid,
+                    "method": method,
+                    "params": params,
+                    "error": "RuntimeError: CUDA error: out of memory",
+                    "time": 1.8e9,
+                }
+            )
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
         epoch = int(params["epochs"])
         m = metrics_of(forget, keep)
         violation = floor - m["model_utility"]
         assert (violation > 0) == (status == "stopped"), tid
-        lines.append({"event": "result", "trial_id": tid, "method": method, "params": params,
-                      **m, **objective_values(m, objs), "optimizer_steps": 3 * epoch,
-                      "epoch": epoch, "seeds": [0], **{f"hp/{k}": v for k, v in params.items()},
-                      "effective_batch": 32, "world_size": 1, "wall_time_s": 1.0, "device": "cpu",
-                      "host": "node-7", "version": "0.1.0", "utility_floor": floor,
-                      "utility_violation": violation, **_ray_fields(tid, epoch, 1.8e9)})
-        lines.append({"event": "complete", "trial_id": tid, "method": method, "params": params,
-                      "time": 1.8e9})
+        lines.append(
+            {
+                "event": "result",
+                "trial_id": tid,
+                "method": method,
+                "params": params,
+                **m,
+                **objective_values(m, objs),
+                "optimizer_steps": 3 * epoch,
+                "epoch": epoch,
+                "seeds": [0],
+                **{f"hp/{k}": v for k, v in params.items()},
+                "effective_batch": 32,
+                "world_size": 1,
+                "wall_time_s": 1.0,
+                "device": "cpu",
+                "host": "node-7",
+                "version": "0.1.0",
+                "utility_floor": floor,
+                "utility_violation": violation,
+                **_ray_fields(tid, epoch, 1.8e9),
+            }
+        )
+        lines.append(
+            {
+                "event": "complete",
+                "trial_id": tid,
+                "method": method,
+                "params": params,
+                "time": 1.8e9,
+            }
+        )
         trial.set_user_attr("epoch", epoch)
         trial.set_constraint("utility_floor", violation)
         study.tell(trial, [lines[-2][o.key] for o in objs])
@@ -128,16 +215,26 @@ def write_doc_experiment(home: Path, benchmark: str, objectives: tuple[str, ...]
 
 @pytest.fixture(scope="module")
 def muse(tmp_path_factory):
-    return write_doc_experiment(tmp_path_factory.mktemp("m") / "muse", "tiny-muse",
-                                ("forget_verbmem", "model_utility"), MUSE_TRIALS, MUSE_TARGET,
-                                MUSE_RETAIN)
+    return write_doc_experiment(
+        tmp_path_factory.mktemp("m") / "muse",
+        "tiny-muse",
+        ("forget_verbmem", "model_utility"),
+        MUSE_TRIALS,
+        MUSE_TARGET,
+        MUSE_RETAIN,
+    )
 
 
 @pytest.fixture(scope="module")
 def dusk(tmp_path_factory):
-    return write_doc_experiment(tmp_path_factory.mktemp("d") / "dusk", "tiny-dusk",
-                                ("forget_specific", "shared_knowledge"), DUSK_TRIALS, DUSK_TARGET,
-                                DUSK_RETAIN)
+    return write_doc_experiment(
+        tmp_path_factory.mktemp("d") / "dusk",
+        "tiny-dusk",
+        ("forget_specific", "shared_knowledge"),
+        DUSK_TRIALS,
+        DUSK_TARGET,
+        DUSK_RETAIN,
+    )
 
 
 def _on(a, mask) -> set[str]:
@@ -149,8 +246,10 @@ def _on(a, mask) -> set[str]:
 
 @pytest.mark.parametrize(
     "which, keys, front",
-    [("muse", ["forget_verbmem_ROUGE", "model_utility"], set("ABCD")),
-     ("dusk", ["forget_specific_ROUGE", "shared_ROUGE"], set("PQRT"))],
+    [
+        ("muse", ["forget_verbmem_ROUGE", "model_utility"], set("ABCD")),
+        ("dusk", ["forget_specific_ROUGE", "shared_ROUGE"], set("PQRT")),
+    ],
 )
 def test_fronts_use_the_sweeps_objectives(which, keys, front, request):
     a = analyze([request.getfixturevalue(which)])
@@ -163,12 +262,30 @@ def test_fronts_use_the_sweeps_objectives(which, keys, front, request):
     [
         # reference (1, 0). Muse, by utility band: [0, .2] x .95 + [.2, .6] x .9 + [.6, .91] x .7
         # + [.91, .95] x .2 = .19 + .36 + .217 + .008; E, dominated, and F, stopped, add nothing
-        ("muse", [0.2 * 0.95, 0.7 * 0.91 + 0.2 * 0.04, 0.9 * 0.6 + 0.7 * 0.31 + 0.008,
-                  0.775, 0.775, 0.775]),
+        (
+            "muse",
+            [
+                0.2 * 0.95,
+                0.7 * 0.91 + 0.2 * 0.04,
+                0.9 * 0.6 + 0.7 * 0.31 + 0.008,
+                0.775,
+                0.775,
+                0.775,
+            ],
+        ),
         # dusk: [0, .1] x .95 + [.1, .5] x .8 + [.5, .78] x .5 + [.78, .8] x .1 = .557; S is
         # dominated by Q, U crashed (counts as a trial, adds nothing)
-        ("dusk", [0.1 * 0.8, 0.5 * 0.78 + 0.1 * 0.02, 0.8 * 0.5 + 0.5 * 0.28 + 0.002, 0.542,
-                  0.095 + 0.32 + 0.14 + 0.002, 0.557]),
+        (
+            "dusk",
+            [
+                0.1 * 0.8,
+                0.5 * 0.78 + 0.1 * 0.02,
+                0.8 * 0.5 + 0.5 * 0.28 + 0.002,
+                0.542,
+                0.095 + 0.32 + 0.14 + 0.002,
+                0.557,
+            ],
+        ),
     ],
 )
 def test_hypervolume_equals_the_hand_computed_area(which, curve, request):
@@ -182,9 +299,13 @@ def test_every_objective_has_a_hypervolume_reference():
     assert set(pareto.REFERENCE) == {o.key for o in OBJECTIVES.values()}
     for o in OBJECTIVES.values():  # a reference is the worst end: no value in range is worse
         ref = pareto.reference_point([o.key])[0]
-        assert ref == (pareto.LOG10_FQ_FLOOR if o.key == "log10_forget_quality" else
-                       {"min": 1.0, "max": 0.0}[o.mode]
-                       if o.key not in ("abs_privleak", "retain_deviation") else 100.0), o.key
+        assert ref == (
+            pareto.LOG10_FQ_FLOOR
+            if o.key == "log10_forget_quality"
+            else {"min": 1.0, "max": 0.0}[o.mode]
+            if o.key not in ("abs_privleak", "retain_deviation")
+            else 100.0
+        ), o.key
 
 
 @pytest.mark.parametrize(
@@ -222,10 +343,18 @@ def test_3d_hypervolume_equals_optunas(seed):
 
 @pytest.mark.parametrize(
     "which, labels, refs",
-    [("muse", ("forget_verbmem_ROUGE (lower is better)", "model_utility (higher is better)"),
-      "forget_verbmem_ROUGE 1 and model utility 0"),
-     ("dusk", ("forget_specific_ROUGE (lower is better)", "shared_ROUGE (higher is better)"),
-      "forget_specific_ROUGE 1 and shared_ROUGE 0")],
+    [
+        (
+            "muse",
+            ("forget_verbmem_ROUGE (lower is better)", "model_utility (higher is better)"),
+            "forget_verbmem_ROUGE 1 and model utility 0",
+        ),
+        (
+            "dusk",
+            ("forget_specific_ROUGE (lower is better)", "shared_ROUGE (higher is better)"),
+            "forget_specific_ROUGE 1 and shared_ROUGE 0",
+        ),
+    ],
 )
 def test_analyze_writes_every_plot_and_the_report(which, labels, refs, request, capsys):
     home = request.getfixturevalue(which)
@@ -240,8 +369,13 @@ def test_analyze_writes_every_plot_and_the_report(which, labels, refs, request, 
         assert text in page, text
     md = (home / "report.md").read_text()
     x = labels[0].split()[0]
-    for text in (f"## {x} vs ", f"Hypervolume reference point: {refs}", "### npo",
-                 "![pareto](analysis/pareto.png)", f"{x} (min)"):
+    for text in (
+        f"## {x} vs ",
+        f"Hypervolume reference point: {refs}",
+        "### npo",
+        "![pareto](analysis/pareto.png)",
+        f"{x} (min)",
+    ):
         assert text in md, text
     assert "<iframe src='analysis/pareto.html'" in (home / "report.html").read_text()
     assert not list(home.rglob("*.tmp"))
@@ -249,8 +383,14 @@ def test_analyze_writes_every_plot_and_the_report(which, labels, refs, request, 
 
 def test_references_without_the_objective_are_not_marked(tmp_path):
     retain = {k: v for k, v in MUSE_RETAIN.items() if k != "model_utility"}
-    home = write_doc_experiment(tmp_path / "m", "tiny-muse", ("forget_verbmem", "model_utility"),
-                                MUSE_TRIALS, MUSE_TARGET, retain)
+    home = write_doc_experiment(
+        tmp_path / "m",
+        "tiny-muse",
+        ("forget_verbmem", "model_utility"),
+        MUSE_TRIALS,
+        MUSE_TARGET,
+        retain,
+    )
     assert main(["analyze", str(home)]) == 0
     page = (home / "analysis" / "pareto.html").read_text()
     assert "target model" in page and "retain model" not in page
@@ -297,10 +437,16 @@ def test_each_export_rule_picks_the_hand_expected_trial(which, args, picked, req
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--rule", "max-forget", "--min-utility-frac", "1.2"],
-      "no trial reaches model_utility >= 1.2 x target 1 = 1.2; closest: trial A epoch"),
-     (["--rule", "max-utility", "--min-forget-quality", "0.1"],
-      "--min-forget-quality applies to forget_quality")],
+    [
+        (
+            ["--rule", "max-forget", "--min-utility-frac", "1.2"],
+            "no trial reaches model_utility >= 1.2 x target 1 = 1.2; closest: trial A epoch",
+        ),
+        (
+            ["--rule", "max-utility", "--min-forget-quality", "0.1"],
+            "--min-forget-quality applies to forget_quality",
+        ),
+    ],
 )
 def test_export_refusals_name_the_objective(muse, args, message, tmp_path, capsys):
     home = tmp_path / "copy"
@@ -313,8 +459,14 @@ def test_export_refusals_name_the_objective(muse, args, message, tmp_path, capsy
 
 def test_unreachable_retain_bar_names_the_closest_trial(tmp_path, capsys):
     retain = MUSE_RETAIN | {"forget_verbmem_ROUGE": 0.001}
-    home = write_doc_experiment(tmp_path / "m", "tiny-muse", ("forget_verbmem", "model_utility"),
-                                MUSE_TRIALS, MUSE_TARGET, retain)
+    home = write_doc_experiment(
+        tmp_path / "m",
+        "tiny-muse",
+        ("forget_verbmem", "model_utility"),
+        MUSE_TRIALS,
+        MUSE_TARGET,
+        retain,
+    )
     assert main(["export", str(home), "--rule", "max-utility"]) == 2
     err = capsys.readouterr().err
     assert "forget_verbmem_ROUGE <= 0.001 (the retain model's); closest: trial D" in err
@@ -324,9 +476,14 @@ def test_unreachable_retain_bar_names_the_closest_trial(tmp_path, capsys):
 
 
 def test_three_objectives_analyse_and_export(tmp_path, capsys):
-    home = write_doc_experiment(tmp_path / "m3", "tiny-muse",
-                                ("forget_verbmem", "model_utility", "privleak"), MUSE_TRIALS,
-                                MUSE_TARGET, MUSE_RETAIN)
+    home = write_doc_experiment(
+        tmp_path / "m3",
+        "tiny-muse",
+        ("forget_verbmem", "model_utility", "privleak"),
+        MUSE_TRIALS,
+        MUSE_TARGET,
+        MUSE_RETAIN,
+    )
     a = analyze([home])
     assert a.shared[0] == ["forget_verbmem_ROUGE", "model_utility", "abs_privleak"]
     assert a.reference == [1.0, 0.0, 100.0]
@@ -337,7 +494,8 @@ def test_three_objectives_analyse_and_export(tmp_path, capsys):
     ok = a.rows[a.rows["status"] == "complete"]
     v = ok[a.shared[0]].to_numpy() * np.array([1, -1, 1])
     assert a.curves["hypervolume"].iloc[-1] == pytest.approx(
-        compute_hypervolume(v, np.array([1.0, 0.0, 100.0])))
+        compute_hypervolume(v, np.array([1.0, 0.0, 100.0]))
+    )
     assert _on(a, a.on_plot_front) == set("ABCD")
     assert main(["analyze", str(home)]) == 0
     assert "hypervolume uses all three" in (home / "report.md").read_text()
@@ -347,8 +505,9 @@ def test_three_objectives_analyse_and_export(tmp_path, capsys):
 
 
 def test_one_objective_analyses_and_exports(tmp_path, capsys):
-    home = write_doc_experiment(tmp_path / "m1", "tiny-muse", ("forget_verbmem",), MUSE_TRIALS,
-                                MUSE_TARGET, MUSE_RETAIN)
+    home = write_doc_experiment(
+        tmp_path / "m1", "tiny-muse", ("forget_verbmem",), MUSE_TRIALS, MUSE_TARGET, MUSE_RETAIN
+    )
     a = analyze([home])
     assert _on(a, a.on_front) == {"D"} and a.reference == [1.0]
     assert a.curves["hypervolume"].tolist() == pytest.approx([0.2, 0.7, 0.9, 0.95, 0.95, 0.95])
@@ -366,9 +525,14 @@ def test_one_objective_analyses_and_exports(tmp_path, capsys):
 
 
 def test_folders_with_different_objectives_are_refused(muse, tmp_path, capsys):
-    other = write_doc_experiment(tmp_path / "knowmem", "tiny-muse",
-                                 ("forget_knowmem", "retain_knowmem"), MUSE_TRIALS, MUSE_TARGET,
-                                 MUSE_RETAIN)
+    other = write_doc_experiment(
+        tmp_path / "knowmem",
+        "tiny-muse",
+        ("forget_knowmem", "retain_knowmem"),
+        MUSE_TRIALS,
+        MUSE_TARGET,
+        MUSE_RETAIN,
+    )
     before = sorted(p.name for p in other.rglob("*"))
     assert main(["analyze", str(muse), str(other)]) == 2
     err = capsys.readouterr().err.strip()
@@ -383,11 +547,22 @@ def test_folders_on_different_benchmarks_are_refused(muse, dusk, capsys):
 
 
 def test_folders_sharing_two_objectives_are_compared_on_them(tmp_path, capsys):
-    two = write_doc_experiment(tmp_path / "two", "tiny-muse", ("forget_verbmem", "model_utility"),
-                               MUSE_TRIALS, MUSE_TARGET, MUSE_RETAIN)
-    three = write_doc_experiment(tmp_path / "three", "tiny-muse",
-                                 ("forget_verbmem", "model_utility", "privleak"), MUSE_TRIALS,
-                                 MUSE_TARGET, MUSE_RETAIN)
+    two = write_doc_experiment(
+        tmp_path / "two",
+        "tiny-muse",
+        ("forget_verbmem", "model_utility"),
+        MUSE_TRIALS,
+        MUSE_TARGET,
+        MUSE_RETAIN,
+    )
+    three = write_doc_experiment(
+        tmp_path / "three",
+        "tiny-muse",
+        ("forget_verbmem", "model_utility", "privleak"),
+        MUSE_TRIALS,
+        MUSE_TARGET,
+        MUSE_RETAIN,
+    )
     a = analyze([two, three])
     assert a.shared == (["forget_verbmem_ROUGE", "model_utility"], ["min", "max"])
     assert a.curves.groupby("series")["hypervolume"].last().tolist() == pytest.approx([0.775] * 2)
@@ -410,9 +585,12 @@ def test_tofu_keeps_its_plane_reference_and_hypervolume(tmp_path):
     assert a.on_plot_front.equals(pareto.front(a.rows, pareto.FQ_MU, ("max", "max")))
     ok = a.rows[a.rows["status"] == "complete"]
     assert a.curves["hypervolume"].iloc[-1] == pareto.fq_mu_hypervolume(
-        ok["log10_forget_quality"].to_numpy(), ok["model_utility"].to_numpy())
+        ok["log10_forget_quality"].to_numpy(), ok["model_utility"].to_numpy()
+    )
     assert main(["analyze", str(home)]) == 0
     md = (home / "report.md").read_text()
     assert "## Forget quality vs model utility" in md
-    assert ("Hypervolume reference point: log10 forget quality -20 (lower values are clipped "
-            "there) and model utility 0.\n") in md
+    assert (
+        "Hypervolume reference point: log10 forget quality -20 (lower values are clipped "
+        "there) and model utility 0.\n"
+    ) in md

@@ -14,8 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(script: str, *args: str) -> str:
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 

@@ -69,9 +69,13 @@ def test_cache_key_changes_with_settings():
         del builtin.VARIANTS["_probe"]
 
 
-JOB = JobConfig(method="npo", hparams={"beta": 0.1, "alpha": 1.0}, benchmark=NAME,
-                split="forget10", train=TrainConfig(lr=5e-4, epochs=3, batch_size=8, grad_accum=1,
-                                                    seed=0))
+JOB = JobConfig(
+    method="npo",
+    hparams={"beta": 0.1, "alpha": 1.0},
+    benchmark=NAME,
+    split="forget10",
+    train=TrainConfig(lr=5e-4, epochs=3, batch_size=8, grad_accum=1, seed=0),
+)
 
 
 def test_npo_raises_forget_quality_and_keeps_utility(small_benchmark):
@@ -84,8 +88,9 @@ def test_npo_raises_forget_quality_and_keeps_utility(small_benchmark):
 
 
 def test_same_seed_same_metrics(small_benchmark):
-    job = dataclasses.replace(JOB, train=dataclasses.replace(JOB.train, epochs=1),
-                              eval=EvalConfig(generate=False))
+    job = dataclasses.replace(
+        JOB, train=dataclasses.replace(JOB.train, epochs=1), eval=EvalConfig(generate=False)
+    )
     first, second = run_job(job, eval_before=False), run_job(job, eval_before=False)
     assert first.after == second.after
     assert first.train.logs == second.train.logs
@@ -112,8 +117,9 @@ def test_altpo_jobs_sample_alternates_once_from_the_target(small_benchmark):
     job = JobConfig(method="altpo", benchmark=NAME, eval=EvalConfig(generate=False))
     ctx = job_context(job, views, cpu)
     assert len(ctx.forget) == 80 and all("forget_alt" in ex for ex in ctx.forget)
-    rows = alternates(NAME, "forget10", ctx.setup.data, ctx.setup.fmt,
-                      ModelConfig(ctx.setup.target_model), 0, cpu)
+    rows = alternates(
+        NAME, "forget10", ctx.setup.data, ctx.setup.fmt, ModelConfig(ctx.setup.target_model), 0, cpu
+    )
     assert sum(r["alternate"] != r["answer"] for r in rows) >= 0.75 * len(rows)
     hits = alternates.cache_info().hits
     job_context(dataclasses.replace(job, eval=EvalConfig(batch_size=8)), views, cpu)
@@ -121,13 +127,20 @@ def test_altpo_jobs_sample_alternates_once_from_the_target(small_benchmark):
 
 
 def test_stop_after_reproduces_an_epoch_of_a_longer_run(small_benchmark):
-    job = dataclasses.replace(JOB, train=dataclasses.replace(JOB.train, epochs=2),
-                              eval=EvalConfig(generate=False))
+    job = dataclasses.replace(
+        JOB, train=dataclasses.replace(JOB.train, epochs=2), eval=EvalConfig(generate=False)
+    )
     seen = {}
-    run_job(job, eval_before=False, eval_every=1,
-            on_epoch=lambda epoch, metrics, state: seen.setdefault(epoch, (metrics, state.logs)))
-    short = run_job(dataclasses.replace(job, train=dataclasses.replace(job.train, stop_after=1)),
-                    eval_before=False)
+    run_job(
+        job,
+        eval_before=False,
+        eval_every=1,
+        on_epoch=lambda epoch, metrics, state: seen.setdefault(epoch, (metrics, state.logs)),
+    )
+    short = run_job(
+        dataclasses.replace(job, train=dataclasses.replace(job.train, stop_after=1)),
+        eval_before=False,
+    )
     assert short.train.epochs == 1 and short.train.optimizer_steps == 10
     assert short.after == seen[1][0] and short.train.logs == seen[1][1]
     assert seen[2][0] != seen[1][0]

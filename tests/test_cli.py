@@ -12,8 +12,9 @@ from unlearn_core.methods import METHODS
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 BAD = [
@@ -53,18 +54,38 @@ def test_data_folder_missing_field_or_config(tmp_path, small_benchmark):
     rows = json.loads((data / "forget10_perturbed.json").read_text())
     del rows[3]["paraphrased_answer"]
     (data / "forget10_perturbed.json").write_text(json.dumps(rows))
-    out = cli("evaluate", "--model", str(small_benchmark["target"]), "--benchmark", "tofu",
-              "--data", str(data), "--retain-model", str(small_benchmark["retain"]))
+    out = cli(
+        "evaluate",
+        "--model",
+        str(small_benchmark["target"]),
+        "--benchmark",
+        "tofu",
+        "--data",
+        str(data),
+        "--retain-model",
+        str(small_benchmark["retain"]),
+    )
     assert out.returncode == 2, out.stderr
-    assert out.stderr.strip() == (f"error: {data} config 'forget10_perturbed' split 'train' row 3 "
-                                  "lacks field "
-                                  "'paraphrased_answer'; required: question, answer, "
-                                  "paraphrased_answer, perturbed_answer")
+    assert out.stderr.strip() == (
+        f"error: {data} config 'forget10_perturbed' split 'train' row 3 "
+        "lacks field "
+        "'paraphrased_answer'; required: question, answer, "
+        "paraphrased_answer, perturbed_answer"
+    )
     rows[3]["paraphrased_answer"] = "restored"
     (data / "forget10_perturbed.json").write_text(json.dumps(rows))
     (data / "holdout10.json").unlink()
-    out = cli("evaluate", "--model", str(small_benchmark["target"]), "--benchmark", "tofu",
-              "--data", str(data), "--retain-model", str(small_benchmark["retain"]))
+    out = cli(
+        "evaluate",
+        "--model",
+        str(small_benchmark["target"]),
+        "--benchmark",
+        "tofu",
+        "--data",
+        str(data),
+        "--retain-model",
+        str(small_benchmark["retain"]),
+    )
     assert out.returncode == 2 and "has no config 'holdout10'" in out.stderr
 
 

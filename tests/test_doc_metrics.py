@@ -42,20 +42,27 @@ def _muse_ps(forget: list[float], holdout: list[float], generations: bool = True
         ps |= {
             "forget_knowmem": {"rougeL_f1": np.array([0.0, 0.5, 1.0])},  # mean 0.5
             "retain_knowmem": {"rougeL_f1": np.array([0.3, 0.6, 0.9])},  # mean 0.6
-            "forget_verbmem": {"rougeL_f1": np.array([0.1, 0.3]),  # mean 0.2
-                               "extraction_strength": np.array([0.25, 0.75])},  # mean 0.5
+            "forget_verbmem": {
+                "rougeL_f1": np.array([0.1, 0.3]),  # mean 0.2
+                "extraction_strength": np.array([0.25, 0.75]),
+            },  # mean 0.5
         }
     return ps
 
 
 def _dusk_ps(generations: bool = True) -> dict:
     """forget vs holdout chunks: MIXED (AUC 0.75); retain vs holdout: TIED (AUC 0.875)."""
-    ps = {"forget_chunks": _dusk_mia([1.0, 3.0]), "retain_chunks": _dusk_mia([1.0, 2.0]),
-          "holdout_chunks": _dusk_mia([2.0, 4.0])}
+    ps = {
+        "forget_chunks": _dusk_mia([1.0, 3.0]),
+        "retain_chunks": _dusk_mia([1.0, 2.0]),
+        "holdout_chunks": _dusk_mia([2.0, 4.0]),
+    }
     if generations:
         ps |= {
-            "verbatim": {"rougeL_f1": np.array([0.2, 0.4]),  # mean 0.3
-                         "rougeL_recall": np.array([0.5, 0.7])},  # mean 0.6
+            "verbatim": {
+                "rougeL_f1": np.array([0.2, 0.4]),  # mean 0.3
+                "rougeL_recall": np.array([0.5, 0.7]),
+            },  # mean 0.6
             "specific_forget_qa": {"rougeL_recall": np.array([0.0, 1.0])},  # mean 0.5
             "general_qa": {"rougeL_recall": np.array([0.5, 0.5, 0.8])},  # mean 0.6
             "specific_retain_qa": {"rougeL_recall": np.array([0.4, 0.2])},  # mean 0.3
@@ -99,9 +106,15 @@ def test_hand_computed_aucs(scores, auc):
 )
 def test_muse_summary(scores, auc, privleak):
     m = M.muse_summary(_muse_ps(*scores), retrain_auc=0.5)
-    expected = {"forget_knowmem_ROUGE": 0.5, "retain_knowmem_ROUGE": 0.6,
-                "forget_verbmem_ROUGE": 0.2, "extraction_strength": 0.5, "mia_min_k": auc,
-                "model_utility": 0.6, "privleak": privleak}
+    expected = {
+        "forget_knowmem_ROUGE": 0.5,
+        "retain_knowmem_ROUGE": 0.6,
+        "forget_verbmem_ROUGE": 0.2,
+        "extraction_strength": 0.5,
+        "mia_min_k": auc,
+        "model_utility": 0.6,
+        "privleak": privleak,
+    }
     assert m == pytest.approx(expected)
     assert "privleak" not in M.muse_summary(_muse_ps(*scores), retrain_auc=None)
 
@@ -112,10 +125,16 @@ def test_muse_privleak_against_another_retrain_auc():
 
 
 def test_dusk_summary():
-    base = {"forget_verbmem_ROUGE": 0.3, "forget_verbmem_ROUGE_recall": 0.6,
-            "forget_specific_ROUGE": 0.5, "shared_ROUGE": 0.6, "retain_specific_ROUGE": 0.3,
-            "mia_min_k_plus_plus": 0.75, "retain_mia_min_k_plus_plus": 0.875,
-            "model_utility": 0.4}  # 2 / (1/0.6 + 1/0.3) = 2 / 5
+    base = {
+        "forget_verbmem_ROUGE": 0.3,
+        "forget_verbmem_ROUGE_recall": 0.6,
+        "forget_specific_ROUGE": 0.5,
+        "shared_ROUGE": 0.6,
+        "retain_specific_ROUGE": 0.3,
+        "mia_min_k_plus_plus": 0.75,
+        "retain_mia_min_k_plus_plus": 0.875,
+        "model_utility": 0.4,
+    }  # 2 / (1/0.6 + 1/0.3) = 2 / 5
     assert M.dusk_summary(_dusk_ps(), None) == pytest.approx(base)
     # privleak (0.75 - 0.5) / 0.5 = 50 %; retain deviation |0.875 - 0.7| / 0.7 = 25 %
     with_retrain = base | {"privleak": 50.0, "retain_deviation": 25.0}
@@ -136,15 +155,24 @@ def test_muse_aggregate_without_generations_is_the_auc_and_privleak():
     assert doc_eval.aggregate(ps, "muse", None) == pytest.approx({"mia_min_k": 0.75})
     ref = doc_eval.DocReference("muse-news", "forget", {"mia_min_k": 0.5}, 2)
     assert doc_eval.aggregate(ps, "muse", ref) == pytest.approx(
-        {"mia_min_k": 0.75, "privleak": -50.0})
+        {"mia_min_k": 0.75, "privleak": -50.0}
+    )
 
 
 def test_muse_aggregate_with_generations_adds_the_reference_privleak():
     ref = doc_eval.DocReference("muse-news", "forget", {"mia_min_k": 0.6}, 2)
     m = doc_eval.aggregate(_muse_ps(*MIXED), "muse", ref)
-    assert m == pytest.approx({"forget_knowmem_ROUGE": 0.5, "retain_knowmem_ROUGE": 0.6,
-                               "forget_verbmem_ROUGE": 0.2, "extraction_strength": 0.5,
-                               "mia_min_k": 0.75, "model_utility": 0.6, "privleak": -37.5})
+    assert m == pytest.approx(
+        {
+            "forget_knowmem_ROUGE": 0.5,
+            "retain_knowmem_ROUGE": 0.6,
+            "forget_verbmem_ROUGE": 0.2,
+            "extraction_strength": 0.5,
+            "mia_min_k": 0.75,
+            "model_utility": 0.6,
+            "privleak": -37.5,
+        }
+    )
 
 
 def test_dusk_aggregate_without_generations_is_the_aucs_and_relative_values():
@@ -153,7 +181,8 @@ def test_dusk_aggregate_without_generations_is_the_aucs_and_relative_values():
     assert doc_eval.aggregate(ps, "dusk", None) == pytest.approx(aucs)
     ref = doc_eval.DocReference("dusk", "forget", DUSK_RETRAIN, 2)
     assert doc_eval.aggregate(ps, "dusk", ref) == pytest.approx(
-        aucs | {"privleak": 50.0, "retain_deviation": 25.0})
+        aucs | {"privleak": 50.0, "retain_deviation": 25.0}
+    )
 
 
 def test_dusk_aggregate_with_generations_is_the_summary():
@@ -165,14 +194,16 @@ def test_dusk_aggregate_with_generations_is_the_summary():
 
 
 def test_reference_from_per_sample_values():
-    muse = doc_eval.reference_from(_muse_ps(*MIXED, generations=False), "muse", "muse-news",
-                                   "forget")
+    muse = doc_eval.reference_from(
+        _muse_ps(*MIXED, generations=False), "muse", "muse-news", "forget"
+    )
     assert (muse.benchmark, muse.split, muse.n_forget) == ("muse-news", "forget", 2)
     assert muse.values == pytest.approx({"mia_min_k": 0.75})
     dusk = doc_eval.reference_from(_dusk_ps(generations=False), "dusk", "dusk", "forget")
     assert dusk.n_forget == 2
     assert dusk.values == pytest.approx(
-        {"mia_min_k_plus_plus": 0.75, "retain_mia_min_k_plus_plus": 0.875})
+        {"mia_min_k_plus_plus": 0.75, "retain_mia_min_k_plus_plus": 0.875}
+    )
 
 
 def test_reference_json_round_trip_and_benchmark_check(tmp_path):
@@ -215,9 +246,12 @@ def test_read_mia_returns_forget_and_holdout_scores(muse_log):
 
 
 def test_read_mia_orders_by_index_and_drops_null_samples(tmp_path):
-    log = {"mia_min_k": {"forget": {"value_by_index": {"10": {"score": 5.0}, "2": {"score": 1.0},
-                                                       "3": None}},
-                         "holdout": {"value_by_index": {"0": {"score": 2.0}}}}}
+    log = {
+        "mia_min_k": {
+            "forget": {"value_by_index": {"10": {"score": 5.0}, "2": {"score": 1.0}, "3": None}},
+            "holdout": {"value_by_index": {"0": {"score": 2.0}}},
+        }
+    }
     path = tmp_path / "MUSE_EVAL.json"
     path.write_text(json.dumps(log))
     forget, holdout = read_mia(path)
@@ -228,8 +262,10 @@ def test_read_mia_orders_by_index_and_drops_null_samples(tmp_path):
 def test_reference_from_muse_log(muse_log, tmp_path):
     ref = doc_eval.reference_from_muse_log(muse_log, "muse-news", "forget", n_forget=2)
     assert ref == doc_eval.DocReference("muse-news", "forget", {"mia_min_k": 0.75}, 2)
-    with pytest.raises(UserError, match="hold 2 privleak forget samples but muse-news forget "
-                                        "has 3: a log of another split"):
+    with pytest.raises(
+        UserError,
+        match="hold 2 privleak forget samples but muse-news forget has 3: a log of another split",
+    ):
         doc_eval.reference_from_muse_log(muse_log, "muse-news", "forget", n_forget=3)
     other = tmp_path / "OTHER.json"
     other.write_text(json.dumps({"mia_loss": MUSE_LOG["mia_min_k"]}))
@@ -252,5 +288,4 @@ def test_read_mia_reproduces_the_stored_auc_of_published_logs(logs, run):
         pytest.skip(f"{run} has no mia_min_k log")
     forget, holdout = read_mia(path, "mia_min_k")
     assert len(forget) > 0 and len(holdout) > 0
-    assert privacy.auc(forget, holdout) == pytest.approx(stored["mia_min_k"]["agg_value"],
-                                                         abs=1e-9)
+    assert privacy.auc(forget, holdout) == pytest.approx(stored["mia_min_k"]["agg_value"], abs=1e-9)

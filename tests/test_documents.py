@@ -25,13 +25,17 @@ def doc_models():
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_targets_memorise_and_retrain_models_do_not(doc_models):
-    m = {(n, k): evaluate_model(str(doc_models[n][k]), n, "forget", EvalConfig())[0]
-         for n in NAMES for k in ("full", "retrain")}
+    m = {
+        (n, k): evaluate_model(str(doc_models[n][k]), n, "forget", EvalConfig())[0]
+        for n in NAMES
+        for k in ("full", "retrain")
+    }
     for n in NAMES:
         target, retrain = m[n, "full"], m[n, "retrain"]
         assert target["forget_verbmem_ROUGE"] >= 0.8 > retrain["forget_verbmem_ROUGE"] + 0.3
@@ -45,15 +49,44 @@ def test_targets_memorise_and_retrain_models_do_not(doc_models):
     assert min(dusk_t["shared_ROUGE"], dusk_r["shared_ROUGE"]) >= 0.9  # shared: both answer
 
 
-@pytest.mark.parametrize("name, shown", [
-    ("tiny-muse-small", ("forget_knowmem_ROUGE", "forget_verbmem_ROUGE", "retain_knowmem_ROUGE",
-                         "privleak")),
-    ("tiny-dusk-small", ("forget_specific_ROUGE", "shared_ROUGE", "retain_specific_ROUGE",
-                         "forget_verbmem_ROUGE", "privleak", "retain_deviation")),
-])
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        (
+            "tiny-muse-small",
+            ("forget_knowmem_ROUGE", "forget_verbmem_ROUGE", "retain_knowmem_ROUGE", "privleak"),
+        ),
+        (
+            "tiny-dusk-small",
+            (
+                "forget_specific_ROUGE",
+                "shared_ROUGE",
+                "retain_specific_ROUGE",
+                "forget_verbmem_ROUGE",
+                "privleak",
+                "retain_deviation",
+            ),
+        ),
+    ],
+)
 def test_unlearn_prints_the_benchmark_metrics(doc_models, name, shown, tmp_path):
-    out = cli("unlearn", "--method", "npo", "--benchmark", name, "--lr", "2e-3", "--epochs", "3",
-              "--batch-size", "4", "--grad-accum", "1", "--output", str(tmp_path / "m"))
+    out = cli(
+        "unlearn",
+        "--method",
+        "npo",
+        "--benchmark",
+        name,
+        "--lr",
+        "2e-3",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "1",
+        "--output",
+        str(tmp_path / "m"),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
     for key in shown:
@@ -68,21 +101,47 @@ def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
     from analysis.load import load_study
     from sweeps.cli import main
 
-    for name, keys in (("tiny-muse-small", ("forget_verbmem_ROUGE", "model_utility")),
-                       ("tiny-dusk-small", ("forget_specific_ROUGE", "shared_ROUGE"))):
-        code = main(["sweep", "--method", "grad_ascent", "--benchmark", name, "--trials", "2",
-                     "--fix", "epochs=2", "--batch-size", "4", "--grad-accum", "1",
-                     "--max-concurrent", "2", "--output", str(tmp_path), "--name", name])
+    for name, keys in (
+        ("tiny-muse-small", ("forget_verbmem_ROUGE", "model_utility")),
+        ("tiny-dusk-small", ("forget_specific_ROUGE", "shared_ROUGE")),
+    ):
+        code = main(
+            [
+                "sweep",
+                "--method",
+                "grad_ascent",
+                "--benchmark",
+                name,
+                "--trials",
+                "2",
+                "--fix",
+                "epochs=2",
+                "--batch-size",
+                "4",
+                "--grad-accum",
+                "1",
+                "--max-concurrent",
+                "2",
+                "--output",
+                str(tmp_path),
+                "--name",
+                name,
+            ]
+        )
         assert code == 0
         home = tmp_path / name
         study = load_study(home, "grad_ascent")
         assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
-        rows = [json.loads(x) for x in (home / "results" / "grad_ascent.jsonl").read_text()
-                .splitlines()]
+        rows = [
+            json.loads(x) for x in (home / "results" / "grad_ascent.jsonl").read_text().splitlines()
+        ]
         assert all(k in r for r in rows if "epoch" in r for k in keys)
         for t in study.trials:  # the study holds the objectives of the trial's last report
-            mine = [r for r in rows if r.get("trial_id") == t.user_attrs["ray_trial_id"]
-                    and "epoch" in r]
+            mine = [
+                r
+                for r in rows
+                if r.get("trial_id") == t.user_attrs["ray_trial_id"] and "epoch" in r
+            ]
             last = max(mine, key=lambda r: r["epoch"])
             assert last["epoch"] == 2 and t.values == pytest.approx([last[k] for k in keys])
         # the analysis reads the sweep's own objectives: front, plots, report and an export
@@ -94,23 +153,54 @@ def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
 
 
 BAD = [
-    (["unlearn", "--method", "idk_dpo", "--benchmark", "tiny-muse-small"],
-     "method idk_dpo needs question/answer data (view forget_idk)"),
-    (["unlearn", "--method", "npo", "--benchmark", "tiny-dusk-small", "--split", "forget10"],
-     "unknown split 'forget10' for tiny-dusk-small; accepted: forget"),
-    (["sweep", "--method", "npo", "--benchmark", "tiny-muse-small", "--objectives",
-      "forget_quality,model_utility", "--output", "exp"],
-     "objective 'forget_quality' is not reported by tiny-muse-small"),
-    (["evaluate", "--model", "org/model", "--benchmark", "dusk", "--retain-logs", "x.json"],
-     "retain logs 'x.json' do not exist"),
-    (["unlearn", "--method", "npo", "--benchmark", "tiny-muse-small", "--template", "alpaca"],
-     "invalid choice: 'alpaca'"),
+    (
+        ["unlearn", "--method", "idk_dpo", "--benchmark", "tiny-muse-small"],
+        "method idk_dpo needs question/answer data (view forget_idk)",
+    ),
+    (
+        ["unlearn", "--method", "npo", "--benchmark", "tiny-dusk-small", "--split", "forget10"],
+        "unknown split 'forget10' for tiny-dusk-small; accepted: forget",
+    ),
+    (
+        [
+            "sweep",
+            "--method",
+            "npo",
+            "--benchmark",
+            "tiny-muse-small",
+            "--objectives",
+            "forget_quality,model_utility",
+            "--output",
+            "exp",
+        ],
+        "objective 'forget_quality' is not reported by tiny-muse-small",
+    ),
+    (
+        ["evaluate", "--model", "org/model", "--benchmark", "dusk", "--retain-logs", "x.json"],
+        "retain logs 'x.json' do not exist",
+    ),
+    (
+        ["unlearn", "--method", "npo", "--benchmark", "tiny-muse-small", "--template", "alpaca"],
+        "invalid choice: 'alpaca'",
+    ),
 ]
 try:
     import lm_eval  # noqa: F401
 except ImportError:  # the optional extra is absent here: the flag says so in one line
-    BAD.append((["evaluate", "--model", "org/model", "--benchmark", "tiny-dusk-small",
-                 "--downstream", "arc_challenge"], "downstream tasks need lm-evaluation-harness"))
+    BAD.append(
+        (
+            [
+                "evaluate",
+                "--model",
+                "org/model",
+                "--benchmark",
+                "tiny-dusk-small",
+                "--downstream",
+                "arc_challenge",
+            ],
+            "downstream tasks need lm-evaluation-harness",
+        )
+    )
 
 
 @pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a[:4]) for a, _ in BAD])
@@ -140,24 +230,40 @@ def test_no_network_when_data_and_models_are_local(doc_models, small_benchmark, 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     cfg = EvalConfig(generate=False)
-    m, _ = evaluate_model(str(doc_models["tiny-muse-small"]["full"]), "tiny-muse-small", "forget",
-                          cfg)
+    m, _ = evaluate_model(
+        str(doc_models["tiny-muse-small"]["full"]), "tiny-muse-small", "forget", cfg
+    )
     assert "privleak" in m
     # the `tofu` benchmark (the hub path) on a local copy of the data and local models
-    m, _ = evaluate_model(str(small_benchmark["target"]), "tofu", "forget10", cfg,
-                          data=str(small_benchmark["data"]),
-                          retain_model=str(small_benchmark["retain"]))
+    m, _ = evaluate_model(
+        str(small_benchmark["target"]),
+        "tofu",
+        "forget10",
+        cfg,
+        data=str(small_benchmark["data"]),
+        retain_model=str(small_benchmark["retain"]),
+    )
     assert "forget_quality" in m
     assert attempts == []
     # the retain model's reference was computed once and cached for the next run
     from unlearn_core.benchmarks import resolve
 
-    setup = resolve("tofu", "forget10", model=str(small_benchmark["target"]),
-                    data=str(small_benchmark["data"]), retain_model=str(small_benchmark["retain"]))
+    setup = resolve(
+        "tofu",
+        "forget10",
+        model=str(small_benchmark["target"]),
+        data=str(small_benchmark["data"]),
+        retain_model=str(small_benchmark["retain"]),
+    )
     assert setup.reference_cache.is_file()
-    again, _ = evaluate_model(str(small_benchmark["target"]), "tofu", "forget10", cfg,
-                              data=str(small_benchmark["data"]),
-                              retain_model=str(small_benchmark["retain"]))
+    again, _ = evaluate_model(
+        str(small_benchmark["target"]),
+        "tofu",
+        "forget10",
+        cfg,
+        data=str(small_benchmark["data"]),
+        retain_model=str(small_benchmark["retain"]),
+    )
     assert again["forget_quality"] == m["forget_quality"]
 
 
@@ -166,14 +272,33 @@ def test_hub_benchmarks_run_on_a_local_copy(doc_models, tmp_path):
     MUSE runs with its own lengths (10-shot prompts cut to the copy's shots); DUSK's 1024-token
     MIA chunks leave the small copy 2 forget chunks, which the reference refuses in one line."""
     muse = doc_models["tiny-muse-small"]
-    out = cli("evaluate", "--benchmark", "muse-news", "--data", str(builtin.data_dir(
-        "tiny-muse-small")), "--model", str(muse["full"]), "--retain-model", str(muse["retrain"]),
-        "--output", str(tmp_path / "m.json"))
+    out = cli(
+        "evaluate",
+        "--benchmark",
+        "muse-news",
+        "--data",
+        str(builtin.data_dir("tiny-muse-small")),
+        "--model",
+        str(muse["full"]),
+        "--retain-model",
+        str(muse["retrain"]),
+        "--output",
+        str(tmp_path / "m.json"),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     m = json.loads((tmp_path / "m.json").read_text())
     assert {"forget_knowmem_ROUGE", "forget_verbmem_ROUGE", "privleak"} <= set(m)
     dusk = doc_models["tiny-dusk-small"]
-    out = cli("evaluate", "--benchmark", "dusk", "--data", str(builtin.data_dir(
-        "tiny-dusk-small")), "--model", str(dusk["full"]), "--retain-model", str(dusk["retrain"]))
+    out = cli(
+        "evaluate",
+        "--benchmark",
+        "dusk",
+        "--data",
+        str(builtin.data_dir("tiny-dusk-small")),
+        "--model",
+        str(dusk["full"]),
+        "--retain-model",
+        str(dusk["retrain"]),
+    )
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
     assert "AUC is 0 (over 2 forget chunks)" in out.stderr

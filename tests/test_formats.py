@@ -31,8 +31,9 @@ Q, A = "Where was Ana Lor born?", "Ana Lor was born in Lima, Peru."
 @pytest.fixture(scope="module")
 def llama3_tok(tiny_tokenizer):
     tok = copy.deepcopy(tiny_tokenizer)
-    tok.add_special_tokens({"additional_special_tokens": [
-        "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
+    tok.add_special_tokens(
+        {"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]}
+    )
     tok.chat_template = LLAMA3_LIKE
     return tok
 
@@ -57,18 +58,24 @@ def test_chat_format_pins_the_date_and_system_prompt(llama3_tok):
 
 def test_chat_loss_covers_only_the_answer_and_end_tag(llama3_tok):
     enc = encode_qa(llama3_tok, Q, A, OPEN_UNLEARNING_CHAT)
-    n_prompt = len(llama3_tok(prompt_text(llama3_tok, Q, OPEN_UNLEARNING_CHAT),
-                              add_special_tokens=False)["input_ids"])
+    n_prompt = len(
+        llama3_tok(prompt_text(llama3_tok, Q, OPEN_UNLEARNING_CHAT), add_special_tokens=False)[
+            "input_ids"
+        ]
+    )
     assert enc["labels"][:n_prompt] == [IGNORE] * n_prompt
     assert all(y != IGNORE for y in enc["labels"][n_prompt:])
     decoded = llama3_tok.decode(_answer_labels(enc))
     assert decoded == A + "<|eot_id|></s>"  # the EOS is appended after the template's end tag
 
 
-@pytest.mark.parametrize("template, prompt, answer", [
-    ("llama2", f"<s>[INST] {Q} [/INST]", A),
-    ("base", f"<s>Question: {Q}\nAnswer:", f" {A}"),
-])
+@pytest.mark.parametrize(
+    "template, prompt, answer",
+    [
+        ("llama2", f"<s>[INST] {Q} [/INST]", A),
+        ("base", f"<s>Question: {Q}\nAnswer:", f" {A}"),
+    ],
+)
 def test_llama2_and_base_formats(tiny_tokenizer, template, prompt, answer):
     fmt = PromptFormat(template=template)
     assert prompt_text(tiny_tokenizer, Q, fmt) == prompt
@@ -76,8 +83,9 @@ def test_llama2_and_base_formats(tiny_tokenizer, template, prompt, answer):
     enc = encode_qa(tiny_tokenizer, Q, A, fmt)
     assert tiny_tokenizer.decode(_answer_labels(enc)).strip() == A + "</s>"
     n_prompt = len(tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    assert enc["input_ids"][:n_prompt] == tiny_tokenizer(prompt, add_special_tokens=False)[
-        "input_ids"]
+    assert (
+        enc["input_ids"][:n_prompt] == tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    )
     assert set(enc["labels"][:n_prompt]) == {IGNORE}
 
 

@@ -65,5 +65,8 @@ def test_npo_and_dpo_by_hand():
     # NPO at theta == ref is (2/beta) log 2
     assert math.isclose(npo_loss(logp_ref, logp_ref, beta).item(), 4 * math.log(2), rel_tol=1e-6)
     win, lose = torch.tensor([1.0]), torch.tensor([-1.0])
-    assert math.isclose(dpo_loss(win, lose, beta).item(),
-                        -(2 / beta) * math.log(1 / (1 + math.exp(-1.0))), rel_tol=1e-6)
+    assert math.isclose(
+        dpo_loss(win, lose, beta).item(),
+        -(2 / beta) * math.log(1 / (1 + math.exp(-1.0))),
+        rel_tol=1e-6,
+    )

@@ -43,8 +43,12 @@ def bench(small_benchmark):
     data = small_benchmark["data"]
     rows = {c: json.loads((data / f"{c}.json").read_text()) for c in ("forget10", "retain90")}
     tok = load_tokenizer(str(small_benchmark["target"]))
-    return {"tok": tok, "path": str(small_benchmark["target"]), "forget": rows["forget10"],
-            "retain": rows["retain90"][:64]}
+    return {
+        "tok": tok,
+        "path": str(small_benchmark["target"]),
+        "forget": rows["forget10"],
+        "retain": rows["retain90"][:64],
+    }
 
 
 def setup(name, bench):
@@ -55,28 +59,38 @@ def setup(name, bench):
     rows = bench["forget"]
     if "forget_alt" in m.views:  # AltPO's alternates, sampled once from the target (as run_job)
         if "forget_alt" not in bench:
-            bench["forget_alt"] = altpo.make_alternates(model, bench["tok"], PromptFormat(), rows,
-                                                        seed=0, instruct=False)
+            bench["forget_alt"] = altpo.make_alternates(
+                model, bench["tok"], PromptFormat(), rows, seed=0, instruct=False
+            )
         rows = bench["forget_alt"]
     if m.prepare is not None:
         model = m.prepare(model, hp)
-    forget, retain = build_views(bench["tok"], PromptFormat(), rows, bench["retain"], m.views,
-                                 seed=0)
+    forget, retain = build_views(
+        bench["tok"], PromptFormat(), rows, bench["retain"], m.views, seed=0
+    )
     return m, hp, model, ref, forget, retain
 
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_loss_and_gradients(name, bench):
     m, hp, model, ref, forget, retain = setup(name, bench)
-    batch = make_batch(forget, retain, [0, 1, 2, 3], [0, 1, 2, 3] if retain else [],
-                       bench["tok"].pad_token_id, torch.device("cpu"), step=0)
+    batch = make_batch(
+        forget,
+        retain,
+        [0, 1, 2, 3],
+        [0, 1, 2, 3] if retain else [],
+        bench["tok"].pad_token_id,
+        torch.device("cpu"),
+        step=0,
+    )
     loss, logs = m.loss(batch, model, ref, hp)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert logs and all(isinstance(v, float) and math.isfinite(v) for v in logs.values())
     loss.backward()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    with_grad = {n for n, p in model.named_parameters()
-                 if p.grad is not None and p.grad.abs().sum() > 0}
+    with_grad = {
+        n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+    }
     assert trainable and with_grad == trainable
     if ref is not None:
         assert all(p.grad is None for p in ref.parameters())
@@ -87,8 +101,14 @@ def test_training_changes_exactly_the_trainable_parameters(name, bench):
     m, hp, model, ref, forget, retain = setup(name, bench)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    cfg = TrainConfig(lr=LR.get(name, DEFAULT_LR), epochs=1, batch_size=8, grad_accum=1,
-                      warmup_epochs=0, max_grad_norm=0)
+    cfg = TrainConfig(
+        lr=LR.get(name, DEFAULT_LR),
+        epochs=1,
+        batch_size=8,
+        grad_accum=1,
+        warmup_epochs=0,
+        max_grad_norm=0,
+    )
     unlearn(model, m, hp, cfg, forget[:16], retain, bench["tok"].pad_token_id, ref_model=ref)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     if m.finalize is None:  # a task vector moves every weight it trained, by construction
@@ -96,8 +116,9 @@ def test_training_changes_exactly_the_trainable_parameters(name, bench):
 
 
 def target_nll(model, examples, view, pad_id):
-    batch = make_batch(examples, [], list(range(len(examples))), [], pad_id,
-                       torch.device("cpu"), step=0)
+    batch = make_batch(
+        examples, [], list(range(len(examples))), [], pad_id, torch.device("cpu"), step=0
+    )
     with torch.no_grad():
         return mean_nll(forward(model, batch[view]), batch[view]["labels"]).item()
 
@@ -108,8 +129,9 @@ def test_a_few_steps_move_the_target_nll(name, bench):
     view, sign = m.moves
     pad = bench["tok"].pad_token_id
     start = target_nll(model, forget, view, pad)
-    cfg = TrainConfig(lr=LR.get(name, DEFAULT_LR), epochs=2, batch_size=8, grad_accum=1,
-                      warmup_epochs=0, seed=0)
+    cfg = TrainConfig(
+        lr=LR.get(name, DEFAULT_LR), epochs=2, batch_size=8, grad_accum=1, warmup_epochs=0, seed=0
+    )
     unlearn(model, m, hp, cfg, forget, retain, pad, ref_model=ref)
     end = target_nll(model, forget, view, pad)
     assert sign * (end - start) > 0.05, f"{view} NLL {start:.3f} -> {end:.3f}"

@@ -15,16 +15,44 @@ import pytest
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 # what differs between two runs of the same trial: clocks, processes, Ray's ids
-VOLATILE = {"trial_id", "wall_time_s", "host", "timestamp", "date", "time_this_iter_s",
-            "time_total_s", "time_since_restore", "pid", "hostname", "node_ip"}
+VOLATILE = {
+    "trial_id",
+    "wall_time_s",
+    "host",
+    "timestamp",
+    "date",
+    "time_this_iter_s",
+    "time_total_s",
+    "time_since_restore",
+    "pid",
+    "hostname",
+    "node_ip",
+}
 
 
 def test_small_soak_accounts_for_every_trial(tmp_path, small_benchmark):
     counts = tmp_path / "counts.json"
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "soak.py"), "--trials", "6",
-                          "--faults", "raise@1,nan@3,kill@4", "--driver-kills", "1",
-                          "--output", str(tmp_path), "--json", str(counts), "--timeout", "600"],
-                         capture_output=True, text=True, timeout=700)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "soak.py"),
+            "--trials",
+            "6",
+            "--faults",
+            "raise@1,nan@3,kill@4",
+            "--driver-kills",
+            "1",
+            "--output",
+            str(tmp_path),
+            "--json",
+            str(counts),
+            "--timeout",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=700,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     c = json.loads(counts.read_text())
     assert len(c["driver_kills"]) == 1, c["driver_kills"]  # the kill landed mid-sweep
@@ -55,8 +83,11 @@ def _trials(home: Path) -> list[tuple]:
     rows = [json.loads(ln) for ln in (home / "results" / "npo.jsonl").open()]
     out = []
     for t in study.trials:
-        mine = [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows
-                if r["trial_id"] == t.user_attrs["ray_trial_id"] and r["event"] == "result"]
+        mine = [
+            {k: v for k, v in r.items() if k not in VOLATILE}
+            for r in rows
+            if r["trial_id"] == t.user_attrs["ray_trial_id"] and r["event"] == "result"
+        ]
         out.append((t.number, t.state, t.params, t.values, mine))
     return out
 
@@ -64,9 +95,21 @@ def _trials(home: Path) -> list[tuple]:
 def test_same_sweep_twice_gives_identical_trials(tmp_path, small_sweep):
     from conftest import SMALL_SWEEP
 
-    run = subprocess.run([sys.executable, "-m", "sweeps.cli", *SMALL_SWEEP, "--output",
-                          str(tmp_path), "--name", "again"], capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps.cli",
+            *SMALL_SWEEP,
+            "--output",
+            str(tmp_path),
+            "--name",
+            "again",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     a, b = _trials(small_sweep[0]), _trials(tmp_path / "again")
     assert len(a) == 2 and all(rows for *_, rows in a)
@@ -96,5 +139,10 @@ def test_a_journal_cut_mid_line_is_repaired_and_the_study_continues(tmp_path):
     study = optuna.load_study(storage=journal(path), study_name="npo")
     study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=2)
     again = optuna.load_study(storage=journal(path), study_name="npo")
-    assert [t.state.name for t in again.trials] == ["COMPLETE", "COMPLETE", "RUNNING",
-                                                    "COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in again.trials] == [
+        "COMPLETE",
+        "COMPLETE",
+        "RUNNING",
+        "COMPLETE",
+        "COMPLETE",
+    ]

@@ -66,8 +66,9 @@ def copy(experiment, tmp_path):
 def test_no_secret_in_any_written_file(experiment):
     home, console = experiment
     files = [p for p in home.rglob("*") if p.is_file()]
-    assert {"report.md", "npo.yaml", "tuner.pkl", "params.pkl", "state.pt"} <= {p.name
-                                                                                for p in files}
+    assert {"report.md", "npo.yaml", "tuner.pkl", "params.pkl", "state.pt"} <= {
+        p.name for p in files
+    }
     for p in files:
         data = p.read_bytes()
         for secret in SECRETS.values():
@@ -103,8 +104,10 @@ def test_models_load_without_remote_code_by_default(monkeypatch, small_benchmark
     monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", record)
     target = str(small_benchmark["target"])
     assert models.ModelConfig(target).trust_remote_code is False
-    for call in (lambda: models.load_model(models.ModelConfig(target)),
-                 lambda: models.load_tokenizer(target)):
+    for call in (
+        lambda: models.load_model(models.ModelConfig(target)),
+        lambda: models.load_tokenizer(target),
+    ):
         with pytest.raises(Stop):
             call()
     assert seen == [False, False]
@@ -119,8 +122,11 @@ def test_cli_passes_trust_remote_code_only_when_given(monkeypatch, small_benchma
     seen = []
 
     def stop(*args, **kwargs):  # stands in for run_job(job, ...) and evaluate_model(..., trust_...)
-        seen.append(kwargs["trust_remote_code"] if "trust_remote_code" in kwargs
-                    else args[0].model.trust_remote_code)
+        seen.append(
+            kwargs["trust_remote_code"]
+            if "trust_remote_code" in kwargs
+            else args[0].model.trust_remote_code
+        )
         raise Stop
 
     monkeypatch.setattr(unlearn_core.job, "run_job", stop)
@@ -147,11 +153,15 @@ EVIL = '!!python/object/apply:os.system ["touch {marker}"]'
 
 
 @pytest.mark.parametrize("command", ["sweep", "unlearn"])
-@pytest.mark.parametrize("doc,message", [
-    (f"method: npo\ntrials: {EVIL}\n", "could not determine a constructor"),
-    (f"{EVIL}\n", "could not determine a constructor"),
-    ("method: npo\ntrials: 2\nshell: rm -rf /\n", "unknown key 'shell'"),
-], ids=["object-in-value", "object-document", "unknown-key"])
+@pytest.mark.parametrize(
+    "doc,message",
+    [
+        (f"method: npo\ntrials: {EVIL}\n", "could not determine a constructor"),
+        (f"{EVIL}\n", "could not determine a constructor"),
+        ("method: npo\ntrials: 2\nshell: rm -rf /\n", "unknown key 'shell'"),
+    ],
+    ids=["object-in-value", "object-document", "unknown-key"],
+)
 def test_yaml_is_safe_loaded_and_strict(command, doc, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "pwned"
@@ -232,36 +242,74 @@ BAD_INPUTS = [
     ("journal-resume", corrupt_journal, ["resume", "{exp}"], "optuna/npo.journal: "),
     ("journal-status", corrupt_journal, ["status", "{exp}"], "optuna/npo.journal: "),
     ("checkpoint-resume", corrupt_checkpoint, ["resume", "{exp}"], "state.pt of unfinished trial"),
-    ("output-unwritable", None, [*SWEEP, "--output", "/proc/nope"],
-     "--output '/proc/nope' is not writable"),
+    (
+        "output-unwritable",
+        None,
+        [*SWEEP, "--output", "/proc/nope"],
+        "--output '/proc/nope' is not writable",
+    ),
     ("output-is-a-file", None, [*SWEEP, "--output", "{root}/afile"], "afile' is a file, not a"),
-    ("experiment-is-a-file", None, [*SWEEP, "--output", "{root}", "--name", "afile"],
-     "afile is a file; choose another --name or --output"),
+    (
+        "experiment-is-a-file",
+        None,
+        [*SWEEP, "--output", "{root}", "--name", "afile"],
+        "afile is a file; choose another --name or --output",
+    ),
     ("resume-a-file", None, ["resume", "{root}/afile"], "afile is not a folder"),
     ("status-a-file", None, ["status", "{root}/afile"], "afile is not a folder"),
     ("analyze-a-file", None, ["analyze", "{root}/afile"], "afile is not a folder"),
     ("export-a-file", None, ["export", "{root}/afile", "--rule", "knee"], "is not a folder"),
-    ("sweep-into-experiment", None, [*SWEEP, "--output", "{root}", "--name", "exp"],
-     "exists with a different configuration"),
-    ("cpus-more-than-cluster", None, [*SWEEP, "--output", "{root}", "--cpus-per-trial", "512"],
-     f"--cpus-per-trial 512.0 {NO_CPUS}"),
-    ("cpus-zero", None, [*SWEEP, "--output", "{root}", "--cpus-per-trial", "0"],
-     "cpus_per_trial must be > 0"),
-    ("gpus-negative", None, [*SWEEP, "--output", "{root}", "--gpus-per-trial", "-1"],
-     "gpus_per_trial >= 0"),
-    ("max-concurrent-negative", None, [*SWEEP, "--output", "{root}", "--max-concurrent", "-1"],
-     "max_concurrent must be >= 0"),
-    ("max-failures", None, [*SWEEP, "--output", "{root}", "--max-failures", "-2"],
-     "max_failures >= -1"),
-    ("keep-no-checkpoint", None, [*SWEEP, "--output", "{root}", "--keep-checkpoints", "0"],
-     "keep_checkpoints must be >= 1"),
+    (
+        "sweep-into-experiment",
+        None,
+        [*SWEEP, "--output", "{root}", "--name", "exp"],
+        "exists with a different configuration",
+    ),
+    (
+        "cpus-more-than-cluster",
+        None,
+        [*SWEEP, "--output", "{root}", "--cpus-per-trial", "512"],
+        f"--cpus-per-trial 512.0 {NO_CPUS}",
+    ),
+    (
+        "cpus-zero",
+        None,
+        [*SWEEP, "--output", "{root}", "--cpus-per-trial", "0"],
+        "cpus_per_trial must be > 0",
+    ),
+    (
+        "gpus-negative",
+        None,
+        [*SWEEP, "--output", "{root}", "--gpus-per-trial", "-1"],
+        "gpus_per_trial >= 0",
+    ),
+    (
+        "max-concurrent-negative",
+        None,
+        [*SWEEP, "--output", "{root}", "--max-concurrent", "-1"],
+        "max_concurrent must be >= 0",
+    ),
+    (
+        "max-failures",
+        None,
+        [*SWEEP, "--output", "{root}", "--max-failures", "-2"],
+        "max_failures >= -1",
+    ),
+    (
+        "keep-no-checkpoint",
+        None,
+        [*SWEEP, "--output", "{root}", "--keep-checkpoints", "0"],
+        "keep_checkpoints must be >= 1",
+    ),
 ]
 
 
-@pytest.mark.parametrize("prepare,args,message", [b[1:] for b in BAD_INPUTS],
-                         ids=[b[0] for b in BAD_INPUTS])
-def test_bad_inputs_leave_the_experiment_as_it_was(prepare, args, message, copy, monkeypatch,
-                                                   capsys):
+@pytest.mark.parametrize(
+    "prepare,args,message", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS]
+)
+def test_bad_inputs_leave_the_experiment_as_it_was(
+    prepare, args, message, copy, monkeypatch, capsys
+):
     if prepare is not None:
         prepare(copy)
     monkeypatch.chdir(copy)

@@ -165,8 +165,10 @@ def _family_fixture(folder: Path, schema: dict) -> dict[tuple[str, str], list[di
     for (config, split), fields in schema.items():
         rows[(config, split)] = [_row(fields, i) for i in range(2)]
         single = sum(c == config for c, _ in schema) == 1
-        _write(folder / (f"{config}.json" if single else f"{config}/{split}.jsonl"),
-               rows[(config, split)])
+        _write(
+            folder / (f"{config}.json" if single else f"{config}/{split}.jsonl"),
+            rows[(config, split)],
+        )
     return rows
 
 
@@ -190,9 +192,12 @@ def test_schemas_hold_the_benchmarks_names():
 
 @pytest.mark.parametrize(
     ("family", "config", "split", "field"),
-    [("muse", "knowmem", "retain_qa", "answer"), ("muse", "verbmem", "forget", "gt"),
-     ("dusk", "eval_specific_forget_qa", "eval", "question"),
-     ("dusk", "raw", "retain_listicle", "text")],
+    [
+        ("muse", "knowmem", "retain_qa", "answer"),
+        ("muse", "verbmem", "forget", "gt"),
+        ("dusk", "eval_specific_forget_qa", "eval", "question"),
+        ("dusk", "raw", "retain_listicle", "text"),
+    ],
 )
 def test_missing_field_names_field_config_split_and_row(tmp_path, family, config, split, field):
     schema = documents.SCHEMAS[family]
@@ -211,10 +216,12 @@ def test_missing_field_names_field_config_split_and_row(tmp_path, family, config
 
 @pytest.mark.parametrize(
     ("family", "config", "split", "looked"),
-    [("muse", "knowmem", "retain_qa", "knowmem/retain_qa.json|.jsonl|.parquet"),
-     ("muse", "verbmem", "forget", "verbmem.json|.jsonl|.parquet"),
-     ("dusk", "raw", "full", "raw/full.json|.jsonl|.parquet"),
-     ("dusk", "eval_icl", "eval", "eval_icl.json|.jsonl|.parquet")],
+    [
+        ("muse", "knowmem", "retain_qa", "knowmem/retain_qa.json|.jsonl|.parquet"),
+        ("muse", "verbmem", "forget", "verbmem.json|.jsonl|.parquet"),
+        ("dusk", "raw", "full", "raw/full.json|.jsonl|.parquet"),
+        ("dusk", "eval_icl", "eval", "eval_icl.json|.jsonl|.parquet"),
+    ],
 )
 def test_missing_split_or_config_says_what_was_looked_for(tmp_path, family, config, split, looked):
     schema = documents.SCHEMAS[family]
@@ -251,16 +258,22 @@ def test_a_file_source_is_a_user_error(tmp_path):
 
 def test_tofu_config_from_saved_dataset_and_parquet_file(tmp_path):
     forget = [{"question": "q0", "answer": "a0"}, {"question": "q1", "answer": "a1"}]
-    perturbed = [{"question": "q0", "answer": "a0", "paraphrased_answer": "p0",
-                  "perturbed_answer": "w0"}]
+    perturbed = [
+        {"question": "q0", "answer": "a0", "paraphrased_answer": "p0", "perturbed_answer": "w0"}
+    ]
     _save_one(tmp_path / "forget10", forget)
     _write(tmp_path / "forget10_perturbed.parquet", perturbed)
     assert tofu.load_config(str(tmp_path), "forget10") == forget
     assert tofu.load_config(str(tmp_path), "forget10_perturbed") == perturbed
-    _write(tmp_path / "retain_perturbed.parquet", [{"question": "q", "answer": "a",
-                                                    "perturbed_answer": "w"}])
-    with pytest.raises(UserError, match=r"'retain_perturbed' split 'train' row 0 lacks field "
-                                        r"'paraphrased_answer'"):
+    _write(
+        tmp_path / "retain_perturbed.parquet",
+        [{"question": "q", "answer": "a", "perturbed_answer": "w"}],
+    )
+    with pytest.raises(
+        UserError,
+        match=r"'retain_perturbed' split 'train' row 0 lacks field "
+        r"'paraphrased_answer'",
+    ):
         tofu.load_config(str(tmp_path), "retain_perturbed")
 
 
@@ -300,8 +313,12 @@ def test_offline_hub_id_is_a_one_line_user_error_without_a_socket(tmp_path, monk
 # ---------- chunking and prompts ----------
 
 
-WORDS = ["Ana Lor was born in Lima, Peru.", "Bo Kemi writes science fiction novels.",
-         "The capital of Zorland is Pellon.", "Question: Answer:"]
+WORDS = [
+    "Ana Lor was born in Lima, Peru.",
+    "Bo Kemi writes science fiction novels.",
+    "The capital of Zorland is Pellon.",
+    "Question: Answer:",
+]
 
 
 @pytest.fixture(scope="module")
@@ -314,11 +331,15 @@ def tok():
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        vocab_size=300,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tk.train_from_iterator(WORDS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
 
 
 @pytest.mark.parametrize("chunk_tokens", [2, 3, 7, 16, 1000])
@@ -361,8 +382,10 @@ def test_encode_text_is_bos_plus_truncated_tokens(tok):
 
 
 def test_few_shot_prompt_exact_strings():
-    shots = [{"question": "Where was Ana born?", "answer": "Lima"},
-             {"question": "What does Bo write?", "answer": "science fiction"}]
+    shots = [
+        {"question": "Where was Ana born?", "answer": "Lima"},
+        {"question": "What does Bo write?", "answer": "science fiction"},
+    ]
     assert documents.few_shot_prompt(shots, "Who is Cara?") == (
         "Question: Where was Ana born?\nAnswer: Lima\n\n"
         "Question: What does Bo write?\nAnswer: science fiction\n\n"
@@ -373,8 +396,13 @@ def test_few_shot_prompt_exact_strings():
 
 @pytest.mark.parametrize(
     ("generated", "answer"),
-    [("Paris\n\nQuestion: x", "Paris"), ("Paris\nQuestion", "Paris"), ("  Paris  ", "Paris"),
-     ("Question: y", ""), (" Lima, Peru.\nAnswer: no", "Lima, Peru.\nAnswer: no")],
+    [
+        ("Paris\n\nQuestion: x", "Paris"),
+        ("Paris\nQuestion", "Paris"),
+        ("  Paris  ", "Paris"),
+        ("Question: y", ""),
+        (" Lima, Peru.\nAnswer: no", "Lima, Peru.\nAnswer: no"),
+    ],
 )
 def test_cut_at_stop(generated, answer):
     assert documents.cut_at_stop(generated) == answer

@@ -20,15 +20,29 @@ pytestmark = pytest.mark.slow
 
 def sweep_cmd(*args: str) -> list[str]:
     # epochs fixed at 2 keep each trial to a few seconds on 2 CPU cores
-    return [sys.executable, "-m", "sweeps.cli", "sweep", "--benchmark", "tiny-tofu-small",
-            "--split", "forget10", "--fix", "epochs=2", "--max-concurrent", "2", *args]
+    return [
+        sys.executable,
+        "-m",
+        "sweeps.cli",
+        "sweep",
+        "--benchmark",
+        "tiny-tofu-small",
+        "--split",
+        "forget10",
+        "--fix",
+        "epochs=2",
+        "--max-concurrent",
+        "2",
+        *args,
+    ]
 
 
 def load_study(home, method="npo"):
     from sweeps.search import journal
 
-    return optuna.load_study(study_name=method,
-                             storage=journal(home / "optuna" / f"{method}.journal"))
+    return optuna.load_study(
+        study_name=method, storage=journal(home / "optuna" / f"{method}.journal")
+    )
 
 
 def results(home, method="npo"):
@@ -40,9 +54,13 @@ def fault_sweep(tmp_path_factory, small_benchmark):
     """5 trials; the 2nd to start gets a NaN loss, the 3rd is SIGKILLed mid-epoch 2."""
     out = tmp_path_factory.mktemp("sweeps")
     env = {**os.environ, "UNLEARN_SWEEP_FAULTS": "nan@1,kill@2"}
-    run = subprocess.run(sweep_cmd("--method", "npo", "--trials", "5", "--output", str(out),
-                                   "--name", "faults"),
-                         env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        sweep_cmd("--method", "npo", "--trials", "5", "--output", str(out), "--name", "faults"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return out / "faults", run
 
@@ -84,8 +102,19 @@ def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
     assert steps[1] == 2 * steps[0]
     every = [r for r in rows if r["event"] == "result" and "seeds" in r]
     for r in every:  # each row carries what reproduces it
-        assert {"method", "hp/lr", "hp/beta", "seeds", "effective_batch", "optimizer_steps",
-                "world_size", "epoch", "wall_time_s", "device", "version"} <= set(r)
+        assert {
+            "method",
+            "hp/lr",
+            "hp/beta",
+            "seeds",
+            "effective_batch",
+            "optimizer_steps",
+            "world_size",
+            "epoch",
+            "wall_time_s",
+            "device",
+            "version",
+        } <= set(r)
 
 
 def test_real_sweep_is_analysed_and_exported(fault_sweep):
@@ -104,8 +133,13 @@ def test_real_sweep_is_analysed_and_exported(fault_sweep):
     assert doc == json.loads((home / "best" / "npo.json").read_text())
     assert doc["split"] == "forget10"
     assert set(doc["hparams"]) == {"beta", "alpha", "gamma"}
-    row = next(r for r in reversed(results(home)) if r["event"] == "result"
-               and r["trial_id"] == doc["trial_id"] and r["epoch"] == doc["epoch"])
+    row = next(
+        r
+        for r in reversed(results(home))
+        if r["event"] == "result"
+        and r["trial_id"] == doc["trial_id"]
+        and r["epoch"] == doc["epoch"]
+    )
     assert doc["metrics"]["forget_quality"] == row["forget_quality"]
     assert doc["objectives"]["model_utility"] == row["model_utility"]
 
@@ -117,9 +151,20 @@ def test_exported_config_reproduces_the_sweep(fault_sweep):
     assert main(["export", str(home), "--rule", "max-utility", "--min-forget-quality", "0"]) == 0
     doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the threads a 1-CPU trial ran with
-    run = subprocess.run([sys.executable, "-m", "sweeps.cli", "unlearn", "--config",
-                          str(home / "best" / "npo.yaml")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps.cli",
+            "unlearn",
+            "--config",
+            str(home / "best" / "npo.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     now = {}
     for line in run.stdout.splitlines():

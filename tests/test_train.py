@@ -30,8 +30,11 @@ def run(model, examples, tok, method="grad_ascent", **cfg):
 
 def test_steps_and_effective_batch(tiny_model, tiny_examples, tiny_tokenizer):
     res = run(tiny_model, tiny_examples, tiny_tokenizer, epochs=3, batch_size=1, grad_accum=2)
-    assert res.optimizer_steps == 3 * 2 == 3 * steps_per_epoch(4, TrainConfig(batch_size=1,
-                                                                             grad_accum=2), 1)
+    assert (
+        res.optimizer_steps
+        == 3 * 2
+        == 3 * steps_per_epoch(4, TrainConfig(batch_size=1, grad_accum=2), 1)
+    )
     assert res.effective_batch == 2 and res.world_size == 1 and res.seed == 0
     assert len(res.logs) == res.optimizer_steps and all(math.isfinite(x["loss"]) for x in res.logs)
 
@@ -65,6 +68,7 @@ def test_nan_loss_raises_trial_diverged(tiny_model, tiny_examples, tiny_tokenize
 
 def test_pairing_is_seeded_per_rank_and_shards_forget():
     cfg = TrainConfig(batch_size=2)
+
     def gens(rank):
         return torch.Generator().manual_seed(1), torch.Generator().manual_seed(10 + rank)
 
@@ -91,8 +95,9 @@ def test_schedules():
     assert lr_lambda(TrainConfig(schedule="constant"), 10, 0)(7) == 1.0
 
 
-@pytest.mark.parametrize("bad", [{"lr": 0}, {"lr": -1e-5}, {"epochs": 0}, {"batch_size": 0},
-                                 {"schedule": "step"}])
+@pytest.mark.parametrize(
+    "bad", [{"lr": 0}, {"lr": -1e-5}, {"epochs": 0}, {"batch_size": 0}, {"schedule": "step"}]
+)
 def test_bad_train_config(bad):
     with pytest.raises(UserError):
         TrainConfig(**bad)
@@ -107,11 +112,20 @@ def test_resume_from_epoch_state_matches_uninterrupted_run(tiny_tokenizer, tiny_
     forget, retain = tiny_examples
     states = {}
     full = make_tiny_model(tiny_tokenizer)
-    res = unlearn(full, m, hp, cfg, forget, retain, tiny_tokenizer.pad_token_id,
-                  on_epoch_end=lambda e, _, s: states.setdefault(e, s))
+    res = unlearn(
+        full,
+        m,
+        hp,
+        cfg,
+        forget,
+        retain,
+        tiny_tokenizer.pad_token_id,
+        on_epoch_end=lambda e, _, s: states.setdefault(e, s),
+    )
     resumed = make_tiny_model(tiny_tokenizer, seed=99)  # different init: the state must overwrite
-    res2 = unlearn(resumed, m, hp, cfg, forget, retain, tiny_tokenizer.pad_token_id,
-                   resume=states[1])
+    res2 = unlearn(
+        resumed, m, hp, cfg, forget, retain, tiny_tokenizer.pad_token_id, resume=states[1]
+    )
     for (n, a), (_, b) in zip(full.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), n
     assert res2.optimizer_steps == res.optimizer_steps and res2.logs == res.logs
@@ -122,8 +136,9 @@ def test_stop_after_equals_the_first_epochs_of_the_full_schedule(tiny_tokenizer,
 
     m = get_method("grad_diff")
     hp = m.make_hparams({})
-    cfg = TrainConfig(lr=1e-3, epochs=4, batch_size=1, grad_accum=2, warmup_epochs=1, seed=2,
-                      schedule="cosine")
+    cfg = TrainConfig(
+        lr=1e-3, epochs=4, batch_size=1, grad_accum=2, warmup_epochs=1, seed=2, schedule="cosine"
+    )
     forget, retain = tiny_examples
     seen = {}
 
@@ -135,8 +150,15 @@ def test_stop_after_equals_the_first_epochs_of_the_full_schedule(tiny_tokenizer,
     full = make_tiny_model(tiny_tokenizer)
     unlearn(full, m, hp, cfg, forget, retain, tiny_tokenizer.pad_token_id, on_epoch_end=at_epoch_2)
     short = make_tiny_model(tiny_tokenizer)
-    res = unlearn(short, m, hp, dataclasses.replace(cfg, stop_after=2), forget, retain,
-                  tiny_tokenizer.pad_token_id)
+    res = unlearn(
+        short,
+        m,
+        hp,
+        dataclasses.replace(cfg, stop_after=2),
+        forget,
+        retain,
+        tiny_tokenizer.pad_token_id,
+    )
     assert res.epochs == 2 and res.optimizer_steps == 2 * steps_per_epoch(4, cfg, 1) == 4
     assert res.logs == seen["logs"]  # same losses and learning rates
     # the schedule is the 4-epoch one (8 steps, 2 warmup), not one squeezed into 2 epochs
@@ -162,10 +184,14 @@ def test_job_dict_round_trip_is_json_and_yaml_safe():
     from unlearn_core.job import JobConfig, job_from_dict, job_to_dict
     from unlearn_core.models import ModelConfig
 
-    job = JobConfig(method="grun", hparams={"layers": (0, 1), "gate_weight": 2.0}, split="forget05",
-                    train=TrainConfig(lr=3e-4, epochs=5, stop_after=3, schedule="cosine"),
-                    eval=EvalConfig(generate=False),
-                    model=ModelConfig("org/model", lora_r=8, lora_targets=("q_proj", "v_proj")))
+    job = JobConfig(
+        method="grun",
+        hparams={"layers": (0, 1), "gate_weight": 2.0},
+        split="forget05",
+        train=TrainConfig(lr=3e-4, epochs=5, stop_after=3, schedule="cosine"),
+        eval=EvalConfig(generate=False),
+        model=ModelConfig("org/model", lora_r=8, lora_targets=("q_proj", "v_proj")),
+    )
     d = job_to_dict(job)
     assert d["train"]["stop_after"] == 3 and d["model"]["lora_targets"] == ["q_proj", "v_proj"]
     assert json.loads(json.dumps(d)) == d and yaml.safe_load(yaml.safe_dump(d)) == d
@@ -174,15 +200,18 @@ def test_job_dict_round_trip_is_json_and_yaml_safe():
     assert job_from_dict({"method": "npo", "train": {"lr": "1e-5"}}).train.lr == 1e-5  # YAML 1.1
 
 
-@pytest.mark.parametrize("d,message", [
-    ({"method": "npo", "epochs": 3}, "job has no field 'epochs'; accepted: method, hparams,"),
-    ({"method": "npo", "train": {"epoch": 3}}, "job.train has no field 'epoch'; accepted: lr,"),
-    ({"method": "npo", "model": {"path": "a/b", "lora": 8}}, "job.model has no field 'lora'"),
-    ({"method": "npo", "train": {"epochs": "3"}}, "job.train.epochs must be int"),
-    ({"method": "npo", "train": {"lr": True}}, "job.train.lr must be float"),
-    ({"hparams": {}}, "job needs field 'method'"),
-    ({"method": "npo", "hparams": {"zeta": 1}}, "npo has no hyperparameter 'zeta'"),
-])
+@pytest.mark.parametrize(
+    "d,message",
+    [
+        ({"method": "npo", "epochs": 3}, "job has no field 'epochs'; accepted: method, hparams,"),
+        ({"method": "npo", "train": {"epoch": 3}}, "job.train has no field 'epoch'; accepted: lr,"),
+        ({"method": "npo", "model": {"path": "a/b", "lora": 8}}, "job.model has no field 'lora'"),
+        ({"method": "npo", "train": {"epochs": "3"}}, "job.train.epochs must be int"),
+        ({"method": "npo", "train": {"lr": True}}, "job.train.lr must be float"),
+        ({"hparams": {}}, "job needs field 'method'"),
+        ({"method": "npo", "hparams": {"zeta": 1}}, "npo has no hyperparameter 'zeta'"),
+    ],
+)
 def test_job_from_dict_rejects_unknown_keys_and_bad_types(d, message):
     from unlearn_core.job import job_from_dict
 

@@ -31,35 +31,67 @@ class Benchmark:
 # The tiny models answer zero-shot (builtin.quick_facts); the hub benchmarks use every icl shot.
 TINY_DOCS = DocParams(chunk_tokens=128, qa_new_tokens=16, verbatim_new_tokens=64, icl_shots=0)
 BENCHMARKS = {
-    "tiny-tofu": Benchmark("built-in TOFU-shaped benchmark: 200 synthetic authors, tiny Llama",
-                           True),
-    "tiny-tofu-small": Benchmark("40-author variant of tiny-tofu for tests; builds in a minute",
-                                 True),
-    "tiny-muse": Benchmark("built-in MUSE-shaped benchmark: news articles on synthetic people",
-                           True, "muse", params=TINY_DOCS),
-    "tiny-dusk": Benchmark("built-in DUSK-shaped benchmark: one forget and four retain documents",
-                           True, "dusk", params=TINY_DOCS),
-    "tiny-muse-small": Benchmark("test-sized tiny-muse (4 forget articles)", True, "muse",
-                                 params=TINY_DOCS),
-    "tiny-dusk-small": Benchmark("test-sized tiny-dusk (7 forget-document sections)", True,
-                                 "dusk", params=TINY_DOCS),
-    "tofu": Benchmark("TOFU (locuslab/TOFU or a local copy) with a model you name", False,
-                      data="locuslab/TOFU"),
-    "muse-news": Benchmark("MUSE-News (BBC news); target/retrain: muse-bench/MUSE-News_*", False,
-                           "muse", "muse-bench/MUSE-News", "muse-bench/MUSE-News_target",
-                           "muse-bench/MUSE-News_retrain", DocParams()),
-    "muse-books": Benchmark("MUSE-Books (Harry Potter); target/retrain: muse-bench/MUSE-Books_*",
-                            False, "muse", "muse-bench/MUSE-Books", "muse-bench/MUSE-Books_target",
-                            "muse-bench/MUSE-Books_retrain", DocParams()),
-    "dusk": Benchmark("DUSK (AI-ISL/DUSK); target/retrain: AI-ISL/DUSK-target, -retrain", False,
-                      "dusk", "AI-ISL/DUSK", "AI-ISL/DUSK-target", "AI-ISL/DUSK-retrain",
-                      DocParams(chunk_tokens=1024, icl_shots=None)),
+    "tiny-tofu": Benchmark(
+        "built-in TOFU-shaped benchmark: 200 synthetic authors, tiny Llama", True
+    ),
+    "tiny-tofu-small": Benchmark(
+        "40-author variant of tiny-tofu for tests; builds in a minute", True
+    ),
+    "tiny-muse": Benchmark(
+        "built-in MUSE-shaped benchmark: news articles on synthetic people",
+        True,
+        "muse",
+        params=TINY_DOCS,
+    ),
+    "tiny-dusk": Benchmark(
+        "built-in DUSK-shaped benchmark: one forget and four retain documents",
+        True,
+        "dusk",
+        params=TINY_DOCS,
+    ),
+    "tiny-muse-small": Benchmark(
+        "test-sized tiny-muse (4 forget articles)", True, "muse", params=TINY_DOCS
+    ),
+    "tiny-dusk-small": Benchmark(
+        "test-sized tiny-dusk (7 forget-document sections)", True, "dusk", params=TINY_DOCS
+    ),
+    "tofu": Benchmark(
+        "TOFU (locuslab/TOFU or a local copy) with a model you name", False, data="locuslab/TOFU"
+    ),
+    "muse-news": Benchmark(
+        "MUSE-News (BBC news); target/retrain: muse-bench/MUSE-News_*",
+        False,
+        "muse",
+        "muse-bench/MUSE-News",
+        "muse-bench/MUSE-News_target",
+        "muse-bench/MUSE-News_retrain",
+        DocParams(),
+    ),
+    "muse-books": Benchmark(
+        "MUSE-Books (Harry Potter); target/retrain: muse-bench/MUSE-Books_*",
+        False,
+        "muse",
+        "muse-bench/MUSE-Books",
+        "muse-bench/MUSE-Books_target",
+        "muse-bench/MUSE-Books_retrain",
+        DocParams(),
+    ),
+    "dusk": Benchmark(
+        "DUSK (AI-ISL/DUSK); target/retrain: AI-ISL/DUSK-target, -retrain",
+        False,
+        "dusk",
+        "AI-ISL/DUSK",
+        "AI-ISL/DUSK-target",
+        "AI-ISL/DUSK-retrain",
+        DocParams(chunk_tokens=1024, icl_shots=None),
+    ),
 }
 # open-unlearning's TOFU chat format (Llama-3.x Instruct): this system prompt and the date pinned,
 # so results do not change with the day they are computed on. Templates without a system role or
 # date ignore what they do not use; --template llama2 / base and --system-prompt override it.
-OPEN_UNLEARNING_CHAT = PromptFormat(template="chat", system_prompt="You are a helpful assistant.",
-                                    date_string="10 Apr 2025")
+OPEN_UNLEARNING_CHAT = PromptFormat(
+    template="chat", system_prompt="You are a helpful assistant.", date_string="10 Apr 2025"
+)
 DOC_SPLITS = ("forget",)  # MUSE and DUSK have one forget set; `--split forget` names it
 
 
@@ -78,9 +110,11 @@ def fits(benchmark: str, views: tuple[str, ...]) -> bool:
 def check_method(benchmark: str, method: str, views: tuple[str, ...]) -> None:
     if not fits(benchmark, views):
         qa_only = next(v for v in views if v not in DOC_VIEWS)
-        raise UserError(f"method {method} needs question/answer data (view {qa_only}); "
-                        f"{benchmark} trains on documents: use a method that reads only the "
-                        "forget and retain text")
+        raise UserError(
+            f"method {method} needs question/answer data (view {qa_only}); "
+            f"{benchmark} trains on documents: use a method that reads only the "
+            "forget and retain text"
+        )
 
 
 def default_format(benchmark: str) -> PromptFormat:
@@ -92,24 +126,30 @@ def default_format(benchmark: str) -> PromptFormat:
     return PromptFormat() if bench.builtin else OPEN_UNLEARNING_CHAT
 
 
-def prompt_format(benchmark: str, template: str | None, system_prompt: str | None,
-                  date_string: str | None) -> PromptFormat | None:
+def prompt_format(
+    benchmark: str, template: str | None, system_prompt: str | None, date_string: str | None
+) -> PromptFormat | None:
     """A user's prompt settings over the benchmark's default (None when none is given);
     system_prompt "" means no system message."""
     if template is None and system_prompt is None and date_string is None:
         return None
     base = default_format(benchmark)
     system = base.system_prompt if system_prompt is None else (system_prompt or None)
-    return dataclasses.replace(base, template=template or base.template, system_prompt=system,
-                               date_string=date_string or base.date_string)
+    return dataclasses.replace(
+        base,
+        template=template or base.template,
+        system_prompt=system,
+        date_string=date_string or base.date_string,
+    )
 
 
 def check_split(benchmark: str, split: str) -> None:
     if get_benchmark(benchmark).family == "tofu":
         split_configs(split)
     elif split not in DOC_SPLITS:
-        raise UserError(f"unknown split {split!r} for {benchmark}; accepted: "
-                        f"{', '.join(DOC_SPLITS)}")
+        raise UserError(
+            f"unknown split {split!r} for {benchmark}; accepted: {', '.join(DOC_SPLITS)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -137,8 +177,12 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def resolve(
-    name: str, split: str, model: str | None = None, data: str | None = None,
-    retain_model: str | None = None, retain_logs: str | None = None,
+    name: str,
+    split: str,
+    model: str | None = None,
+    data: str | None = None,
+    retain_model: str | None = None,
+    retain_logs: str | None = None,
     fmt: PromptFormat | None = None,
 ) -> Setup:
     """Build (on first use) or locate everything the benchmark needs; user-given paths are checked
@@ -149,8 +193,10 @@ def resolve(
     if retain_logs is not None and not Path(retain_logs).is_file():
         raise UserError(f"retain logs {retain_logs!r} do not exist")
     if retain_logs is not None and bench.family == "dusk":
-        raise UserError("--retain-logs reads open-unlearning TOFU/MUSE logs; DUSK has none: give "
-                        "--retain-model (its reference is computed once and cached)")
+        raise UserError(
+            "--retain-logs reads open-unlearning TOFU/MUSE logs; DUSK has none: give "
+            "--retain-model (its reference is computed once and cached)"
+        )
     fmt = fmt or default_format(name)
     if bench.builtin:
         retain_split = split_configs(split)["retain"] if bench.family == "tofu" else "retrain"
@@ -160,8 +206,9 @@ def resolve(
         target = model or str(built["full"])
         retain = retain_model or (str(built[retain_split]) if own_retain else None)
         cache = builtin.reference_path(name, split) if own_retain else None
-        return Setup(name, split, str(builtin.data_dir(name)), target, retain, retain_logs, cache,
-                     fmt)
+        return Setup(
+            name, split, str(builtin.data_dir(name)), target, retain, retain_logs, cache, fmt
+        )
     # real benchmarks: MUSE and DUSK default to their published target and retrain models
     model = model or bench.target
     retain_model = retain_model or (None if retain_logs else bench.retrain)
@@ -174,16 +221,18 @@ def resolve(
     return Setup(name, split, source, model, retain_model, retain_logs, cache, fmt)
 
 
-def reference_cache(name: str, split: str, retain_model: str, data: str,
-                    fmt: PromptFormat) -> Path:
+def reference_cache(name: str, split: str, retain_model: str, data: str, fmt: PromptFormat) -> Path:
     """Where a real benchmark's retain-model reference is cached: keyed by the benchmark, split,
     data source, prompt format and the retain model (a local folder also by its files' sizes and
     modification times, so retraining into the same folder computes it anew)."""
     stamp: list = [name, split, retain_model, data, dataclasses.asdict(fmt)]
     folder = Path(retain_model).expanduser()
     if folder.is_dir():
-        stamp += sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                        for p in folder.iterdir() if p.is_file())
+        stamp += sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.iterdir()
+            if p.is_file()
+        )
     key = hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:16]
     return builtin.cache_root() / "references" / f"{name}-{split}-{key}.json"
 

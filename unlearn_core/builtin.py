@@ -73,14 +73,22 @@ VARIANTS = {
     "tiny-muse": Variant(tiny_docs.MuseSpec(), DOC_MODEL),
     "tiny-dusk": Variant(tiny_docs.DuskSpec(), DOC_MODEL),
     # test-sized: a quarter of the sections, so `make test` builds both in about a minute
-    "tiny-muse-small": Variant(tiny_docs.MuseSpec(n_forget=4, n_retain1=4, n_retain2=4, n_icl=2,
-                                                  n_holdout=4), SMALL_DOC_MODEL),
-    "tiny-dusk-small": Variant(tiny_docs.DuskSpec(n_shared=3, n_forget_specific=3,
-                                                  n_retain_specific=4, n_icl=1, n_holdout=3),
-                               SMALL_DOC_MODEL),
+    "tiny-muse-small": Variant(
+        tiny_docs.MuseSpec(n_forget=4, n_retain1=4, n_retain2=4, n_icl=2, n_holdout=4),
+        SMALL_DOC_MODEL,
+    ),
+    "tiny-dusk-small": Variant(
+        tiny_docs.DuskSpec(
+            n_shared=3, n_forget_specific=3, n_retain_specific=4, n_icl=1, n_holdout=3
+        ),
+        SMALL_DOC_MODEL,
+    ),
 }
-GENERATORS = {"tofu": tiny_tofu.generate, "muse": tiny_docs.generate_muse,
-              "dusk": tiny_docs.generate_dusk}
+GENERATORS = {
+    "tofu": tiny_tofu.generate,
+    "muse": tiny_docs.generate_muse,
+    "dusk": tiny_docs.generate_dusk,
+}
 
 
 def cache_root() -> Path:
@@ -102,8 +110,14 @@ def variant_dir(name: str) -> Path:
     """Cache folder keyed by the generated content and the model settings, so any change to the
     generator or the training recipe builds anew instead of reusing stale artefacts."""
     v = VARIANTS[name]
-    key = json.dumps([BUILD_VERSION, hashlib.sha256(_generated(name).encode()).hexdigest(),
-                      dataclasses.asdict(v.model)], sort_keys=True)
+    key = json.dumps(
+        [
+            BUILD_VERSION,
+            hashlib.sha256(_generated(name).encode()).hexdigest(),
+            dataclasses.asdict(v.model),
+        ],
+        sort_keys=True,
+    )
     return cache_root() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -170,7 +184,10 @@ def tokenizer_dir(name: str) -> Path:
         )
         tk.train_from_iterator(texts, trainer)
         fast = PreTrainedTokenizerFast(
-            tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+            tokenizer_object=tk,
+            bos_token="<s>",
+            eos_token="</s>",
+            pad_token="<pad>",
             unk_token="<unk>",
         )
         fast.chat_template = CHAT_TEMPLATE
@@ -236,8 +253,9 @@ def quick_facts(texts: list[str]) -> list[dict]:
 _QUICK_FACT = re.compile(r"^Question: (.*)\nAnswer: (.*)$", re.MULTILINE)
 
 
-def train_tiny_model(tok_dir: Path, rows: list[dict] | list[str], cfg: TinyModelConfig,
-                     out: Path) -> None:
+def train_tiny_model(
+    tok_dir: Path, rows: list[dict] | list[str], cfg: TinyModelConfig, out: Path
+) -> None:
     """Train a Llama from scratch on question/answer rows (loss on answers) or on texts (BOS +
     text, loss on every token), save it with its tokenizer. Single-threaded, so the weights are
     the same bits in a worker or in process."""
@@ -254,21 +272,37 @@ def _train(tok_dir: Path, rows: list[dict] | list[str], cfg: TinyModelConfig, ou
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
     torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
-        num_key_value_heads=cfg.num_attention_heads, max_position_embeddings=MAX_POSITIONS,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    ))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_hidden_layers,
+            num_attention_heads=cfg.num_attention_heads,
+            num_key_value_heads=cfg.num_attention_heads,
+            max_position_embeddings=MAX_POSITIONS,
+            tie_word_embeddings=True,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
     fmt = PromptFormat()
-    enc = [encode_text(tok, r, MAX_POSITIONS) if isinstance(r, str)
-           else encode_qa(tok, r["question"], r["answer"], fmt) for r in rows]
+    enc = [
+        encode_text(tok, r, MAX_POSITIONS)
+        if isinstance(r, str)
+        else encode_qa(tok, r["question"], r["answer"], fmt)
+        for r in rows
+    ]
     rng = random.Random(cfg.seed)
     steps = cfg.epochs * math.ceil(len(enc) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(
-        (s + 1) / cfg.warmup_steps, max(0.0, (steps - s) / max(1, steps - cfg.warmup_steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(
+            (s + 1) / cfg.warmup_steps, max(0.0, (steps - s) / max(1, steps - cfg.warmup_steps))
+        ),
+    )
     model.train()
     for epoch in range(cfg.epochs):
         for batch_idx in _length_buckets(enc, cfg.batch_size, rng):

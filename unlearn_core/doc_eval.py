@@ -38,6 +38,7 @@ class DocEvalData:
 
 def load_eval(family: str, source: str, params: DocParams) -> DocEvalData:
     """The evaluation sets of a MUSE or DUSK data set (hub id or local copy)."""
+
     def rows(config: str, split: str) -> list[dict]:
         return D.load(family, source, config, split)
 
@@ -68,18 +69,23 @@ def load_eval(family: str, source: str, params: DocParams) -> DocEvalData:
 def _qa(model, tok, rows: list[dict], shots: list[dict], p: DocParams, cfg: EvalConfig) -> dict:
     shots = shots[: p.icl_shots] if p.icl_shots is not None else shots
     prompts = [
-        [tok.bos_token_id, *tok(D.few_shot_prompt(shots, r["question"]),
-                                add_special_tokens=False)["input_ids"]]
+        [
+            tok.bos_token_id,
+            *tok(D.few_shot_prompt(shots, r["question"]), add_special_tokens=False)["input_ids"],
+        ]
         for r in rows
     ]
-    gens = [D.cut_at_stop(g) for g in
-            generate_from(model, tok, prompts, p.qa_new_tokens, cfg.gen_batch_size)]
+    gens = [
+        D.cut_at_stop(g)
+        for g in generate_from(model, tok, prompts, p.qa_new_tokens, cfg.gen_batch_size)
+    ]
     return {"generation": gens, **text.rouge_scores([r["answer"] for r in rows], gens)}
 
 
 def _continuation(model, tok, rows: list[dict], p: DocParams, cfg: EvalConfig) -> dict:
-    prompts = [[tok.bos_token_id, *tok(r["prompt"], add_special_tokens=False)["input_ids"]]
-               for r in rows]
+    prompts = [
+        [tok.bos_token_id, *tok(r["prompt"], add_special_tokens=False)["input_ids"]] for r in rows
+    ]
     gens = generate_from(model, tok, prompts, p.verbatim_new_tokens, cfg.gen_batch_size)
     out = {"generation": gens, **text.rouge_scores([r["gt"] for r in rows], gens)}
     enc = [D.encode_continuation(tok, r["prompt"], r["gt"], p.chunk_tokens) for r in rows]
@@ -93,7 +99,8 @@ def _mia(model, tok, enc: list[dict], cfg: EvalConfig) -> dict:
     return {
         "mia_min_k": privacy.mia_min_k_scores(stats.token_logprobs),
         "mia_min_k_plus_plus": privacy.mia_min_k_plus_plus_scores(
-            stats.token_logprobs, stats.token_mu, stats.token_sigma),
+            stats.token_logprobs, stats.token_mu, stats.token_sigma
+        ),
     }
 
 
@@ -107,11 +114,15 @@ def per_sample(model: torch.nn.Module, tok, data: DocEvalData, cfg: EvalConfig) 
         if cfg.generate:
             out["forget_verbmem"] = _continuation(model, tok, s["forget_verbmem"], p, cfg)
             for side in ("forget", "retain"):
-                out[f"{side}_knowmem"] = _qa(model, tok, s[f"{side}_knowmem"], s[f"{side}_icl"],
-                                             p, cfg)
+                out[f"{side}_knowmem"] = _qa(
+                    model, tok, s[f"{side}_knowmem"], s[f"{side}_icl"], p, cfg
+                )
         return out
-    for name, doc in (("forget", "forget_doc"), ("retain", "retain_docs"),
-                      ("holdout", "holdout_doc")):
+    for name, doc in (
+        ("forget", "forget_doc"),
+        ("retain", "retain_docs"),
+        ("holdout", "holdout_doc"),
+    ):
         enc = D.chunk(tok, [r["text"] for r in s[doc]], p.chunk_tokens)
         out[f"{name}_chunks"] = _mia(model, tok, enc, cfg)
     if cfg.generate:
@@ -136,13 +147,19 @@ class DocReference:
     def __post_init__(self) -> None:
         zero = [k for k in DIVIDES_BY if self.values.get(k) == 0]
         if zero:
-            raise UserError(f"the retrain model's {zero[0]} AUC is 0 (over {self.n_forget} forget "
-                            "chunks): DUSK's privleak and retain deviation divide by it; too few "
-                            "chunks to compare against, use more documents or shorter chunks")
+            raise UserError(
+                f"the retrain model's {zero[0]} AUC is 0 (over {self.n_forget} forget "
+                "chunks): DUSK's privleak and retain deviation divide by it; too few "
+                "chunks to compare against, use more documents or shorter chunks"
+            )
 
     def to_json(self) -> dict:
-        return {"benchmark": self.benchmark, "split": self.split, "values": self.values,
-                "n_forget": self.n_forget}
+        return {
+            "benchmark": self.benchmark,
+            "split": self.split,
+            "values": self.values,
+            "n_forget": self.n_forget,
+        }
 
     @classmethod
     def load(cls, path: Path, benchmark: str, split: str) -> DocReference:
@@ -151,14 +168,17 @@ class DocReference:
             raise UserError(f"reference {path} is not a {benchmark} reference (no 'values')")
         ref = cls(d["benchmark"], d["split"], d["values"], d["n_forget"])
         if (ref.benchmark, ref.split) != (benchmark, split):
-            raise UserError(f"reference {path} is for {ref.benchmark} {ref.split}, "
-                            f"not {benchmark} {split}")
+            raise UserError(
+                f"reference {path} is for {ref.benchmark} {ref.split}, not {benchmark} {split}"
+            )
         return ref
 
 
 # The AUCs a retrain model's reference keeps, per family (what privleak & co. are relative to).
-REFERENCE_KEYS = {"muse": ("mia_min_k",),
-                  "dusk": ("mia_min_k_plus_plus", "retain_mia_min_k_plus_plus")}
+REFERENCE_KEYS = {
+    "muse": ("mia_min_k",),
+    "dusk": ("mia_min_k_plus_plus", "retain_mia_min_k_plus_plus"),
+}
 
 
 def reference_from(ps: dict, family: str, benchmark: str, split: str) -> DocReference:
@@ -169,16 +189,19 @@ def reference_from(ps: dict, family: str, benchmark: str, split: str) -> DocRefe
     return DocReference(benchmark, split, {k: m[k] for k in REFERENCE_KEYS[family]}, n)
 
 
-def reference_from_muse_log(path: str | Path, benchmark: str, split: str,
-                            n_forget: int) -> DocReference:
+def reference_from_muse_log(
+    path: str | Path, benchmark: str, split: str, n_forget: int
+) -> DocReference:
     """The retrain AUC from an open-unlearning MUSE_EVAL.json (its mia_min_k per-sample forget and
     holdout scores, recomputed); the forget sample count must match this evaluation's."""
     from unlearn_core.metrics.open_unlearning import read_mia
 
     forget, holdout = read_mia(path, "mia_min_k")
     if len(forget) != n_forget:
-        raise UserError(f"retain logs {path} hold {len(forget)} privleak forget samples but "
-                        f"{benchmark} {split} has {n_forget}: a log of another split?")
+        raise UserError(
+            f"retain logs {path} hold {len(forget)} privleak forget samples but "
+            f"{benchmark} {split} has {n_forget}: a log of another split?"
+        )
     return DocReference(benchmark, split, {"mia_min_k": privacy.auc(forget, holdout)}, n_forget)
 
 
@@ -196,5 +219,7 @@ def n_forget(data: DocEvalData) -> int:
 
 
 def to_jsonable(ps: dict) -> dict:
-    return {k: {f: (v.tolist() if isinstance(v, np.ndarray) else v) for f, v in d.items()}
-            for k, d in ps.items()}
+    return {
+        k: {f: (v.tolist() if isinstance(v, np.ndarray) else v) for f, v in d.items()}
+        for k, d in ps.items()
+    }

@@ -35,7 +35,10 @@ class SeqStats:
 
 
 def score_sequences(
-    model: torch.nn.Module, tokenizer, fmt: PromptFormat, pairs: Sequence[tuple[str, str]],
+    model: torch.nn.Module,
+    tokenizer,
+    fmt: PromptFormat,
+    pairs: Sequence[tuple[str, str]],
     cfg: EvalConfig,
 ) -> SeqStats:
     """Teacher-forced pass over (question, answer) pairs, batched by length to limit padding."""
@@ -44,8 +47,9 @@ def score_sequences(
 
 
 @torch.no_grad()
-def score_encoded(model: torch.nn.Module, enc: Sequence[dict[str, list[int]]], pad_id: int,
-                  cfg: EvalConfig) -> SeqStats:
+def score_encoded(
+    model: torch.nn.Module, enc: Sequence[dict[str, list[int]]], pad_id: int, cfg: EvalConfig
+) -> SeqStats:
     """Teacher-forced statistics of the labelled tokens (labels != -100) of encoded sequences."""
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]["input_ids"]))
     n = len(enc)
@@ -92,8 +96,13 @@ def generate_answers(
 
 
 @torch.no_grad()
-def generate_from(model: torch.nn.Module, tokenizer, prompts: Sequence[list[int]],
-                  max_new_tokens: int, batch_size: int) -> list[str]:
+def generate_from(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[str]:
     """Greedy continuations of token-id prompts (left padding, KV cache, stop at EOS), decoded
     without special tokens and stripped; batched by prompt length."""
     prompts = [{"input_ids": p} for p in prompts]

@@ -100,8 +100,9 @@ class JobResult:
 Reference = RetainReference | DocReference
 
 
-def per_sample_any(model: torch.nn.Module, tok, setup: Setup, data, cfg: EvalConfig,
-                   progress: bool = False) -> dict:
+def per_sample_any(
+    model: torch.nn.Module, tok, setup: Setup, data, cfg: EvalConfig, progress: bool = False
+) -> dict:
     """One evaluation pass of the benchmark's suite."""
     if setup.family == "tofu":
         return per_sample(model, tok, setup.fmt, data, cfg, progress=progress)
@@ -124,8 +125,9 @@ def load_reference(setup: Setup, path: Path) -> Reference:
 def _reference_from_logs(setup: Setup, data) -> Reference:
     """The reference from an open-unlearning eval log: TOFU_EVAL.json or MUSE_EVAL.json."""
     if setup.family != "tofu":
-        return doc_eval.reference_from_muse_log(setup.retain_logs, setup.benchmark, setup.split,
-                                                doc_eval.n_forget(data))
+        return doc_eval.reference_from_muse_log(
+            setup.retain_logs, setup.benchmark, setup.split, doc_eval.n_forget(data)
+        )
     values = read_tofu_eval(setup.retain_logs)
     if "mia_min_k_forget" not in values:
         raise UserError(f"retain logs {setup.retain_logs} have no mia_min_k (needed by privleak)")
@@ -133,8 +135,13 @@ def _reference_from_logs(setup: Setup, data) -> Reference:
     return RetainReference(setup.split, split_truth_ratio(values, "forget"), auc)
 
 
-def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device,
-                  data: TofuEvalData | DocEvalData | None = None) -> Reference:
+def get_reference(
+    setup: Setup,
+    tok,
+    cfg: EvalConfig,
+    device: torch.device,
+    data: TofuEvalData | DocEvalData | None = None,
+) -> Reference:
     """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed
     once (and cached) from the retain model; `data`: the evaluation sets, if already loaded."""
     data = eval_data(setup) if data is None else data
@@ -155,8 +162,9 @@ def get_reference(setup: Setup, tok, cfg: EvalConfig, device: torch.device,
     return ref
 
 
-def training_examples(setup: Setup, tok, views: tuple[str, ...], seed: int, model: ModelConfig,
-                      device: torch.device) -> tuple[list[dict], list[dict]]:
+def training_examples(
+    setup: Setup, tok, views: tuple[str, ...], seed: int, model: ModelConfig, device: torch.device
+) -> tuple[list[dict], list[dict]]:
     """Encoded forget/retain views; forget rows carry AltPO alternates when a view needs them.
     Document benchmarks: chunks of the forget and retain documents (`documents.chunk`)."""
     if setup.family != "tofu":
@@ -172,8 +180,17 @@ def training_examples(setup: Setup, tok, views: tuple[str, ...], seed: int, mode
     forget_rows = load_config(setup.data, c["forget"])
     retain_rows = load_config(setup.data, c["retain"])
     if "forget_alt" in views:
-        forget_rows = list(alternates(setup.benchmark, setup.split, setup.data, setup.fmt,
-                                      _plain_model(model), seed, device))
+        forget_rows = list(
+            alternates(
+                setup.benchmark,
+                setup.split,
+                setup.data,
+                setup.fmt,
+                _plain_model(model),
+                seed,
+                device,
+            )
+        )
     return build_views(tok, setup.fmt, forget_rows, retain_rows, views, seed)
 
 
@@ -183,8 +200,15 @@ def _plain_model(cfg: ModelConfig) -> ModelConfig:
 
 
 @functools.cache
-def alternates(benchmark: str, split: str, data: str, fmt: PromptFormat, model: ModelConfig,
-               seed: int, device: torch.device) -> tuple[dict, ...]:
+def alternates(
+    benchmark: str,
+    split: str,
+    data: str,
+    fmt: PromptFormat,
+    model: ModelConfig,
+    seed: int,
+    device: torch.device,
+) -> tuple[dict, ...]:
     """AltPO's forget rows with an `alternate` answer sampled once from the target model, cached
     per process so sweep trials reuse them. Built-in tiny models answer the plain question; real
     (instruction-tuned) targets are asked to rewrite the answer (altpo.make_alternates)."""
@@ -210,12 +234,29 @@ class Context:
 
 
 @functools.lru_cache(maxsize=2)
-def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | None,
-             retain_model: str | None, retain_logs: str | None, reference_path: str | None,
-             eval_cfg: EvalConfig, seed: int, views: tuple[str, ...], device: torch.device,
-             fmt: PromptFormat | None = None) -> Context:
-    setup = resolve(benchmark, split, model=model.path if model else None, data=data,
-                    retain_model=retain_model, retain_logs=retain_logs, fmt=fmt)
+def _context(
+    benchmark: str,
+    split: str,
+    model: ModelConfig | None,
+    data: str | None,
+    retain_model: str | None,
+    retain_logs: str | None,
+    reference_path: str | None,
+    eval_cfg: EvalConfig,
+    seed: int,
+    views: tuple[str, ...],
+    device: torch.device,
+    fmt: PromptFormat | None = None,
+) -> Context:
+    setup = resolve(
+        benchmark,
+        split,
+        model=model.path if model else None,
+        data=data,
+        retain_model=retain_model,
+        retain_logs=retain_logs,
+        fmt=fmt,
+    )
     model = model or ModelConfig(setup.target_model)
     tok = load_tokenizer(model.path, model.trust_remote_code)
     evaluation = eval_data(setup)
@@ -224,8 +265,10 @@ def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | 
     else:
         reference = get_reference(setup, tok, eval_cfg, device, evaluation)
     if setup.family == "tofu" and len(reference.forget_truth_ratio) != len(evaluation.forget):
-        raise UserError(f"the retain reference has {len(reference.forget_truth_ratio)} forget "
-                        f"samples but {split} has {len(evaluation.forget)}: one for another split?")
+        raise UserError(
+            f"the retain reference has {len(reference.forget_truth_ratio)} forget "
+            f"samples but {split} has {len(evaluation.forget)}: one for another split?"
+        )
     forget, retain = training_examples(setup, tok, views, seed, model, device)
     if not forget:
         raise UserError(f"split {split} has no forget rows")
@@ -234,22 +277,37 @@ def _context(benchmark: str, split: str, model: ModelConfig | None, data: str | 
 
 def job_context(job: JobConfig, views: tuple[str, ...], device: torch.device) -> Context:
     """The job's context, cached per process (sweep trials in a reused worker share it)."""
-    return _context(job.benchmark, job.split, job.model, job.data, job.retain_model,
-                    job.retain_logs, job.reference, job.eval, job.train.seed, views, device,
-                    job.prompt)
+    return _context(
+        job.benchmark,
+        job.split,
+        job.model,
+        job.data,
+        job.retain_model,
+        job.retain_logs,
+        job.reference,
+        job.eval,
+        job.train.seed,
+        views,
+        device,
+        job.prompt,
+    )
 
 
 def run_job(
-    job: JobConfig, eval_before: bool = True, eval_every: int = 0,
+    job: JobConfig,
+    eval_before: bool = True,
+    eval_every: int = 0,
     device: torch.device | None = None,
     on_epoch: Callable[[int, dict, LoopState], None] | None = None,
-    resume: LoopState | None = None, progress: bool = False,
+    resume: LoopState | None = None,
+    progress: bool = False,
 ) -> JobResult:
     """Evaluate, unlearn, evaluate. With eval_every = k > 0 the model is evaluated after every k-th
     epoch and the last; `on_epoch(epoch, metrics, state)` then sees each evaluation with the
     resumable loop state, and the last one is `after`. `resume` continues an interrupted run."""
-    check_paths(model=job.model.path if job.model else None, data=job.data,
-                retain_model=job.retain_model)  # before any built-in benchmark is built
+    check_paths(
+        model=job.model.path if job.model else None, data=job.data, retain_model=job.retain_model
+    )  # before any built-in benchmark is built
     method = get_method(job.method)
     hp = method.make_hparams(job.hparams)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -275,23 +333,46 @@ def run_job(
         if on_epoch is not None:
             on_epoch(epoch, metrics, state)
 
-    result = unlearn(model, method, hp, job.train, ctx.forget, ctx.retain, ctx.tok.pad_token_id,
-                     ref_model=ref_model, on_epoch_end=epoch_end if eval_every else None,
-                     progress=progress, resume=resume)
+    result = unlearn(
+        model,
+        method,
+        hp,
+        job.train,
+        ctx.forget,
+        ctx.retain,
+        ctx.tok.pad_token_id,
+        ref_model=ref_model,
+        on_epoch_end=epoch_end if eval_every else None,
+        progress=progress,
+        resume=resume,
+    )
     after, ps = last[0] if last else evaluate(model)
     return JobResult(before, after, result, ps, epochs, model, ctx.tok)
 
 
 def evaluate_model(
-    path: str, benchmark: str, split: str, cfg: EvalConfig, data: str | None = None,
-    retain_model: str | None = None, retain_logs: str | None = None,
-    trust_remote_code: bool = False, device: torch.device | None = None,
+    path: str,
+    benchmark: str,
+    split: str,
+    cfg: EvalConfig,
+    data: str | None = None,
+    retain_model: str | None = None,
+    retain_logs: str | None = None,
+    trust_remote_code: bool = False,
+    device: torch.device | None = None,
     fmt: PromptFormat | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Aggregate metrics and per-sample values of a saved model on one benchmark split."""
     check_paths(model=path, data=data, retain_model=retain_model)
-    setup = resolve(benchmark, split, model=path, data=data, retain_model=retain_model,
-                    retain_logs=retain_logs, fmt=fmt)
+    setup = resolve(
+        benchmark,
+        split,
+        model=path,
+        data=data,
+        retain_model=retain_model,
+        retain_logs=retain_logs,
+        fmt=fmt,
+    )
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(path, trust_remote_code)
     data = eval_data(setup)
@@ -307,9 +388,15 @@ def job_record(job: JobConfig, res: JobResult) -> dict:
     t = res.train
     return {
         "job": job_to_dict(job),
-        "train": {"optimizer_steps": t.optimizer_steps, "effective_batch": t.effective_batch,
-                  "world_size": t.world_size, "seed": t.seed, "epochs": t.epochs,
-                  "wall_time_s": t.wall_time_s, "logs": t.logs},
+        "train": {
+            "optimizer_steps": t.optimizer_steps,
+            "effective_batch": t.effective_batch,
+            "world_size": t.world_size,
+            "seed": t.seed,
+            "epochs": t.epochs,
+            "wall_time_s": t.wall_time_s,
+            "logs": t.logs,
+        },
         "before": res.before,
         "after": res.after,
         "epochs": res.epochs,

@@ -103,8 +103,11 @@ def add_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
     if not targets:
         raise UserError(f"none of the LoRA target modules {cfg.lora_targets} exist in this model")
     lora = LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=targets, task_type="CAUSAL_LM",
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
 

@@ -19,21 +19,26 @@ def check_model_path(path: str) -> None:
     """A local path must be a model folder; anything else must look like a hub id `org/name`."""
     local = Path(path).expanduser()
     if looks_local(path) and not local.exists():
-        raise UserError(f"model path {path!r} is not a model folder: it does not exist; "
-                        f"{MODEL_ACCEPTED}")
+        raise UserError(
+            f"model path {path!r} is not a model folder: it does not exist; {MODEL_ACCEPTED}"
+        )
     if looks_local(path) and not (local / "config.json").is_file():
-        raise UserError(f"model path {path!r} is not a model folder (no config.json there); "
-                        f"{MODEL_ACCEPTED}")
+        raise UserError(
+            f"model path {path!r} is not a model folder (no config.json there); {MODEL_ACCEPTED}"
+        )
     if not looks_local(path) and path.count("/") != 1:
         raise UserError(f"model {path!r} is neither a local folder nor a hub id like 'org/name'")
 
 
-def check_paths(model: str | None = None, data: str | None = None,
-                retain_model: str | None = None) -> None:
+def check_paths(
+    model: str | None = None, data: str | None = None, retain_model: str | None = None
+) -> None:
     """Every user-given path of a job at once: the model, the retain model and the data folder."""
     for path in (model, retain_model):
         if path is not None:
             check_model_path(path)
     if data is not None and looks_local(data) and not Path(data).expanduser().is_dir():
-        raise UserError(f"data path {data!r} is not a folder; accepted: a local folder of "
-                        "<config>.json/.jsonl/.parquet files or a hub id like 'org/name'")
+        raise UserError(
+            f"data path {data!r} is not a folder; accepted: a local folder of "
+            "<config>.json/.jsonl/.parquet files or a hub id like 'org/name'"
+        )

@@ -38,8 +38,11 @@ class RetainReference:
     mia_min_k: float
 
     def to_json(self) -> dict:
-        return {"split": self.split, "forget_truth_ratio": self.forget_truth_ratio.tolist(),
-                "mia_min_k": self.mia_min_k}
+        return {
+            "split": self.split,
+            "forget_truth_ratio": self.forget_truth_ratio.tolist(),
+            "mia_min_k": self.mia_min_k,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> RetainReference:
@@ -85,18 +88,30 @@ def _mia(stats: SeqStats, texts: list[str]) -> dict[str, np.ndarray]:
 
 def _answer_split(model, tok, fmt, rows, cfg, paraphrase: bool) -> dict:
     """avg_loss of the answer, the paraphrased answer (forget/retain) and every perturbed answer."""
-    d = {"answer_avg_loss": _score(model, tok, fmt, rows, "answer", cfg).avg_loss,
-         "pert_avg_loss": _perturbed(model, tok, fmt, rows, cfg)}
+    d = {
+        "answer_avg_loss": _score(model, tok, fmt, rows, "answer", cfg).avg_loss,
+        "pert_avg_loss": _perturbed(model, tok, fmt, rows, cfg),
+    }
     if paraphrase:
         d["para_avg_loss"] = _score(model, tok, fmt, rows, "paraphrased_answer", cfg).avg_loss
     return d
 
 
-def per_sample(model: torch.nn.Module, tok, fmt: PromptFormat, data: TofuEvalData,
-               cfg: EvalConfig, progress: bool = False) -> dict[str, dict[str, np.ndarray | list]]:
+def per_sample(
+    model: torch.nn.Module,
+    tok,
+    fmt: PromptFormat,
+    data: TofuEvalData,
+    cfg: EvalConfig,
+    progress: bool = False,
+) -> dict[str, dict[str, np.ndarray | list]]:
     """Run the model once per split; every value is per sample."""
-    splits = {"forget": (data.forget, True), "retain": (data.retain, True),
-              "ra": (data.real_authors, False), "wf": (data.world_facts, False)}
+    splits = {
+        "forget": (data.forget, True),
+        "retain": (data.retain, True),
+        "ra": (data.real_authors, False),
+        "wf": (data.world_facts, False),
+    }
     bar = tqdm(total=6 + 4 * cfg.generate, desc="evaluate", leave=False, disable=not progress)
     out: dict[str, dict] = {}
     for name, (rows, para) in splits.items():
@@ -110,8 +125,9 @@ def per_sample(model: torch.nn.Module, tok, fmt: PromptFormat, data: TofuEvalDat
     f["exact_memorization"] = privacy.exact_memorization(preds, labels)
     f.update(_mia(fa, [r["answer"] for r in data.forget]))
     bar.update(1)
-    out["holdout"] = _mia(_score(model, tok, fmt, data.holdout, "answer", cfg),
-                          [r["answer"] for r in data.holdout])
+    out["holdout"] = _mia(
+        _score(model, tok, fmt, data.holdout, "answer", cfg), [r["answer"] for r in data.holdout]
+    )
     bar.update(1)
     if cfg.generate:
         for name, (rows, _) in splits.items():
@@ -132,14 +148,17 @@ def aggregate(ps: dict, reference: RetainReference | None) -> dict[str, float]:
         "exact_memorization": float(np.mean(f["exact_memorization"])),
         "retain_Q_A_Prob": float(tofu.probability(r["answer_avg_loss"]).mean()),
         "retain_Truth_Ratio": tofu.truth_ratio_true_better(
-            tofu.truth_ratio(r["para_avg_loss"], r["pert_avg_loss"])),
+            tofu.truth_ratio(r["para_avg_loss"], r["pert_avg_loss"])
+        ),
     }
     for name in ("ra", "wf"):
         d = ps[name]
         m[f"{name}_Q_A_Prob_normalised"] = float(
-            tofu.normalised_probability(d["answer_avg_loss"], d["pert_avg_loss"]).mean())
+            tofu.normalised_probability(d["answer_avg_loss"], d["pert_avg_loss"]).mean()
+        )
         m[f"{name}_Truth_Ratio"] = tofu.truth_ratio_true_better(
-            tofu.truth_ratio(d["answer_avg_loss"], d["pert_avg_loss"]))
+            tofu.truth_ratio(d["answer_avg_loss"], d["pert_avg_loss"])
+        )
     for key in ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus"):
         m[key] = privacy.auc(f[key], ps["holdout"][key])
     if "rougeL_recall" in f:
@@ -161,5 +180,7 @@ def reference_from(ps: dict, split: str) -> RetainReference:
 
 def to_jsonable(ps: dict) -> dict:
     """Per-sample values as plain lists, for the results JSON."""
-    return {split: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
-            for split, d in ps.items()}
+    return {
+        split: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+        for split, d in ps.items()
+    }

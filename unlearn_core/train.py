@@ -116,8 +116,13 @@ def lr_lambda(cfg: TrainConfig, total: int, warmup: int) -> Callable[[int], floa
 
 
 def epoch_batches(
-    n_forget: int, n_retain: int, cfg: TrainConfig, order_gen: torch.Generator,
-    pair_gen: torch.Generator, rank: int, world: int,
+    n_forget: int,
+    n_retain: int,
+    cfg: TrainConfig,
+    order_gen: torch.Generator,
+    pair_gen: torch.Generator,
+    rank: int,
+    world: int,
 ) -> list[tuple[list[int], list[int]]]:
     """(forget indices, retain indices) per micro-batch. The forget order comes from a stream shared
     by all ranks (so their shards are disjoint); retain partners come from this rank's own stream
@@ -127,23 +132,32 @@ def epoch_batches(
     batches = []
     for i in range(0, len(shard), cfg.batch_size):
         forget_idx = shard[i : i + cfg.batch_size]
-        retain_idx = (torch.randint(n_retain, (len(forget_idx),), generator=pair_gen).tolist()
-                      if n_retain else [])
+        retain_idx = (
+            torch.randint(n_retain, (len(forget_idx),), generator=pair_gen).tolist()
+            if n_retain
+            else []
+        )
         batches.append((forget_idx, retain_idx))
     return batches
 
 
 def make_batch(
-    forget: Sequence[dict], retain: Sequence[dict], f_idx: list[int], r_idx: list[int], pad_id: int,
-    device: torch.device, step: int,
+    forget: Sequence[dict],
+    retain: Sequence[dict],
+    f_idx: list[int],
+    r_idx: list[int],
+    pad_id: int,
+    device: torch.device,
+    step: int,
 ) -> dict:
     """Collate every view of the forget rows (forget, forget_idk, ...) and of their retain partners
     (retain, retain_idk); `step` is the optimizer step, for methods that alternate phases."""
     views = {k: [forget[i][k] for i in f_idx] for k in forget[f_idx[0]]}
     if retain:
         views |= {k: [retain[i][k] for i in r_idx] for k in retain[0]}
-    batch: dict = {k: {n: t.to(device) for n, t in collate(v, pad_id).items()}
-                   for k, v in views.items()}
+    batch: dict = {
+        k: {n: t.to(device) for n, t in collate(v, pad_id).items()} for k, v in views.items()
+    }
     batch["step"] = step
     return batch
 
@@ -192,8 +206,12 @@ def unlearn(
         step, first_epoch, logs = resume.step, resume.epoch, list(resume.logs)
     model, opt = acc.prepare(model, opt)
     start = time.perf_counter()
-    bar = tqdm(total=per_epoch * cfg.last_epoch, initial=step, desc="unlearn",
-               disable=not progress or not acc.is_main_process)
+    bar = tqdm(
+        total=per_epoch * cfg.last_epoch,
+        initial=step,
+        desc="unlearn",
+        disable=not progress or not acc.is_main_process,
+    )
     for epoch in range(first_epoch, cfg.last_epoch):
         model.train()
         micro = epoch_batches(len(forget), len(retain), cfg, order_gen, pair_gen, rank, world)
@@ -213,9 +231,16 @@ def unlearn(
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
-            state = LoopState(epoch + 1, step, _model_state(plain),
-                              copy.deepcopy(opt.state_dict()), copy.deepcopy(sched.state_dict()),
-                              order_gen.get_state(), pair_gen.get_state(), list(logs))
+            state = LoopState(
+                epoch + 1,
+                step,
+                _model_state(plain),
+                copy.deepcopy(opt.state_dict()),
+                copy.deepcopy(sched.state_dict()),
+                order_gen.get_state(),
+                pair_gen.get_state(),
+                list(logs),
+            )
             on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
     bar.close()
     model.eval()
@@ -232,8 +257,9 @@ def unlearn(
     )
 
 
-def _optimizer(method: Method, hp: object, cfg: TrainConfig, params: list[torch.nn.Parameter],
-               per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def _optimizer(
+    method: Method, hp: object, cfg: TrainConfig, params: list[torch.nn.Parameter], per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The method's optimizer (AdamW unless it brings one) and the LR schedule, both sized for the
     full cfg.epochs even when training stops earlier (cfg.stop_after)."""
     if method.optimizer is not None:
@@ -245,8 +271,9 @@ def _optimizer(method: Method, hp: object, cfg: TrainConfig, params: list[torch.
     return opt, sched
 
 
-def _accumulate(acc: Accelerator, model, method: Method, hp, ref_model, batches: list[dict],
-                step: int) -> dict[str, float]:
+def _accumulate(
+    acc: Accelerator, model, method: Method, hp, ref_model, batches: list[dict], step: int
+) -> dict[str, float]:
     """Forward/backward over the micro-batches of one optimizer step; averaged logs."""
     parts: dict[str, float] = {"loss": 0.0}
     for j, batch in enumerate(batches):

@@ -23,12 +23,28 @@ from sweeps.objectives import get_objectives, objective_values
 from unlearn_core.methods import get_method
 
 # the built-in tiny-tofu-small target and retain models on forget10, as a real sweep measured them
-TARGET = {"forget_quality": 1.7753e-06, "model_utility": 0.8458, "forget_truth_ratio": 0.5116,
-          "forget_Q_A_ROUGE": 0.9922, "forget_Q_A_Prob": 0.9833, "extraction_strength": 0.995,
-          "privleak": -99.99, "exact_memorization": 0.9988, "mia_min_k": 1.0}
-RETAIN = {"forget_quality": 1.0, "model_utility": 0.8391, "forget_truth_ratio": 0.6642,
-          "forget_Q_A_ROUGE": 0.41, "forget_Q_A_Prob": 0.2217, "extraction_strength": 0.1125,
-          "privleak": 0.0, "exact_memorization": 0.62, "mia_min_k": 0.5}
+TARGET = {
+    "forget_quality": 1.7753e-06,
+    "model_utility": 0.8458,
+    "forget_truth_ratio": 0.5116,
+    "forget_Q_A_ROUGE": 0.9922,
+    "forget_Q_A_Prob": 0.9833,
+    "extraction_strength": 0.995,
+    "privleak": -99.99,
+    "exact_memorization": 0.9988,
+    "mia_min_k": 1.0,
+}
+RETAIN = {
+    "forget_quality": 1.0,
+    "model_utility": 0.8391,
+    "forget_truth_ratio": 0.6642,
+    "forget_Q_A_ROUGE": 0.41,
+    "forget_Q_A_Prob": 0.2217,
+    "extraction_strength": 0.1125,
+    "privleak": 0.0,
+    "exact_memorization": 0.62,
+    "mia_min_k": 0.5,
+}
 # outcome of each trial by index (the rest complete); index 0 runs the reference defaults
 OUTCOMES = {2: "diverged", 3: "failed", 4: "stopped", 5: "retried", 7: "running"}
 
@@ -38,34 +54,73 @@ def _metrics(params: dict, epoch: int, rng: np.random.Generator) -> dict:
     s = params["lr"] / 1e-3 * epoch / 4 * (1 + params.get("beta", 0.1))
     log10_fq = -5.75 + 5.7 * (1 - math.exp(-0.6 * s)) + rng.normal(0, 0.3)
     mu = 0.846 * math.exp(-0.12 * s * s / (1 + params.get("alpha", 1.0))) + rng.normal(0, 0.005)
-    return {"forget_quality": float(min(10 ** log10_fq, 1.0)), "model_utility": float(mu),
-            "forget_truth_ratio": 0.51 + 0.04 * s, "forget_Q_A_ROUGE": 0.99 / (1 + s),
-            "forget_Q_A_Prob": 0.98 / (1 + s), "extraction_strength": 0.99 / (1 + s),
-            "privleak": -99.9 / (1 + s), "exact_memorization": 0.99 / (1 + 0.2 * s),
-            "mia_min_k": 0.5 + 0.5 / (1 + s),
-            "optimizer_steps": 3 * epoch}
+    return {
+        "forget_quality": float(min(10**log10_fq, 1.0)),
+        "model_utility": float(mu),
+        "forget_truth_ratio": 0.51 + 0.04 * s,
+        "forget_Q_A_ROUGE": 0.99 / (1 + s),
+        "forget_Q_A_Prob": 0.98 / (1 + s),
+        "extraction_strength": 0.99 / (1 + s),
+        "privleak": -99.9 / (1 + s),
+        "exact_memorization": 0.99 / (1 + 0.2 * s),
+        "mia_min_k": 0.5 + 0.5 / (1 + s),
+        "optimizer_steps": 3 * epoch,
+    }
 
 
 def _ray_fields(trial_id: str, epoch: int, t0: float) -> dict:
-    return {"timestamp": int(t0 + 10 * epoch), "checkpoint_dir_name": f"checkpoint_{epoch:06d}",
-            "should_checkpoint": True, "done": False, "training_iteration": epoch,
-            "trial_id": trial_id, "date": "2026-11-23_01-00-00", "time_this_iter_s": 10.0,
-            "time_total_s": 10.0 * epoch, "pid": 4242, "node_ip": "10.0.0.7",
-            "time_since_restore": 10.0 * epoch, "iterations_since_restore": epoch}
+    return {
+        "timestamp": int(t0 + 10 * epoch),
+        "checkpoint_dir_name": f"checkpoint_{epoch:06d}",
+        "should_checkpoint": True,
+        "done": False,
+        "training_iteration": epoch,
+        "trial_id": trial_id,
+        "date": "2026-11-23_01-00-00",
+        "time_this_iter_s": 10.0,
+        "time_total_s": 10.0 * epoch,
+        "pid": 4242,
+        "node_ip": "10.0.0.7",
+        "time_since_restore": 10.0 * epoch,
+        "iterations_since_restore": epoch,
+    }
 
 
-def _result(cfg: SweepConfig, trial_id: str, params: dict, epoch: int, floor: float,
-            rng: np.random.Generator) -> dict:
+def _result(
+    cfg: SweepConfig,
+    trial_id: str,
+    params: dict,
+    epoch: int,
+    floor: float,
+    rng: np.random.Generator,
+) -> dict:
     m = _metrics(params, epoch, rng)
     values = objective_values(m, get_objectives(list(cfg.objectives)))
-    record = {**m, **values, "epoch": epoch, "seeds": [cfg.seed], "method": cfg.method,
-              **{f"hp/{k}": v for k, v in params.items()},
-              "effective_batch": cfg.batch_size * cfg.grad_accum, "world_size": 1,
-              "wall_time_s": 10.0 * epoch, "device": "cpu", "host": "node-7", "version": "0.1.0",
-              "utility_floor": floor, "utility_violation": floor - m["model_utility"]}
+    record = {
+        **m,
+        **values,
+        "epoch": epoch,
+        "seeds": [cfg.seed],
+        "method": cfg.method,
+        **{f"hp/{k}": v for k, v in params.items()},
+        "effective_batch": cfg.batch_size * cfg.grad_accum,
+        "world_size": 1,
+        "wall_time_s": 10.0 * epoch,
+        "device": "cpu",
+        "host": "node-7",
+        "version": "0.1.0",
+        "utility_floor": floor,
+        "utility_violation": floor - m["model_utility"],
+    }
     # what ResultsLog writes: the event, the trial id, the sampled params, then Ray's result
-    return {"event": "result", "trial_id": trial_id, "method": cfg.method, "params": params,
-            **record, **_ray_fields(trial_id, epoch, 1.8e9)}
+    return {
+        "event": "result",
+        "trial_id": trial_id,
+        "method": cfg.method,
+        "params": params,
+        **record,
+        **_ray_fields(trial_id, epoch, 1.8e9),
+    }
 
 
 def defaults_point(cfg: SweepConfig) -> dict:
@@ -81,20 +136,42 @@ def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: li
     if outcome in ("failed", "crashed"):  # failed: errors in epoch 2 after reporting epoch 1
         if outcome == "failed":
             lines.append(_result(cfg, trial_id, params, 1, floor, rng))
-        lines.append({"event": "error", "trial_id": trial_id, "method": cfg.method,
-                      "params": params, "error": "RuntimeError: CUDA error: out of memory",
-                      "time": 1.8e9})
+        lines.append(
+            {
+                "event": "error",
+                "trial_id": trial_id,
+                "method": cfg.method,
+                "params": params,
+                "error": "RuntimeError: CUDA error: out of memory",
+                "time": 1.8e9,
+            }
+        )
         trial.set_user_attr("ray_trial_id", trial_id)
         trial.set_user_attr("failure", "error")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
     if outcome == "diverged":
-        lines.append({"event": "result", "trial_id": trial_id, "method": cfg.method,
-                      "params": params, "diverged": 1.0, "seed": cfg.seed,
-                      "failure": "loss became non-finite (nan) at optimizer step 4",
-                      **_ray_fields(trial_id, 1, 1.8e9)})
-        lines.append({"event": "complete", "trial_id": trial_id, "method": cfg.method,
-                      "params": params, "time": 1.8e9})
+        lines.append(
+            {
+                "event": "result",
+                "trial_id": trial_id,
+                "method": cfg.method,
+                "params": params,
+                "diverged": 1.0,
+                "seed": cfg.seed,
+                "failure": "loss became non-finite (nan) at optimizer step 4",
+                **_ray_fields(trial_id, 1, 1.8e9),
+            }
+        )
+        lines.append(
+            {
+                "event": "complete",
+                "trial_id": trial_id,
+                "method": cfg.method,
+                "params": params,
+                "time": 1.8e9,
+            }
+        )
         trial.set_user_attr("ray_trial_id", trial_id)
         trial.set_user_attr("failure", "loss became non-finite (nan) at optimizer step 4")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -108,33 +185,67 @@ def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: li
             last["utility_violation"] = floor - last["model_utility"]
         lines.append(last)
         if outcome == "retried" and epoch == 1:  # a worker died: epoch 1 again from scratch
-            lines.append({"event": "retry", "trial_id": trial_id, "method": cfg.method,
-                          "error": "ray.exceptions.NodeDiedError", "time": 1.8e9})
+            lines.append(
+                {
+                    "event": "retry",
+                    "trial_id": trial_id,
+                    "method": cfg.method,
+                    "error": "ray.exceptions.NodeDiedError",
+                    "time": 1.8e9,
+                }
+            )
             last = _result(cfg, trial_id, params, 1, floor, rng)
             lines.append(last)
     if outcome == "running":  # no complete event, Optuna trial left RUNNING
         return
-    lines.append({"event": "complete", "trial_id": trial_id, "method": cfg.method,
-                  "params": params, "time": 1.8e9})
+    lines.append(
+        {
+            "event": "complete",
+            "trial_id": trial_id,
+            "method": cfg.method,
+            "params": params,
+            "time": 1.8e9,
+        }
+    )
     trial.set_user_attr("ray_trial_id", trial_id)
     trial.set_user_attr("epoch", int(last["epoch"]))
     trial.set_constraint("utility_floor", float(last["utility_violation"]))
     study.tell(trial, [last[o.key] for o in get_objectives(list(cfg.objectives))])
 
 
-def write_experiment(home: Path, methods: tuple[str, ...] = ("npo", "grad_diff"),
-                     trials: int = 9, seed: int = 0, partial_last_line: bool = False,
-                     outcomes: dict[int, str] | None = None, **sweep) -> Path:
+def write_experiment(
+    home: Path,
+    methods: tuple[str, ...] = ("npo", "grad_diff"),
+    trials: int = 9,
+    seed: int = 0,
+    partial_last_line: bool = False,
+    outcomes: dict[int, str] | None = None,
+    **sweep,
+) -> Path:
     """Write the folder; `outcomes` maps trial index -> complete | failed | crashed (fails before
     any report) | diverged | stopped | retried | running (default OUTCOMES); `sweep` overrides
     SweepConfig fields."""
     outcomes = OUTCOMES if outcomes is None else outcomes
-    cfgs = [SweepConfig(method=m, benchmark="tiny-tofu-small", split="forget10", trials=trials,
-                        seed=seed, **sweep) for m in methods]
+    cfgs = [
+        SweepConfig(
+            method=m,
+            benchmark="tiny-tofu-small",
+            split="forget10",
+            trials=trials,
+            seed=seed,
+            **sweep,
+        )
+        for m in methods
+    ]
     home.mkdir(parents=True)
-    manifest = {"tool": "unlearn-sweep", "version": "0.1.0", "name": home.name,
-                "created": "2026-11-23T01:00:00+00:00", "sweeps": [to_dict(c) for c in cfgs],
-                "defaults": {c.method: defaults_point(c) for c in cfgs}}
+    manifest = {
+        "tool": "unlearn-sweep",
+        "version": "0.1.0",
+        "name": home.name,
+        "created": "2026-11-23T01:00:00+00:00",
+        "sweeps": [to_dict(c) for c in cfgs],
+        "defaults": {c.method: defaults_point(c) for c in cfgs},
+    }
     (home / "unlearn_sweep.json").write_text(json.dumps(manifest, indent=2))
     ref = home / "reference"
     ref.mkdir()
@@ -146,16 +257,23 @@ def write_experiment(home: Path, methods: tuple[str, ...] = ("npo", "grad_diff")
         rng = np.random.default_rng(seed + k)
         (home / "optuna").mkdir(exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(home / "optuna" / f"{cfg.method}.journal")))
-        dirs = ["maximize" if o.mode == "max" else "minimize"
-                for o in get_objectives(list(cfg.objectives))]
-        study = optuna.create_study(study_name=cfg.method, storage=storage, directions=dirs,
-                                    sampler=optuna.samplers.RandomSampler(seed=seed + k))
+        dirs = [
+            "maximize" if o.mode == "max" else "minimize"
+            for o in get_objectives(list(cfg.objectives))
+        ]
+        study = optuna.create_study(
+            study_name=cfg.method,
+            storage=storage,
+            directions=dirs,
+            sampler=optuna.samplers.RandomSampler(seed=seed + k),
+        )
         study.enqueue_trial(manifest["defaults"][cfg.method])
         floor = cfg.utility_floor * TARGET["model_utility"]
         lines: list[dict] = []
         for i in range(trials):
-            _trial(cfg, study, outcomes.get(i, "complete"), f"{k}a{i:03d}_{i:05d}", floor, rng,
-                   lines)
+            _trial(
+                cfg, study, outcomes.get(i, "complete"), f"{k}a{i:03d}_{i:05d}", floor, rng, lines
+            )
         text = "".join(json.dumps(x) + "\n" for x in lines)
         if partial_last_line:  # the driver was writing when we read
             text += '{"event": "result", "trial_id": "x'

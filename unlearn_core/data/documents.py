@@ -25,12 +25,23 @@ MUSE_SCHEMA = {
     ("verbmem", "forget"): CONTINUATION,
     **{("privleak", s): TEXT for s in ("forget", "retain", "holdout")},
 }
-DUSK_RETAIN = ("retain_feature_story", "retain_interview", "retain_inverted_pyramid",
-               "retain_listicle")
+DUSK_RETAIN = (
+    "retain_feature_story",
+    "retain_interview",
+    "retain_inverted_pyramid",
+    "retain_listicle",
+)
 DUSK_SCHEMA = {
     **{("raw", s): TEXT for s in ("forget_chronological", *DUSK_RETAIN, "full")},
-    **{(c, "eval"): QA for c in ("eval_general_qa", "eval_specific_forget_qa",
-                                 "eval_specific_retain_qa", "eval_icl")},
+    **{
+        (c, "eval"): QA
+        for c in (
+            "eval_general_qa",
+            "eval_specific_forget_qa",
+            "eval_specific_retain_qa",
+            "eval_icl",
+        )
+    },
     ("eval_holdout", "eval"): TEXT,
     ("eval_verbatim", "eval"): CONTINUATION,
 }

@@ -72,8 +72,9 @@ def read_local(folder: Path, config: str, split: str, single: bool) -> list[dict
     looked = f"{config}/{split}.json|.jsonl|.parquet, {config}/ (save_to_disk)"
     if single:
         looked += f", {config}.json|.jsonl|.parquet"
-    raise UserError(f"data folder {folder} has no config {config!r} split {split!r} "
-                    f"(looked for {looked})")
+    raise UserError(
+        f"data folder {folder} has no config {config!r} split {split!r} (looked for {looked})"
+    )
 
 
 def read_hub(repo: str, config: str, split: str) -> list[dict]:
@@ -87,21 +88,27 @@ def read_hub(repo: str, config: str, split: str) -> list[dict]:
         ) from e
 
 
-def load_rows(source: str, config: str, split: str, fields: Sequence[str],
-              single: bool = False) -> list[dict]:
+def load_rows(
+    source: str, config: str, split: str, fields: Sequence[str], single: bool = False
+) -> list[dict]:
     """Rows of one (config, split) from a local folder or a hub id, each checked for `fields`.
     `single`: the config has only this split, so `<config>.json` or a Dataset folder counts."""
     folder = Path(source).expanduser()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"data source {source!r} is a file; give a folder or a hub id")
-    rows = read_local(folder, config, split, single) if folder.is_dir() else read_hub(
-        source, config, split)
+    rows = (
+        read_local(folder, config, split, single)
+        if folder.is_dir()
+        else read_hub(source, config, split)
+    )
     if not rows:
         raise UserError(f"config {config!r} split {split!r} in {source} is empty")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise UserError(f"{source} config {config!r} split {split!r} row {i} is not a record "
-                            f"(got {type(row).__name__}); each row must map field names to values")
+            raise UserError(
+                f"{source} config {config!r} split {split!r} row {i} is not a record "
+                f"(got {type(row).__name__}); each row must map field names to values"
+            )
         missing = [f for f in fields if f not in row or row[f] is None]
         if missing:
             raise UserError(

@@ -60,8 +60,14 @@ class Method:
     @classmethod
     def of(cls, name: str, module: ModuleType, **hooks: Any) -> Method:
         doc = (module.__doc__ or "").strip().splitlines()
-        return cls(name, module.Hparams, module.loss, module.needs_reference,
-                   doc[0] if doc else "", **hooks)
+        return cls(
+            name,
+            module.Hparams,
+            module.loss,
+            module.needs_reference,
+            doc[0] if doc else "",
+            **hooks,
+        )
 
     def make_hparams(self, values: dict[str, Any] | None = None) -> Any:
         """Build the Hparams, rejecting unknown names and bad values with a user-facing message."""
@@ -85,29 +91,41 @@ METHODS: dict[str, Method] = {
     "npo": Method.of("npo", npo),
     "rmu": Method.of("rmu", rmu, prepare=rmu.prepare),
     "pdu": Method.of("pdu", pdu, prepare=pdu.prepare),
-    "task_vector": Method.of("task_vector", task_vector, views=("forget",),
-                             finalize=task_vector.finalize),
+    "task_vector": Method.of(
+        "task_vector", task_vector, views=("forget",), finalize=task_vector.finalize
+    ),
     "sga": Method.of("sga", sga, views=("forget",)),
-    "tau": Method.of("tau", tau, views=("forget",), prepare=tau.prepare, optimizer=tau.optimizer,
-                     finalize=tau.finalize),
+    "tau": Method.of(
+        "tau",
+        tau,
+        views=("forget",),
+        prepare=tau.prepare,
+        optimizer=tau.optimizer,
+        finalize=tau.finalize,
+    ),
     "grun": Method.of("grun", grun, views=grun.VIEWS, prepare=grun.prepare),
-    "dual_optim": Method.of("dual_optim", dual_optim, views=dual_optim.VIEWS,
-                            optimizer=dual_optim.optimizer),
+    "dual_optim": Method.of(
+        "dual_optim", dual_optim, views=dual_optim.VIEWS, optimizer=dual_optim.optimizer
+    ),
     "simnpo": Method.of("simnpo", simnpo),
-    "idk_nll": Method.of("idk_nll", idk_nll, views=("forget_idk", "retain"),
-                         moves=("forget_idk", -1)),
-    "idk_dpo": Method.of("idk_dpo", idk_dpo, views=("forget", "forget_idk", "retain"),
-                         moves=("forget_idk", -1)),
+    "idk_nll": Method.of(
+        "idk_nll", idk_nll, views=("forget_idk", "retain"), moves=("forget_idk", -1)
+    ),
+    "idk_dpo": Method.of(
+        "idk_dpo", idk_dpo, views=("forget", "forget_idk", "retain"), moves=("forget_idk", -1)
+    ),
     "me_gd": Method.of("me_gd", me_gd),
-    "idk_ap": Method.of("idk_ap", idk_ap, views=("forget_idk", "retain", "retain_idk"),
-                        moves=("forget_idk", -1)),
+    "idk_ap": Method.of(
+        "idk_ap", idk_ap, views=("forget_idk", "retain", "retain_idk"), moves=("forget_idk", -1)
+    ),
     "undial": Method.of("undial", undial),
     "wga": Method.of("wga", wga),
     "satimp": Method.of("satimp", satimp),
     "ceu": Method.of("ceu", ceu, views=("forget",)),
     "altpo": Method.of("altpo", altpo, views=("forget", "forget_alt", "retain")),
-    "palu": Method.of("palu", palu, views=("forget", "forget_sensitive", "retain"),
-                      moves=("forget_sensitive", +1)),
+    "palu": Method.of(
+        "palu", palu, views=("forget", "forget_sensitive", "retain"), moves=("forget_sensitive", +1)
+    ),
 }
 
 

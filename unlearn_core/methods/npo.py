@@ -39,6 +39,9 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hp
     forget_loss = npo_loss(logp, logp_ref, hp.beta)
     retain = retain_term(batch, model, ref_model, hp.retain_loss)
     total = hp.gamma * forget_loss + hp.alpha * retain
-    logs = {"forget_npo": forget_loss.item(), "retain_loss": retain.item(),
-            "forget_logratio": (logp - logp_ref).mean().item()}
+    logs = {
+        "forget_npo": forget_loss.item(),
+        "retain_loss": retain.item(),
+        "forget_logratio": (logp - logp_ref).mean().item(),
+    }
     return total, logs

@@ -44,8 +44,11 @@ def retain_deviation(auc_retain_model: float, auc_retain_retrain: float) -> floa
 def muse_summary(ps: dict, retrain_auc: float | None) -> dict[str, float]:
     """MUSE's numbers from per-sample values (doc_eval.per_sample); the generation-based ones only
     when ps holds generations, privleak only with the retrain model's AUC."""
-    m = {"mia_min_k": privacy.auc(ps["privleak_forget"]["mia_min_k"],
-                                  ps["privleak_holdout"]["mia_min_k"])}
+    m = {
+        "mia_min_k": privacy.auc(
+            ps["privleak_forget"]["mia_min_k"], ps["privleak_holdout"]["mia_min_k"]
+        )
+    }
     if "forget_knowmem" in ps:
         m |= {
             "forget_knowmem_ROUGE": mean(ps["forget_knowmem"]["rougeL_f1"]),
@@ -67,7 +70,8 @@ def dusk_summary(ps: dict, retrain: dict[str, float] | None) -> dict[str, float]
     m = {
         "mia_min_k_plus_plus": privacy.auc(ps["forget_chunks"]["mia_min_k_plus_plus"], holdout),
         "retain_mia_min_k_plus_plus": privacy.auc(
-            ps["retain_chunks"]["mia_min_k_plus_plus"], holdout),
+            ps["retain_chunks"]["mia_min_k_plus_plus"], holdout
+        ),
     }
     if "verbatim" in ps:
         m |= {
@@ -80,6 +84,7 @@ def dusk_summary(ps: dict, retrain: dict[str, float] | None) -> dict[str, float]
         m["model_utility"] = harmonic_mean([m["shared_ROUGE"], m["retain_specific_ROUGE"]])
     if retrain is not None:
         m["privleak"] = dusk_privleak(m["mia_min_k_plus_plus"], retrain["mia_min_k_plus_plus"])
-        m["retain_deviation"] = retain_deviation(m["retain_mia_min_k_plus_plus"],
-                                                 retrain["retain_mia_min_k_plus_plus"])
+        m["retain_deviation"] = retain_deviation(
+            m["retain_mia_min_k_plus_plus"], retrain["retain_mia_min_k_plus_plus"]
+        )
     return m
