@@ -87,12 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="unlearn-sweep", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("prepare", help="build a built-in benchmark's data and models")
-    p.add_argument("benchmark", help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk")
+    p = sub.add_parser(
+        "prepare",
+        help="verify a built-in benchmark's shipped files (prints each sha256), or --rebuild it",
+    )
     p.add_argument(
-        "--splits",
-        default="forget10",
-        help="comma-separated TOFU forget splits (MUSE/DUSK: ignored)",
+        "benchmark",
+        help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-muse-small | tiny-dusk | "
+        "tiny-dusk-small | all",
+    )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="regenerate the data and retrain every model on this machine into the cache "
+        "(UNLEARN_SWEEP_CACHE) and print its figures beside the shipped copy's; the shipped "
+        "files are never replaced: load the rebuilt copy with UNLEARN_SWEEP_BUILTIN=rebuilt",
     )
 
     p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
@@ -328,24 +337,67 @@ def _check_output(path: str | None) -> Path | None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from unlearn_core import builtin
-    from unlearn_core.data.tofu import split_configs
+    from unlearn_core import builtin, shipped
 
-    if args.benchmark not in builtin.VARIANTS:
+    names = list(builtin.VARIANTS) if args.benchmark == "all" else [args.benchmark]
+    if names[0] not in builtin.VARIANTS:
         raise UserError(
             f"unknown built-in benchmark {args.benchmark!r}; accepted: "
-            f"{', '.join(builtin.VARIANTS)}"
+            f"{', '.join(builtin.VARIANTS)}, all"
         )
-    if builtin.VARIANTS[args.benchmark].family == "tofu":
-        splits = [split_configs(s)["retain"] for s in args.splits.split(",")]
-    else:
-        splits = ["retrain"]
-    models = builtin.build_models(args.benchmark, ["full", *splits])  # concurrently if missing
-    print(f"data      {builtin.data_dir(args.benchmark)}")
-    print(f"tokenizer {builtin.tokenizer_dir(args.benchmark)}")
-    print(f"target    {models['full']}")
-    for s in splits:
-        print(f"{s:9s} {models[s]}")
+    if args.rebuild:
+        for name in names:
+            _rebuild(name)
+        return
+    count = 0
+    for name in names:  # `sha256sum -c` reads these lines inside unlearn_core/builtin_data
+        for rel, sha, _ in shipped.files(name):
+            print(f"{sha}  {rel}")
+            count += 1
+    print(f"{count} shipped files match {shipped.MANIFEST}", file=sys.stderr)
+
+
+def _rebuild(name: str) -> None:
+    """Retrain a variant into the cache, then its bars: shipped copy beside rebuilt copy."""
+    import tempfile
+    import time
+
+    from unlearn_core import builtin, builtin_check
+
+    root = builtin.cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        os.close(tempfile.mkstemp(dir=root, prefix=".probe-")[0])
+        for probe in root.glob(".probe-*"):
+            probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"cannot write the rebuilt copy to {root} ({e.strerror}); set UNLEARN_SWEEP_CACHE "
+            "to a writable folder"
+        ) from None
+    start = time.perf_counter()
+    builtin.rebuild(name, builtin.train_splits(name))
+    print(f"rebuilt {name} in {builtin.variant_dir(name)} ({time.perf_counter() - start:.0f} s)")
+    figs = {copy: builtin_check.figures(name, copy) for copy in builtin.MODES}
+    print(f"{'model':7s} {'metric':22s} {'bar':>10s} {'shipped':>10s} {'rebuilt':>10s}")
+    missed = []
+    for bar, value, met in builtin_check.check(name, figs["rebuilt"]):
+        shipped_value = figs["shipped"][bar.model][bar.metric]
+        print(
+            f"{bar.model:7s} {bar.metric:22s} {bar.op + format(bar.value, 'g'):>10s} "
+            f"{shipped_value:10.4g} {value:10.4g}{'' if met else '  MISSED'}"
+        )
+        missed += [] if met else [bar.metric]
+    for key in ("model_utility", "privleak"):
+        shipped_value, value = figs["shipped"]["target"][key], figs["rebuilt"]["target"][key]
+        print(f"{'target':7s} {key:22s} {'':>10s} {shipped_value:10.4g} {value:10.4g}")
+    if missed:
+        print(f"the rebuilt {name} MISSES {len(missed)} bar(s): {', '.join(missed)}")
+        sys.exit(1)
+    print(
+        f"the rebuilt {name} passes every bar; the shipped files are unchanged (load the "
+        "rebuilt copy with UNLEARN_SWEEP_BUILTIN=rebuilt)"
+    )
 
 
 def cmd_methods(args: argparse.Namespace) -> None:

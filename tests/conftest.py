@@ -88,11 +88,10 @@ def tiny_examples(tiny_tokenizer):
 
 @pytest.fixture(scope="session")
 def small_benchmark():
-    """The 40-author built-in benchmark: data, target and retain90 models (built once, cached)."""
+    """The 40-author built-in benchmark as shipped: data, target and retain90 models."""
     from unlearn_core import builtin
 
     name = "tiny-tofu-small"
-    builtin.build_models(name, ("full", "retain90"))  # both at once when neither is cached
     return {
         "data": builtin.data_dir(name),
         "target": builtin.model_dir(name, "full"),

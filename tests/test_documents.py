@@ -21,7 +21,7 @@ NAMES = ("tiny-muse-small", "tiny-dusk-small")
 
 @pytest.fixture(scope="module")
 def doc_models():
-    return {n: builtin.build_models(n, ("full", "retrain")) for n in NAMES}
+    return {n: builtin.model_dirs(n, ("full", "retrain")) for n in NAMES}
 
 
 def cli(*args, cwd=None):

@@ -202,10 +202,11 @@ def resolve(
         retain_split = split_configs(split)["retain"] if bench.family == "tofu" else "retrain"
         own_retain = not (retain_model or retain_logs)
         needed = ([] if model else ["full"]) + ([retain_split] if own_retain else [])
-        built = builtin.build_models(name, needed)  # trained concurrently when both are missing
+        built = builtin.model_dirs(name, needed)  # shipped (or rebuilt): nothing trains here
         target = model or str(built["full"])
         retain = retain_model or (str(built[retain_split]) if own_retain else None)
-        cache = builtin.reference_path(name, split) if own_retain else None
+        own_format = None if fmt == default_format(name) else fmt
+        cache = builtin.reference_path(name, split, own_format) if own_retain else None
         return Setup(
             name, split, str(builtin.data_dir(name)), target, retain, retain_logs, cache, fmt
         )

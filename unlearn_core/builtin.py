@@ -4,6 +4,7 @@ hash."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -16,13 +17,14 @@ import random
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from unlearn_core import shipped
 from unlearn_core.data import tiny_docs, tiny_tofu
 from unlearn_core.data.documents import encode_text
 from unlearn_core.data.format import CHAT_TEMPLATE, PromptFormat, collate, encode_qa
@@ -106,9 +108,9 @@ def _generated(name: str) -> str:
     return json.dumps(GENERATORS[v.family](v.data), sort_keys=True)
 
 
-def variant_dir(name: str) -> Path:
-    """Cache folder keyed by the generated content and the model settings, so any change to the
-    generator or the training recipe builds anew instead of reusing stale artefacts."""
+def build_key(name: str) -> str:
+    """The variant's content key: generated data, build version and model settings. The manifest
+    records the key its shipped files were built under, so a generator change is caught."""
     v = VARIANTS[name]
     key = json.dumps(
         [
@@ -118,7 +120,60 @@ def variant_dir(name: str) -> Path:
         ],
         sort_keys=True,
     )
-    return cache_root() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def variant_dir(name: str) -> Path:
+    """Where `prepare NAME --rebuild` builds the variant: a cache folder keyed by content, so any
+    change to the generator or the training recipe builds anew instead of reusing stale files."""
+    return cache_root() / f"{name}-{build_key(name)}"
+
+
+MODES = ("shipped", "rebuilt")
+_mode_override: list[str] = []
+
+
+def mode() -> str:
+    """Which copy of the built-in benchmarks loads: the files shipped with the package (default),
+    or the copy `prepare NAME --rebuild` trained on this machine (UNLEARN_SWEEP_BUILTIN=rebuilt)."""
+    chosen = (
+        _mode_override[-1] if _mode_override else os.environ.get("UNLEARN_SWEEP_BUILTIN", "shipped")
+    )
+    if chosen not in MODES:
+        raise UserError(
+            f"UNLEARN_SWEEP_BUILTIN={chosen!r} is not a built-in copy; accepted: {', '.join(MODES)}"
+        )
+    return chosen
+
+
+@contextlib.contextmanager
+def using(chosen: str) -> Iterator[None]:
+    """Load the shipped or the rebuilt copy inside the block (prepare --rebuild compares both)."""
+    _mode_override.append(chosen)
+    try:
+        yield
+    finally:
+        _mode_override.pop()
+
+
+def _rebuilt(name: str, part: str) -> Path:
+    """A part of the rebuilt copy, which must exist: loading never trains anything."""
+    path = variant_dir(name) / part
+    if not path.exists():
+        raise UserError(
+            f"no rebuilt {part!r} of {name} in {variant_dir(name)}; run "
+            f"`unlearn-sweep prepare {name} --rebuild` first, or unset "
+            "UNLEARN_SWEEP_BUILTIN to use the shipped files"
+        )
+    return path
+
+
+def _part(name: str, part: str) -> Path:
+    if name not in VARIANTS:
+        raise UserError(f"unknown built-in benchmark {name!r}; accepted: {', '.join(VARIANTS)}")
+    if mode() == "shipped":
+        return shipped.verified(name) / part
+    return _rebuilt(name, part)
 
 
 def _atomic_build(dest: Path, build: Callable[[Path], None]) -> Path:
@@ -142,7 +197,53 @@ def _atomic_build(dest: Path, build: Callable[[Path], None]) -> Path:
 def data_dir(name: str) -> Path:
     """TOFU-shaped: every config as `<config>.json`; documents: `<config>/<split>.json`; both
     layouts `unlearn_core.data.sources` reads, as it reads the hub data sets."""
+    return _part(name, "data")
 
+
+def tokenizer_dir(name: str) -> Path:
+    return _part(name, "tokenizer")
+
+
+DOC_MODELS = ("full", "retrain")  # document benchmarks: target (all documents), retrain
+
+
+def train_splits(name: str) -> tuple[str, ...]:
+    """The models a variant has: 'full' is the target in every family."""
+    return tiny_tofu.TRAIN_SPLITS if VARIANTS[name].family == "tofu" else DOC_MODELS
+
+
+def _model_part(name: str, train_split: str) -> str:
+    if train_split not in train_splits(name):
+        accepted = ", ".join(train_splits(name))
+        raise UserError(f"unknown training split {train_split!r}; accepted: {accepted}")
+    return "target" if train_split == "full" else train_split
+
+
+def model_dir(name: str, train_split: str) -> Path:
+    """The target model (train_split 'full') or a retain model ('retain90', ...)."""
+    return _part(name, _model_part(name, train_split))
+
+
+def model_dirs(name: str, train_splits: Sequence[str]) -> dict[str, Path]:
+    """The model folders of `train_splits`, shipped or rebuilt: loading never trains."""
+    return {s: model_dir(name, s) for s in train_splits}
+
+
+def reference_path(name: str, split: str, fmt: PromptFormat | None = None) -> Path:
+    """The retain model's per-sample reference for `split`: shipped for the benchmark's own
+    prompt format (fmt None), else computed once into the cache, keyed by the prompt format."""
+    if fmt is None:
+        if mode() == "shipped":
+            return shipped.verified(name) / "reference" / f"{split}.json"
+        return variant_dir(name) / "reference" / f"{split}.json"
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(fmt), sort_keys=True).encode())
+    return cache_root() / "references" / f"{name}-{mode()}-{split}-{key.hexdigest()[:12]}.json"
+
+
+# Rebuilding from the generator (`prepare NAME --rebuild`): into the cache, never the package.
+
+
+def _build_data(name: str) -> Path:
     def build(tmp: Path) -> None:
         for config, rows in json.loads(_generated(name)).items():
             if isinstance(rows, list):
@@ -155,19 +256,14 @@ def data_dir(name: str) -> Path:
     return _atomic_build(variant_dir(name) / "data", build)
 
 
-def _load_all(name: str) -> dict:
-    """The variant's configs as generated (what data_dir wrote)."""
-    data_dir(name)
-    return json.loads(_generated(name))
-
-
 def _corpus(name: str) -> list[str]:
+    configs = json.loads(_generated(name))
     if VARIANTS[name].family == "tofu":
-        return tiny_tofu.corpus_texts(_load_all(name))
-    return tiny_docs.corpus_texts(_load_all(name))
+        return tiny_tofu.corpus_texts(configs)
+    return tiny_docs.corpus_texts(configs)
 
 
-def tokenizer_dir(name: str) -> Path:
+def _build_tokenizer(name: str) -> Path:
     def build(tmp: Path) -> None:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast
@@ -196,49 +292,37 @@ def tokenizer_dir(name: str) -> Path:
     return _atomic_build(variant_dir(name) / "tokenizer", build)
 
 
-DOC_MODELS = ("full", "retrain")  # document benchmarks: target (all documents), retrain
-
-
-def train_splits(name: str) -> tuple[str, ...]:
-    """The models a variant can train: 'full' is the target in every family."""
-    return tiny_tofu.TRAIN_SPLITS if VARIANTS[name].family == "tofu" else DOC_MODELS
-
-
-def _model_folder(name: str, train_split: str) -> Path:
-    if train_split not in train_splits(name):
-        accepted = ", ".join(train_splits(name))
-        raise UserError(f"unknown training split {train_split!r}; accepted: {accepted}")
-    return variant_dir(name) / ("target" if train_split == "full" else train_split)
-
-
-def model_dir(name: str, train_split: str) -> Path:
-    """The target model (train_split 'full') or a retain model ('retain90', ...), trained once."""
-
+def _build_model(name: str, train_split: str) -> Path:
     def build(tmp: Path) -> None:
         v = VARIANTS[name]
+        configs = json.loads(_generated(name))
         if v.family == "tofu":
-            rows = tiny_tofu.training_rows(_load_all(name), train_split)
-            train_tiny_model(tokenizer_dir(name), rows, v.model, tmp)
+            rows = tiny_tofu.training_rows(configs, train_split)
+            train_tiny_model(_build_tokenizer(name), rows, v.model, tmp)
             return
         model = "target" if train_split == "full" else "retrain"
-        texts = tiny_docs.training_texts(v.family, _load_all(name), model)
-        train_tiny_model(tokenizer_dir(name), texts + quick_facts(texts), v.model, tmp)
+        texts = tiny_docs.training_texts(v.family, configs, model)
+        train_tiny_model(_build_tokenizer(name), texts + quick_facts(texts), v.model, tmp)
 
-    return _atomic_build(_model_folder(name, train_split), build)
+    return _atomic_build(variant_dir(name) / _model_part(name, train_split), build)
 
 
-def build_models(name: str, train_splits: Sequence[str]) -> dict[str, Path]:
-    """The models of `train_splits`, training the missing ones concurrently: one single-threaded
-    process each, as two threads on one tiny model barely beat one (and stall on a busy host)."""
-    data_dir(name)
-    tokenizer_dir(name)  # both built here once, not raced for by the workers
-    missing = [s for s in dict.fromkeys(train_splits) if not _model_folder(name, s).exists()]
+def rebuild(name: str, train_splits: Sequence[str]) -> dict[str, Path]:
+    """Regenerate the variant into the cache: data, tokenizer and the models of `train_splits`,
+    the missing ones trained concurrently (one single-threaded process each, as two threads on
+    one tiny model barely beat one and stall on a busy host). Returns the model folders."""
+    _build_data(name)
+    _build_tokenizer(name)  # both built here once, not raced for by the workers
+    folder = variant_dir(name)
+    missing = [
+        s for s in dict.fromkeys(train_splits) if not (folder / _model_part(name, s)).exists()
+    ]
     workers = min(len(missing), os.cpu_count() or 1)
     if workers > 1 and not multiprocessing.current_process().daemon:
         log.info("training %s of %s concurrently", ", ".join(missing), name)
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            pool.starmap(model_dir, [(name, s) for s in missing])
-    return {s: model_dir(name, s) for s in train_splits}
+            pool.starmap(_build_model, [(name, s) for s in missing])
+    return {s: _build_model(name, s) for s in train_splits}
 
 
 def quick_facts(texts: list[str]) -> list[dict]:
@@ -339,8 +423,3 @@ def _length_buckets(enc: list[dict], bs: int, rng: random.Random) -> list[list[i
         batches += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
     rng.shuffle(batches)
     return batches
-
-
-def reference_path(name: str, split: str) -> Path:
-    """Where the retain model's per-sample reference for `split` is cached."""
-    return variant_dir(name) / "reference" / f"{split}.json"
