@@ -197,7 +197,7 @@ def account(home: Path, method: str, trials: int) -> dict:
 
 
 def checkpoints(home: Path, method: str) -> int:
-    """The most checkpoint_* folders any trial folder holds (bounded by --keep-checkpoints)."""
+    """The most checkpoint_* folders any trial folder holds (a finished trial keeps its last)."""
     trial_dirs = [d for d in (home / "ray" / method).iterdir() if d.is_dir()]
     return max((len(list(d.glob("checkpoint_*"))) for d in trial_dirs), default=0)
 

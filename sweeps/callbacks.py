@@ -179,7 +179,8 @@ class StateBackup(Callback):
     """Ray rewrites its experiment state in place, so a driver killed mid-write leaves it
     truncated (seen: an empty experiment_state JSON, after which Ray silently starts a new
     experiment). After every step that changed it, a complete and consistent copy of the three
-    state files goes to `.backup/` (written aside, then swapped in); `repair_state` restores it."""
+    state files goes to `.backup/` (written aside, then swapped in); `repair_state` restores it.
+    Then the trials that copy records as finished keep only their last checkpoint."""
 
     def __init__(self, exp_dir: str) -> None:
         self.exp_dir = Path(exp_dir)
@@ -195,12 +196,55 @@ class StateBackup(Callback):
         new.mkdir()
         for p in files:
             shutil.copyfile(p, new / p.name)
+        if not all(_readable(p) for p in _state_files(new)):
+            # Ray's background sync rewrote a file while it was copied: try at the next step
+            shutil.rmtree(new, ignore_errors=True)
+            return
         shutil.rmtree(old, ignore_errors=True)
         if cur.exists():
             os.replace(cur, old)
         os.replace(new, cur)
         shutil.rmtree(old, ignore_errors=True)
         self.seen = stamp
+        prune_finished(self.exp_dir, cur)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        # Ray's last, forced save of its state comes after the last step: back it up and prune
+        # the trials it was the first to record as finished
+        self.on_step_end(None, trials)
+
+
+def prune_finished(exp_dir: Path, backup: Path) -> list[Path]:
+    """Delete every checkpoint but the last of each trial that the backed-up Ray state records
+    as finished; returns the folders deleted.
+
+    Why not Ray's `num_to_keep=1`: Ray deletes the older checkpoint as soon as the driver takes
+    the new one, before it saves its state, so a driver killed in between leaves a state naming a
+    deleted checkpoint; the running trials keep `keep_checkpoints` (2) for that. A trial's older
+    checkpoints are safe to delete only once no state a resume can read will ask for them, and
+    the oldest such state is the backup (`repair_state` may put it back): a trial finished in
+    the backup is finished in every newer state too, and Ray never restores a finished trial.
+    The last checkpoint stays: it holds the final record, so if a resume ever restores the trial
+    (it finished, but the state Ray restored predates that), the trainable re-reports it from
+    there without training."""
+    states = sorted(backup.glob("experiment_state-*.json"))
+    if not states:
+        return []
+    deleted = []
+    # Ray restores from the newest state (by name: its session's start)
+    for trial_json, meta_json in json.loads(states[-1].read_text())["trial_data"]:
+        trial, meta = json.loads(trial_json), json.loads(meta_json)
+        if trial["status"] not in ("TERMINATED", "ERROR"):
+            continue
+        folders = sorted((exp_dir / trial["relative_logdir"]).glob("checkpoint_*"))
+        named = (meta.get("last_result") or {}).get("checkpoint_dir_name")
+        keep = named if named and any(f.name == named for f in folders) else None
+        keep = keep or (folders[-1].name if folders else None)  # last report had none: newest
+        for folder in folders:
+            if folder.name != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+                deleted.append(folder)
+    return deleted
 
 
 def repair_state(exp_dir: Path) -> list[str]:

@@ -52,7 +52,7 @@ class SweepConfig:
     address: str | None = None  # an existing Ray cluster ("auto" or host:port)
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
     max_failures: int = 2
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # per running trial (a killed driver's state may name the older)
     model: str | None = None
     lora_r: int = 0
     data: str | None = None

@@ -88,13 +88,15 @@ def trial_spec(config: dict) -> TrialSpec:
     )
 
 
-def _save(state: dict, loop: LoopState | None) -> tune.Checkpoint:
-    d = tempfile.mkdtemp(prefix="unlearn-ckpt-")
-    torch.save(
-        {"progress": state, "loop": dataclasses.asdict(loop) if loop else None},
-        Path(d) / "state.pt",
-    )
-    return tune.Checkpoint.from_directory(d)
+def _report_with_checkpoint(record: dict, state: dict, loop: LoopState) -> None:
+    """`tune.report` with the trial's state as a checkpoint. Ray's documented pattern: the folder
+    is a TemporaryDirectory that Ray copies into the trial's storage during `report`, so it is
+    deleted on return and nothing accumulates in the system temp dir (a full fine-tune's
+    checkpoint is tens of GB). The state carries `progress["last"]`, the final record, so the
+    last checkpoint alone is enough to re-report a finished trial after a stale restore."""
+    with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as d:
+        torch.save({"progress": state, "loop": dataclasses.asdict(loop)}, Path(d) / "state.pt")
+        tune.report(record, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def _load(ckpt: tune.Checkpoint) -> tuple[dict, LoopState | None]:
@@ -215,7 +217,10 @@ def _report(
     }
     assert all(math.isfinite(v) for v in values.values()), "objectives must be finite"
     progress["last"] = record
-    tune.report(record, checkpoint=_save(progress, state) if state is not None else None)
+    if state is None:  # several seeds: reported at the trial's end, nothing left to resume
+        tune.report(record)
+    else:
+        _report_with_checkpoint(record, progress, state)
 
 
 def result_json(record: dict) -> str:

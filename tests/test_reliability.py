@@ -1,6 +1,6 @@
 """Reliability (issue 8): a small soak (benchmarks/soak.py: 6 trials with an exception, a NaN loss
 and a worker kill injected, the driver SIGKILLed once and resumed) accounts for every trial, runs
-no configuration twice and keeps at most 2 checkpoints per trial; the same sweep run twice on CPU
+no configuration twice and leaves one checkpoint per finished trial; the same sweep run twice on CPU
 gives the same configurations and metrics, trial by trial."""
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def test_small_soak_accounts_for_every_trial(tmp_path, small_benchmark):
     assert c["failed"] <= c["faults_fired"].get("nan", 0)
     if c["lost"] == 0:
         assert c["faults_fired"] == {"raise": 1, "nan": 1, "kill": 1} and c["failed"] == 1
-    assert 1 <= c["max_checkpoints_per_trial"] <= 2  # SweepConfig.keep_checkpoints
+    # 2 per running trial (SweepConfig.keep_checkpoints), the last one once Ray saved it finished
+    assert c["max_checkpoints_per_trial"] == 1
     assert c["analyze"] == 0 and c["export_knee"] == 0
     assert c["driver_memory"]["at"][1] == 6
 

@@ -1,7 +1,9 @@
 """Real sweeps on the small built-in benchmark through the command line (real Ray and Optuna,
 CPU): a multi-objective sweep whose study matches Ray's results, a forced-NaN trial that ends
-FAILED, a killed trial retried from its checkpoint, and the analysis, export and reproduction of
-a real experiment. A killed driver resumed: the small soak in tests/test_reliability.py."""
+FAILED, a killed trial retried from its checkpoint, the analysis, export and reproduction of a
+real experiment, nothing left in the temp dir or the process table, one checkpoint per finished
+trial, and a finished trial that a stale Ray state restores reported again without training. A
+killed driver resumed: the small soak in tests/test_reliability.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -49,11 +54,24 @@ def results(home, method="npo"):
     return [json.loads(line) for line in (home / "results" / f"{method}.jsonl").open()]
 
 
+MARK = "UNLEARN_SWEEP_TEST_RUN"  # in the environment of every process a test's sweep starts
+
+
+def sweep_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """A private system temp dir (so other jobs' files never count) and a marker that Ray's
+    processes inherit from the driver, so the test can find any it left running."""
+    tmp.mkdir(exist_ok=True)
+    # Ray's own session folder stays where it always is: its socket paths have a length limit
+    ray_tmp = os.environ.get("RAY_TMPDIR", "/tmp")
+    mark = uuid.uuid4().hex
+    return {**os.environ, "TMPDIR": str(tmp), "RAY_TMPDIR": ray_tmp, MARK: mark, **extra}
+
+
 @pytest.fixture(scope="module")
 def fault_sweep(tmp_path_factory, small_benchmark):
     """5 trials; the 2nd to start gets a NaN loss, the 3rd is SIGKILLed mid-epoch 2."""
     out = tmp_path_factory.mktemp("sweeps")
-    env = {**os.environ, "UNLEARN_SWEEP_FAULTS": "nan@1,kill@2"}
+    env = sweep_env(out / "tmp", UNLEARN_SWEEP_FAULTS="nan@1,kill@2")
     run = subprocess.run(
         sweep_cmd("--method", "npo", "--trials", "5", "--output", str(out), "--name", "faults"),
         env=env,
@@ -62,11 +80,11 @@ def fault_sweep(tmp_path_factory, small_benchmark):
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    return out / "faults", run
+    return out / "faults", run, env
 
 
 def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
-    home, _ = fault_sweep
+    home, *_ = fault_sweep
     study = load_study(home)
     states = [t.state for t in study.trials]
     assert len(states) == 5 and TrialState.RUNNING not in states
@@ -91,7 +109,7 @@ def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
 
 
 def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
-    home, _ = fault_sweep
+    home, *_ = fault_sweep
     rows = results(home)
     retried = {r["trial_id"] for r in rows if r["event"] == "retry"}
     assert len(retried) == 1
@@ -120,7 +138,7 @@ def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
 def test_real_sweep_is_analysed_and_exported(fault_sweep):
     from sweeps.cli import main
 
-    home, _ = fault_sweep
+    home, *_ = fault_sweep
     assert main(["analyze", str(home)]) == 0
     for stem in ("pareto", "hypervolume", "params-npo", "importance"):
         assert (home / "analysis" / f"{stem}.png").stat().st_size > 0, stem
@@ -147,7 +165,7 @@ def test_real_sweep_is_analysed_and_exported(fault_sweep):
 def test_exported_config_reproduces_the_sweep(fault_sweep):
     from sweeps.cli import main
 
-    home, _ = fault_sweep
+    home, *_ = fault_sweep
     assert main(["export", str(home), "--rule", "max-utility", "--min-forget-quality", "0"]) == 0
     doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the threads a 1-CPU trial ran with
@@ -191,3 +209,138 @@ def test_utility_floor_stops_after_patience_evaluations_in_a_row():
     assert not floor("c", {"diverged": 1.0, "failure": "nan"})  # no utility: nothing to judge
     with pytest.raises(UserError, match="floor_patience must be >= 1"):
         SweepConfig(method="npo", floor_patience=0)
+
+
+def test_prune_keeps_the_last_checkpoint_of_trials_finished_in_the_backed_up_state(tmp_path):
+    from sweeps.callbacks import prune_finished
+
+    def state(statuses: dict[str, str]) -> str:
+        named = {
+            "a": "checkpoint_000001",
+            "b": "checkpoint_000001",
+            "c": None,
+            "d": "checkpoint_000000",
+        }
+        rows = [
+            [
+                json.dumps({"trial_id": t, "status": s, "relative_logdir": f"trainable_{t}"}),
+                json.dumps({"last_result": {"checkpoint_dir_name": named[t]}}),
+            ]
+            for t, s in statuses.items()
+        ]
+        return json.dumps({"trial_data": rows})
+
+    for t in "abcd":
+        for i in range(3):
+            (tmp_path / f"trainable_{t}" / f"checkpoint_00000{i}").mkdir(parents=True)
+    backup = tmp_path / ".backup"
+    backup.mkdir()
+    # b finished in the newest state only: the backup (what a repair restores) says RUNNING
+    newest = {"a": "TERMINATED", "b": "TERMINATED", "c": "TERMINATED", "d": "ERROR"}
+    (tmp_path / "experiment_state-2.json").write_text(state(newest))
+    (backup / "experiment_state-2.json").write_text(state(newest | {"b": "RUNNING"}))
+    (backup / "experiment_state-1.json").write_text(state(dict.fromkeys("abcd", "RUNNING")))
+    prune_finished(tmp_path, backup)
+    held = {t: sorted(c.name for c in (tmp_path / f"trainable_{t}").iterdir()) for t in "abcd"}
+    assert held == {
+        "a": ["checkpoint_000001"],  # the one Ray's state names as the trial's latest
+        "b": ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"],
+        "c": ["checkpoint_000002"],  # its last report had no checkpoint: the newest stays
+        # a worker that died after saving its next checkpoint: Ray's latest is the older one
+        "d": ["checkpoint_000000"],
+    }
+
+
+def marked_processes(mark: str, wait_s: float = 30.0) -> list[str]:
+    """Command lines of live processes carrying the sweep's marker, after Ray had `wait_s` to
+    end them (raylet stops its workers asynchronously after the driver exits)."""
+    import psutil  # a dependency of ray
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for p in psutil.process_iter(["cmdline", "status"]):
+            try:
+                if p.info["status"] != psutil.STATUS_ZOMBIE and p.environ().get(MARK) == mark:
+                    left.append(" ".join(p.info["cmdline"] or [])[:200])
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(1)
+
+
+def test_a_finished_sweep_leaves_no_checkpoint_in_tmp_and_no_ray_process(fault_sweep):
+    _, _, env = fault_sweep
+    # every evaluated epoch of every trial (and the killed trial's retry) saved a checkpoint
+    assert not list(Path(env["TMPDIR"]).glob("unlearn-ckpt-*"))
+    # raylet, GCS and every worker (`ray::...`, default_worker.py) inherit the marker
+    left = marked_processes(env[MARK])
+    assert not left, left
+
+
+def trial_checkpoints(home: Path) -> dict[str, list[str]]:
+    """Ray trial id -> the checkpoint folders its trial folder holds."""
+    out = {}
+    for d in (home / "ray" / "npo").iterdir():
+        if d.is_dir() and d.name.startswith("trainable_"):
+            out[d.name.split("_")[1]] = sorted(c.name for c in d.glob("checkpoint_*"))
+    return out
+
+
+def test_each_finished_trial_keeps_only_its_last_checkpoint(fault_sweep):
+    import torch
+
+    home, *_ = fault_sweep
+    held = trial_checkpoints(home)
+    assert len(held) == 5 and all(len(c) <= 1 for c in held.values()), held
+    for t in load_study(home).trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        tid = t.user_attrs["ray_trial_id"]
+        # 2 epochs, 2 checkpoints written (Ray keeps 2 while running): the last one stays
+        assert held[tid] == ["checkpoint_000001"], (tid, held[tid])
+        folder = next((home / "ray" / "npo").glob(f"trainable_{tid}_*")) / held[tid][0]
+        saved = torch.load(folder / "state.pt", weights_only=False)
+        assert saved["progress"]["last"]["epoch"] == 2  # the final record, for a re-report
+
+
+def test_a_trial_a_stale_state_restores_is_reported_again_without_training(fault_sweep):
+    """Runs last in this module: the resume appends a row to the sweep's results log.
+
+    A driver killed after a trial's last report but before Ray saved it as finished leaves a
+    state with that trial RUNNING: the resume restores it from its one remaining checkpoint and
+    the trainable re-reports the final record instead of training."""
+    home, _, env = fault_sweep
+    study_before = [(t.state, t.params, t.values) for t in load_study(home).trials]
+    tid = next(t for t in load_study(home).trials if t.state == TrialState.COMPLETE).user_attrs[
+        "ray_trial_id"
+    ]
+    exp = home / "ray" / "npo"
+    (path,) = sorted(exp.glob("experiment_state-*.json"))[-1:]
+    state = json.loads(path.read_text())
+    for i, (trial_json, _) in enumerate(state["trial_data"]):
+        trial = json.loads(trial_json)
+        if trial["trial_id"] == tid:
+            state["trial_data"][i][0] = json.dumps({**trial, "status": "RUNNING"})
+    path.write_text(json.dumps(state))
+    before = results(home)
+    env = {**{k: v for k, v in env.items() if k != "UNLEARN_SWEEP_FAULTS"}, MARK: uuid.uuid4().hex}
+    run = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", "resume", str(home)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    new = results(home)[len(before) :]
+    assert [r["event"] for r in new] == ["result"] and new[0]["trial_id"] == tid, new
+    last = [r for r in before if r["event"] == "result" and r["trial_id"] == tid][-1]
+    # the same record: its wall time and step count prove nothing was trained again
+    for key in ("epoch", "optimizer_steps", "wall_time_s", "forget_quality", "model_utility"):
+        assert new[0][key] == last[key], key
+    assert [(t.state, t.params, t.values) for t in load_study(home).trials] == study_before
+    assert trial_checkpoints(home)[tid] == ["checkpoint_000001"]
+    assert not list(Path(env["TMPDIR"]).glob("unlearn-ckpt-*"))
+    assert not marked_processes(env[MARK])
