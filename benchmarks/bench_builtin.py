@@ -1,10 +1,7 @@
-"""Build a built-in benchmark from scratch in a fresh cache folder (target and retain models) and
-report the build time and whether it is meaningful. TOFU-shaped: the target recalls the forget
-answers (ROUGE-L recall >= 0.9) and general knowledge (real authors, world facts >= 0.8), and its
-forget truth ratios differ from the retain model's (KS p = target forget_quality < 1e-6).
-tiny-muse / tiny-dusk: the target continues forget passages verbatim (verbmem ROUGE-L F1 >= 0.8)
-and the retrain model does not (<= 0.5); the target answers forget-only questions (>= 0.9) and the
-retrain model does not (<= 0.3); both keep retain / shared knowledge (>= 0.9).
+"""Rebuild a built-in benchmark from scratch in a fresh cache folder (data, tokenizer, every
+target and retain model) and report the build time and whether it is meaningful: the bars of
+unlearn_core/builtin_check.py, for the rebuilt copy beside the shipped one. Users load the shipped
+files and train nothing; this measures what `prepare NAME --rebuild` costs on a machine.
 
     python benchmarks/bench_builtin.py [--benchmark tiny-tofu] [--cache DIR]
 """
@@ -18,19 +15,7 @@ import time
 
 import torch
 
-from unlearn_core import builtin
-from unlearn_core.benchmarks import eval_data, resolve
-from unlearn_core.evaluate import EvalConfig
-from unlearn_core.job import get_reference
-from unlearn_core.models import ModelConfig, load_model, load_tokenizer
-from unlearn_core.tofu_eval import aggregate, per_sample
-
-TARGETS = {  # metric -> (threshold, higher must be) for the target model on forget10
-    "forget_Q_A_ROUGE": (0.9, True),
-    "ra_Q_A_ROUGE": (0.8, True),
-    "wf_Q_A_ROUGE": (0.8, True),
-    "forget_quality": (1e-6, False),
-}
+from unlearn_core import builtin, builtin_check
 
 
 def main() -> None:
@@ -41,76 +26,25 @@ def main() -> None:
     cache = args.cache or tempfile.mkdtemp(prefix="bench-builtin-")
     os.environ["UNLEARN_SWEEP_CACHE"] = cache
     torch.set_num_threads(2)
-    cpu = torch.device("cpu")
-    print(f"building {args.benchmark} in {cache} with {os.cpu_count()} CPUs")
+    name = args.benchmark
+    print(f"rebuilding {name} in {cache} with {os.cpu_count()} CPUs")
     start = time.perf_counter()
-    family = builtin.VARIANTS[args.benchmark].family
-    retain = "retain90" if family == "tofu" else "retrain"
-    models = builtin.build_models(args.benchmark, ("full", retain))
-    build_s = time.perf_counter() - start
+    builtin.rebuild(name, builtin.train_splits(name))
     print(
-        f"build (data, tokenizer, target, {retain}): {build_s:7.1f} s  "
-        f"({'within' if build_s <= 300 else 'OVER'} the 5 min budget)"
+        f"build (data, tokenizer, {', '.join(builtin.train_splits(name))}): "
+        f"{time.perf_counter() - start:7.1f} s"
     )
-    if family != "tofu":
-        documents(args.benchmark, family, models["full"], models[retain])
-        return
     start = time.perf_counter()
-    setup = resolve(args.benchmark, "forget10")
-    tok = load_tokenizer(setup.target_model)
-    reference = get_reference(setup, tok, EvalConfig(), cpu)
-    model = load_model(ModelConfig(setup.target_model), cpu)
-    model.eval()
-    m = aggregate(per_sample(model, tok, setup.fmt, eval_data(setup), EvalConfig()), reference)
-    print(f"evaluation (retain reference + target):    {time.perf_counter() - start:7.1f} s")
+    figs = {copy: builtin_check.figures(name, copy) for copy in builtin.MODES}
+    print(f"evaluation (shipped + rebuilt):         {time.perf_counter() - start:7.1f} s")
     ok = True
-    for key, (threshold, higher) in TARGETS.items():
-        met = m[key] >= threshold if higher else m[key] < threshold
+    for bar, value, met in builtin_check.check(name, figs["rebuilt"]):
         ok &= met
-        sign = ">=" if higher else "<"
+        shipped = figs["shipped"][bar.model][bar.metric]
         print(
-            f"target {key:18s} {m[key]:.3g}  (want {sign} {threshold:g}: "
-            f"{'ok' if met else 'MISSED'})"
+            f"{bar.model:7s} {bar.metric:22s} want {bar.op} {bar.value:<8g} shipped "
+            f"{shipped:10.4g}  rebuilt {value:10.4g}  {'ok' if met else 'MISSED'}"
         )
-    print(f"model_utility {m['model_utility']:.4f}  retain_Q_A_ROUGE {m['retain_Q_A_ROUGE']:.4f}")
-    print("meaningful" if ok else "NOT meaningful")
-
-
-DOC_TARGETS = {  # family -> (metric, target must be, retrain must be): thresholds as (op, value)
-    "muse": (
-        ("forget_verbmem_ROUGE", (">=", 0.8), ("<=", 0.5)),
-        ("forget_knowmem_ROUGE", (">=", 0.9), ("<=", 0.3)),
-        ("retain_knowmem_ROUGE", (">=", 0.9), (">=", 0.9)),
-    ),
-    "dusk": (
-        ("forget_verbmem_ROUGE", (">=", 0.8), ("<=", 0.5)),
-        ("forget_specific_ROUGE", (">=", 0.9), ("<=", 0.3)),
-        ("shared_ROUGE", (">=", 0.9), (">=", 0.9)),
-        ("retain_specific_ROUGE", (">=", 0.9), (">=", 0.9)),
-    ),
-}
-
-
-def documents(name: str, family: str, target, retrain) -> None:
-    """Evaluate the target and retrain models of a document benchmark against DOC_TARGETS."""
-    from unlearn_core.job import evaluate_model
-
-    start = time.perf_counter()
-    m = {
-        k: evaluate_model(str(p), name, "forget", EvalConfig())[0]
-        for k, p in (("target", target), ("retrain", retrain))
-    }
-    print(f"evaluation (target + retrain):        {time.perf_counter() - start:7.1f} s")
-    ok = True
-    for key, *wants in DOC_TARGETS[family]:
-        for model, (op, value) in zip(("target", "retrain"), wants, strict=True):
-            v = m[model][key]
-            met = v >= value if op == ">=" else v <= value
-            ok &= met
-            print(
-                f"{model:7s} {key:22s} {v:.3f}  (want {op} {value:g}: {'ok' if met else 'MISSED'})"
-            )
-    print(f"privleak: target {m['target']['privleak']:.1f}, retrain {m['retrain']['privleak']:.1f}")
     print("meaningful" if ok else "NOT meaningful")
 
 
