@@ -121,6 +121,7 @@ def make_searcher(
     storage: JournalStorage,
     study_name: str,
     defaults: dict | None,
+    defaults_first: bool = True,
 ) -> UnlearnSearch:
     """Define-by-run search over the method's space (a partial of a module-level function, so the
     searcher pickles), the reference defaults evaluated first."""
@@ -132,5 +133,31 @@ def make_searcher(
         sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed),
         study_name=study_name,
         storage=storage,
-        points_to_evaluate=[defaults] if defaults and sampler != "grid" else None,
+        points_to_evaluate=[defaults]
+        if defaults_first and defaults and sampler != "grid"
+        else None,
     )
+
+
+LOST = "lost: "  # the prefix of a failure that was the driver's, not the trial's
+
+
+def trials_left(storage: JournalStorage, study_name: str, trials: int) -> tuple[int, int]:
+    """For a study to continue without Ray's experiment state (deleted, or `storage` elsewhere):
+    the Optuna journal is the record of what ran. Trials it holds as finished for a real cause
+    stay; those it holds RUNNING had their Ray state lost with it: they are failed as lost and
+    their configurations queued to run again. Returns (trials still to run, trials in the study)."""
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if study_name not in names:
+        return trials, 0
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "failure", LOST + "Ray's state of it was gone")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and not str(t.user_attrs.get("failure", "")).startswith(LOST)
+    ]
+    return max(0, trials - len(done)), len(study.trials)
