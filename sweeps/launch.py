@@ -21,6 +21,7 @@ from sweeps.interrupt import Interrupted, fit
 from sweeps.lock import LOCK, experiment_lock
 from sweeps.manifest import MANIFEST, read_manifest
 from sweeps.objectives import get_objectives
+from sweeps.relocate import EXPERIMENT_ENV, drive, relative
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import aggregate_any, job_context, per_sample_any
@@ -168,6 +169,7 @@ def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
 
 def env_for_workers() -> dict[str, str]:
     keys = (
+        EXPERIMENT_ENV,
         "UNLEARN_SWEEP_CACHE",
         "HF_HUB_OFFLINE",
         "HF_HOME",
@@ -235,7 +237,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
         check_checkpoints,
         repair_state,
     )
-    from sweeps.search import journal, make_searcher, repair_journal, trials_left
+    from sweeps.search import make_searcher, repair_journal, searcher_journal, trials_left
     from sweeps.trainable import trainable
 
     storage_path = (
@@ -250,9 +252,8 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     floor = cfg.utility_floor * target_utility
     constants = {
         "sweep": to_dict(cfg),
-        "reference": reference,
+        "reference": relative(home, reference),  # the trial resolves it (sweeps/relocate.py)
         "utility_floor": floor,
-        "experiment": str(home),
     }
     local = "://" not in exp_dir
     if repair_journal(journal_path(home, cfg.method)):  # the journal is always in the folder
@@ -281,7 +282,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
             param_space=constants,
         )
     else:
-        storage = journal(journal_path(home, cfg.method))
+        storage = searcher_journal(home, journal_path(home, cfg.method))
         # without Ray's state (a new sweep, or its folder gone) the journal says what is left
         left, existing = trials_left(storage, study_name(cfg.method), cfg.trials)
         if left == 0:
@@ -319,11 +320,11 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 callbacks=[
-                    ResultsLog(str(results_path(home, cfg.method)), cfg.method),
+                    ResultsLog(relative(home, results_path(home, cfg.method)), cfg.method),
                     Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
-                    DriverMemory(str(home / "driver_memory.jsonl"), cfg.method),
+                    DriverMemory("driver_memory.jsonl", cfg.method),
                 ]
-                + ([StateBackup(exp_dir)] if local else []),
+                + ([StateBackup(relative(home, exp_dir))] if local else []),
             ),
         )
     if fit(tuner):  # the interrupted trials stay RUNNING in the study: `resume` finishes them
@@ -378,6 +379,7 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
         raise UserError(f"experiment path {home} is a file; choose another --name or --output")
     if (home / MANIFEST).exists() or (home.exists() and any(home.iterdir())):
         prepare_home(home, cfgs, name)  # refuses, naming why, before Ray starts
+    drive(home)
     init_ray(first.address)
     for cfg in cfgs:
         slots(cfg)  # GPUs/CPUs per trial against the cluster, before anything is written
@@ -404,6 +406,7 @@ def resume_sweep(home: Path) -> Path:
             if journal_path(home, cfg.method).is_file():
                 load_study(home, cfg.method)
         check_address(cfgs[0].address)
+        drive(home)
         init_ray(cfgs[0].address)
         for cfg in cfgs:
             run_method(cfg, home)

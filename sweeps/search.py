@@ -16,6 +16,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions
+from sweeps.relocate import inside, relative
 
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
@@ -58,6 +59,25 @@ def make_sampler(
 def journal(path: Path) -> JournalStorage:
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+class ExperimentJournal(JournalFileBackend):
+    """A journal file named relative to the experiment: Ray pickles the searcher, and with it
+    the study's storage, into its state, and the unpickled one must find the journal where the
+    experiment is now, not where it was created (sweeps/relocate.py)."""
+
+    def __init__(self, rel: str) -> None:
+        self.rel = rel
+        super().__init__(str(inside(rel)))
+
+    def __reduce__(self):
+        return ExperimentJournal, (self.rel,)
+
+
+def searcher_journal(home: Path, path: Path) -> JournalStorage:
+    """The journal at `path` in `home`, for the searcher Ray pickles."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(ExperimentJournal(relative(home, path)))
 
 
 def repair_journal(path: Path) -> int:
