@@ -237,7 +237,13 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
         check_checkpoints,
         repair_state,
     )
-    from sweeps.search import make_searcher, repair_journal, searcher_journal, trials_left
+    from sweeps.search import (
+        MovableGenerator,
+        make_searcher,
+        repair_journal,
+        searcher_journal,
+        trials_left,
+    )
     from sweeps.trainable import trainable
 
     storage_path = (
@@ -303,13 +309,16 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
             defaults_first=not existing,  # a continued study evaluated them first already
         )
         n = slots(cfg)
+        stored_inside = relative(home, storage_path) if local else None
+        if stored_inside is not None and Path(stored_inside).is_absolute():
+            stored_inside = None  # a --storage outside the experiment stays where it is
         tuner = tune.Tuner(
             fn,
             param_space=constants,
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                # Tune's own wrapping for max_concurrent_trials, movable (sweeps/search.py)
+                search_alg=MovableGenerator(searcher, n, stored_inside),
                 num_samples=left,
-                max_concurrent_trials=n,
                 reuse_actors=cfg.gpus_per_trial == 0,
             ),
             run_config=tune.RunConfig(

@@ -12,6 +12,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SPACES
@@ -181,3 +182,19 @@ def trials_left(storage: JournalStorage, study_name: str, trials: int) -> tuple[
         if t.state.is_finished() and not str(t.user_attrs.get("failure", "")).startswith(LOST)
     ]
     return max(0, trials - len(done)), len(study.trials)
+
+
+class MovableGenerator(SearchGenerator):
+    """Tune's wrapper around the searcher, as Tune builds it for `max_concurrent_trials` (a
+    ConcurrencyLimiter inside a SearchGenerator), except that a restored one creates its new
+    trials where the experiment is now: Tune's restores, with its counters, the experiment spec
+    it pickled, whose storage names the folder of the sweep's first run."""
+
+    def __init__(self, searcher: UnlearnSearch, max_concurrent: int, storage: str | None) -> None:
+        super().__init__(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent))
+        self.storage = storage  # Ray's storage relative to the experiment; None: elsewhere
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if self.storage is not None:
+            self._experiment.storage.storage_fs_path = str(inside(self.storage))

@@ -65,12 +65,11 @@ def _wait_for(check, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, small_benchmark):
-    """The small sweep, Ctrl-C'd (SIGINT to the driver) once its first trial has ended: the
-    second is running. -> (experiment, exit code, stderr lines)."""
+    """The small sweep, Ctrl-C'd (SIGINT to the driver) as its first trial starts: the resumed
+    sweep finishes that one and creates the second. -> (experiment, exit code, stderr lines)."""
     home = tmp_path_factory.mktemp("interrupted") / "exp"
     proc = _cli([*SMALL_SWEEP, "--output", str(home.parent), "--name", "exp"])
-    log = home / "results" / "npo.jsonl"
-    _wait_for(lambda: log.is_file() and '"event": "complete"' in log.read_text(), proc)
+    _wait_for(lambda: any((home / "ray" / "npo").glob("trainable_*")), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     return home, proc.returncode, err.strip().splitlines()
@@ -83,7 +82,7 @@ def test_ctrl_c_exits_non_zero_naming_resume(interrupted, capsys):
         f"error: interrupted; continue the sweep with `unlearn-sweep resume {home}`"
     ]
     code, _, out = run_main(["status", str(home)], capsys)
-    assert code == 0 and "npo: 1 complete, 1 running, 0 failed" in out, out
+    assert code == 0 and "npo: 0 complete, 1 running, 0 failed" in out, out
 
 
 def test_resume_without_rays_folder_runs_only_the_missing_trial(interrupted, tmp_path, capsys):
