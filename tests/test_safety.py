@@ -163,3 +163,16 @@ def test_a_moved_finished_experiment_and_one_driver_at_a_time(
     assert f"took over the stale lock of pid {killed.pid}" in caplog.text
     assert not lock.exists() and not old.exists()
     assert snapshot(small_sweep[0]) == original
+
+
+def test_a_lock_naming_another_host_is_refused_with_what_to_do(tmp_path):
+    """Its holder cannot be checked from here (a folder shared between machines)."""
+    from sweeps.lock import LOCK, experiment_lock
+    from unlearn_core.errors import UserError
+
+    lock = tmp_path / LOCK
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": "then"}))
+    with pytest.raises(UserError, match=f"pid 1 on host elsewhere .*remove {lock}"):
+        with experiment_lock(tmp_path):
+            pass
+    assert json.loads(lock.read_text())["host"] == "elsewhere"  # left for its owner
