@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from analysis.files import check_inside
 from unlearn_core.errors import UserError
 
 
@@ -75,12 +76,16 @@ def _print_fronts(a) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from analysis.report import write_report
+    from analysis.report import targets, write_report
     from analysis.summary import analyze
 
     homes = [Path(d).expanduser().absolute() for d in args.experiments]
     singles = [analyze([h]) for h in homes]  # validates every folder before writing anything
     both = analyze(homes) if len(homes) > 1 else None
+    for home in homes:  # every output checked before the first is written
+        check_inside(home, targets(home))
+    if both is not None:
+        check_inside(homes[0], [homes[0] / "comparison", *targets(homes[0] / "comparison")])
     for a in singles:
         home = a.experiments[0].home
         files = write_report(a, home, a.experiments[0].name)
@@ -130,7 +135,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         )
     records = export.select(exp, rows, rule)
     overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning else []
-    paths = export.write(exp, records)
+    paths = export.write(exp, records)  # refuses a symlinked best/ or file before writing
     for r, yaml_path in zip(records, paths[::2], strict=True):
         objs = ", ".join(f"{k} {v:.4g}" for k, v in r["objectives"].items())
         stop = f" (stop after epoch {r['epoch']})" if r["train"]["stop_after"] else ""

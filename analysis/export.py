@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.files import write_text
+from analysis.files import check_inside, write_text
 from analysis.load import (
     OPTIMIZER_KEYS,
     Experiment,
@@ -277,8 +277,15 @@ def select(exp: Experiment, rows: pd.DataFrame, rule: Rule) -> list[dict]:
     return out
 
 
+def targets(exp: Experiment, records: list[dict]) -> list[Path]:
+    """What `write` writes into: HOME/best and its <method>.yaml and .json."""
+    best = exp.home / "best"
+    return [best, *(best / f"{r['method']}{ext}" for r in records for ext in (".yaml", ".json"))]
+
+
 def write(exp: Experiment, records: list[dict]) -> list[Path]:
     """HOME/best/<method>.yaml and .json, each written under a temporary name and renamed."""
+    check_inside(exp.home, targets(exp, records))
     paths = []
     for r in records:
         base = exp.home / "best" / r["method"]

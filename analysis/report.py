@@ -332,6 +332,11 @@ def to_html(blocks_: list[tuple], out: Path, title: str) -> str:
     return "\n".join(parts) + "\n</body></html>\n"
 
 
+def targets(out: Path) -> list[Path]:
+    """What `write_report` writes into (its plots go into out/analysis)."""
+    return [out / "analysis", out / "report.md", out / "report.html"]
+
+
 def write_report(a: Analysis, out: Path, title: str) -> list[Path]:
     """Plots under out/analysis, then report.md and report.html in out; returns the files."""
     figs = draw(a, out, title)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from sweeps.relocate import inside
+
 SHORT = {"log10_forget_quality": "log10 FQ", "model_utility": "MU"}  # in the progress line
 
 
@@ -22,18 +24,18 @@ class ResultsLog(Callback):
     (trial, epoch)."""
 
     def __init__(self, path: str, method: str) -> None:
-        self.path = path
+        self.path = path  # relative to the experiment (sweeps/relocate.py)
         self.method = method
         self.completed: set[str] | None = None  # read from the log once (a resume restores us)
 
     def _write(self, row: dict) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
+        inside(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(inside(self.path), "a") as f:
             f.write(json.dumps(row, default=_plain) + "\n")
 
     def _first_completion(self, trial_id: str) -> bool:
         if self.completed is None:
-            lines = Path(self.path).open() if Path(self.path).is_file() else []
+            lines = inside(self.path).open() if inside(self.path).is_file() else []
             self.completed = {
                 json.loads(ln)["trial_id"] for ln in lines if '"event": "complete"' in ln
             }
@@ -183,15 +185,16 @@ class StateBackup(Callback):
     Then the trials that copy records as finished keep only their last checkpoint."""
 
     def __init__(self, exp_dir: str) -> None:
-        self.exp_dir = Path(exp_dir)
+        self.where = exp_dir  # relative to the experiment when inside it (sweeps/relocate.py)
         self.seen: tuple = ()
 
     def on_step_end(self, iteration, trials, **info) -> None:
-        files = _state_files(self.exp_dir)
+        exp_dir = inside(self.where)
+        files = _state_files(exp_dir)
         stamp = tuple((p.name, p.stat().st_mtime_ns) for p in files)
         if stamp == self.seen or not files or not all(_readable(p) for p in files):
             return
-        new, cur, old = (self.exp_dir / n for n in (".backup.new", ".backup", ".backup.old"))
+        new, cur, old = (exp_dir / n for n in (".backup.new", ".backup", ".backup.old"))
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir()
         for p in files:
@@ -276,7 +279,7 @@ class DriverMemory(Callback):
     trials to `<experiment>/driver_memory.jsonl`: the soak checks the driver does not grow."""
 
     def __init__(self, path: str, method: str) -> None:
-        self.path = path
+        self.path = path  # relative to the experiment (sweeps/relocate.py)
         self.method = method
 
     def _write(self, trials, trial) -> None:
@@ -290,7 +293,7 @@ class DriverMemory(Callback):
             "rss_mb": psutil.Process().memory_info().rss / 2**20,
             "time": time.time(),
         }
-        with open(self.path, "a") as f:
+        with open(inside(self.path), "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -4,14 +4,17 @@ User errors print one line and exit 2; nothing is written before the inputs are 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from analysis import cli as analysis_cli
+from sweeps.interrupt import Interrupted
 from unlearn_core.errors import TrialDiverged, UserError
 
 SHOWN = (
@@ -271,7 +274,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     cfgs, name, home = _sweep_configs(args)
     print(f"experiment {home}: {len(cfgs)} method(s), {cfgs[0].trials} trials each", flush=True)
-    run_sweep(cfgs, home, name)
+    with _resumable(home):
+        run_sweep(cfgs, home, name)
     _print_status(home)
     print(f"\nexperiment folder: {home}")
 
@@ -280,8 +284,23 @@ def cmd_resume(args: argparse.Namespace) -> None:
     from sweeps.launch import resume_sweep
 
     home = Path(args.experiment).expanduser().absolute()
-    resume_sweep(home)
+    with _resumable(home):
+        resume_sweep(home)
     _print_status(home)
+
+
+@contextlib.contextmanager
+def _resumable(home: Path) -> Iterator[None]:
+    """A Ctrl-C that Tune did not catch (before its loop, or a second one) names `resume` too,
+    once the experiment has its manifest."""
+    from sweeps.manifest import MANIFEST
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not (home / MANIFEST).is_file():
+            raise
+        raise Interrupted(home) from None
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -606,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        return 130
+    except Interrupted as e:  # Ctrl-C during a sweep: the state is saved, `resume` continues
+        print(f"error: {e}", file=sys.stderr)
         return 130
     return 0
 

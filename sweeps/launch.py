@@ -15,9 +15,13 @@ import torch
 from ray.tune import Stopper
 
 from search_spaces._common import default_point
+from sweeps.cluster import check_loopback, private_cluster_settings
 from sweeps.config import SweepConfig, to_dict
+from sweeps.interrupt import Interrupted, fit
+from sweeps.lock import LOCK, experiment_lock
 from sweeps.manifest import MANIFEST, read_manifest
 from sweeps.objectives import get_objectives
+from sweeps.relocate import EXPERIMENT_ENV, drive, relative
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import aggregate_any, job_context, per_sample_any
@@ -150,7 +154,7 @@ def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
                 "another --name, or `unlearn-sweep resume` it"
             )
         raise UserError(f"experiment {home} exists; continue it with `unlearn-sweep resume {home}`")
-    if home.exists() and any(home.iterdir()):
+    if home.exists() and any(p.name != LOCK for p in home.iterdir()):
         raise UserError(
             f"{home} exists and is not an unlearn-sweep experiment; choose another --name"
         )
@@ -165,6 +169,7 @@ def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
 
 def env_for_workers() -> dict[str, str]:
     keys = (
+        EXPERIMENT_ENV,
         "UNLEARN_SWEEP_CACHE",
         "HF_HUB_OFFLINE",
         "HF_HOME",
@@ -185,17 +190,20 @@ def init_ray(address: str | None) -> None:
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # save the experiment state at every step, so a killed driver resumes exactly where it was
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    if ray.is_initialized():
+        return
+    if address is None:  # a private cluster: loopback only, with a token (sweeps/cluster.py)
+        private_cluster_settings()
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level=logging.ERROR,
+        runtime_env={"env_vars": env_for_workers()},
+    )
     if address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster
-    if not ray.is_initialized():
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=True,
-            logging_level=logging.ERROR,
-            runtime_env={"env_vars": env_for_workers()},
-        )
+        check_loopback()
 
 
 def slots(cfg: SweepConfig) -> int:
@@ -229,7 +237,13 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
         check_checkpoints,
         repair_state,
     )
-    from sweeps.search import journal, make_searcher, repair_journal
+    from sweeps.search import (
+        MovableGenerator,
+        make_searcher,
+        repair_journal,
+        searcher_journal,
+        trials_left,
+    )
     from sweeps.trainable import trainable
 
     storage_path = (
@@ -244,9 +258,8 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     floor = cfg.utility_floor * target_utility
     constants = {
         "sweep": to_dict(cfg),
-        "reference": reference,
+        "reference": relative(home, reference),  # the trial resolves it (sweeps/relocate.py)
         "utility_floor": floor,
-        "experiment": str(home),
     }
     local = "://" not in exp_dir
     if repair_journal(journal_path(home, cfg.method)):  # the journal is always in the folder
@@ -275,27 +288,37 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
             param_space=constants,
         )
     else:
+        storage = searcher_journal(home, journal_path(home, cfg.method))
+        # without Ray's state (a new sweep, or its folder gone) the journal says what is left
+        left, existing = trials_left(storage, study_name(cfg.method), cfg.trials)
+        if left == 0:
+            reconcile(home, cfg.method)
+            return
         keys = [o.key for o in get_objectives(list(cfg.objectives))]
         modes = [o.mode for o in get_objectives(list(cfg.objectives))]
         searcher = make_searcher(
             cfg.method,
             cfg.sampler,
-            cfg.seed,
+            cfg.seed + existing,  # a sampler seeded as before would suggest the same values
             cfg.space_options(),
             keys,
             modes,
-            journal(journal_path(home, cfg.method)),
+            storage,
             study_name(cfg.method),
             defaults_point(cfg),
+            defaults_first=not existing,  # a continued study evaluated them first already
         )
         n = slots(cfg)
+        stored_inside = relative(home, storage_path) if local else None
+        if stored_inside is not None and Path(stored_inside).is_absolute():
+            stored_inside = None  # a --storage outside the experiment stays where it is
         tuner = tune.Tuner(
             fn,
             param_space=constants,
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                num_samples=cfg.trials,
-                max_concurrent_trials=n,
+                # Tune's own wrapping for max_concurrent_trials, movable (sweeps/search.py)
+                search_alg=MovableGenerator(searcher, n, stored_inside),
+                num_samples=left,
                 reuse_actors=cfg.gpus_per_trial == 0,
             ),
             run_config=tune.RunConfig(
@@ -306,14 +329,15 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 callbacks=[
-                    ResultsLog(str(results_path(home, cfg.method)), cfg.method),
+                    ResultsLog(relative(home, results_path(home, cfg.method)), cfg.method),
                     Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
-                    DriverMemory(str(home / "driver_memory.jsonl"), cfg.method),
+                    DriverMemory("driver_memory.jsonl", cfg.method),
                 ]
-                + ([StateBackup(exp_dir)] if local else []),
+                + ([StateBackup(relative(home, exp_dir))] if local else []),
             ),
         )
-    tuner.fit()
+    if fit(tuner):  # the interrupted trials stay RUNNING in the study: `resume` finishes them
+        raise Interrupted(home)
     reconcile(home, cfg.method)
 
 
@@ -364,12 +388,15 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
         raise UserError(f"experiment path {home} is a file; choose another --name or --output")
     if (home / MANIFEST).exists() or (home.exists() and any(home.iterdir())):
         prepare_home(home, cfgs, name)  # refuses, naming why, before Ray starts
+    drive(home)
     init_ray(first.address)
     for cfg in cfgs:
         slots(cfg)  # GPUs/CPUs per trial against the cluster, before anything is written
-    prepare_home(home, cfgs, name)
-    for cfg in cfgs:
-        run_method(cfg, home)
+    home.mkdir(parents=True, exist_ok=True)
+    with experiment_lock(home):  # a second sweep of the same name waits for nothing: refused
+        prepare_home(home, cfgs, name)
+        for cfg in cfgs:
+            run_method(cfg, home)
     return home
 
 
@@ -383,11 +410,13 @@ def resume_sweep(home: Path) -> Path:
         ]
     except (TypeError, KeyError) as e:
         raise UserError(f"{home / MANIFEST} holds an invalid sweep: {e}") from None
-    for cfg in cfgs:  # before Ray starts: a corrupted journal gets one line, not a traceback
-        if journal_path(home, cfg.method).is_file():
-            load_study(home, cfg.method)
-    check_address(cfgs[0].address)
-    init_ray(cfgs[0].address)
-    for cfg in cfgs:
-        run_method(cfg, home)
+    with experiment_lock(home):  # one driver per experiment, before anything is repaired
+        for cfg in cfgs:  # before Ray starts: a corrupted journal gets one line, not a traceback
+            if journal_path(home, cfg.method).is_file():
+                load_study(home, cfg.method)
+        check_address(cfgs[0].address)
+        drive(home)
+        init_ray(cfgs[0].address)
+        for cfg in cfgs:
+            run_method(cfg, home)
     return home

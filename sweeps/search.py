@@ -12,10 +12,12 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions
+from sweeps.relocate import inside, relative
 
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
@@ -58,6 +60,25 @@ def make_sampler(
 def journal(path: Path) -> JournalStorage:
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+class ExperimentJournal(JournalFileBackend):
+    """A journal file named relative to the experiment: Ray pickles the searcher, and with it
+    the study's storage, into its state, and the unpickled one must find the journal where the
+    experiment is now, not where it was created (sweeps/relocate.py)."""
+
+    def __init__(self, rel: str) -> None:
+        self.rel = rel
+        super().__init__(str(inside(rel)))
+
+    def __reduce__(self):
+        return ExperimentJournal, (self.rel,)
+
+
+def searcher_journal(home: Path, path: Path) -> JournalStorage:
+    """The journal at `path` in `home`, for the searcher Ray pickles."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(ExperimentJournal(relative(home, path)))
 
 
 def repair_journal(path: Path) -> int:
@@ -121,6 +142,7 @@ def make_searcher(
     storage: JournalStorage,
     study_name: str,
     defaults: dict | None,
+    defaults_first: bool = True,
 ) -> UnlearnSearch:
     """Define-by-run search over the method's space (a partial of a module-level function, so the
     searcher pickles), the reference defaults evaluated first."""
@@ -132,5 +154,47 @@ def make_searcher(
         sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed),
         study_name=study_name,
         storage=storage,
-        points_to_evaluate=[defaults] if defaults and sampler != "grid" else None,
+        points_to_evaluate=[defaults]
+        if defaults_first and defaults and sampler != "grid"
+        else None,
     )
+
+
+LOST = "lost: "  # the prefix of a failure that was the driver's, not the trial's
+
+
+def trials_left(storage: JournalStorage, study_name: str, trials: int) -> tuple[int, int]:
+    """For a study to continue without Ray's experiment state (deleted, or `storage` elsewhere):
+    the Optuna journal is the record of what ran. Trials it holds as finished for a real cause
+    stay; those it holds RUNNING had their Ray state lost with it: they are failed as lost and
+    their configurations queued to run again. Returns (trials still to run, trials in the study)."""
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if study_name not in names:
+        return trials, 0
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "failure", LOST + "Ray's state of it was gone")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and not str(t.user_attrs.get("failure", "")).startswith(LOST)
+    ]
+    return max(0, trials - len(done)), len(study.trials)
+
+
+class MovableGenerator(SearchGenerator):
+    """Tune's wrapper around the searcher, as Tune builds it for `max_concurrent_trials` (a
+    ConcurrencyLimiter inside a SearchGenerator), except that a restored one creates its new
+    trials where the experiment is now: Tune's restores, with its counters, the experiment spec
+    it pickled, whose storage names the folder of the sweep's first run."""
+
+    def __init__(self, searcher: UnlearnSearch, max_concurrent: int, storage: str | None) -> None:
+        super().__init__(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent))
+        self.storage = storage  # Ray's storage relative to the experiment; None: elsewhere
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if self.storage is not None:
+            self._experiment.storage.storage_fs_path = str(inside(self.storage))

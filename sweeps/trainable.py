@@ -21,6 +21,7 @@ from ray import tune
 from sweeps import faults
 from sweeps.config import SweepConfig, hparam_names
 from sweeps.objectives import get_objectives, objective_values
+from sweeps.relocate import inside
 from unlearn_core.errors import TrialDiverged
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import JobConfig, run_job
@@ -83,8 +84,10 @@ def trial_spec(config: dict) -> TrialSpec:
     params = {
         k: v for k, v in config.items() if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)
     }
+    # paths relative to the experiment, wherever the driver found it (sweeps/relocate.py)
+    home = inside("")
     return TrialSpec(
-        sweep, params, config["reference"], float(config["utility_floor"]), config["experiment"]
+        sweep, params, str(inside(config["reference"])), float(config["utility_floor"]), str(home)
     )
 
 

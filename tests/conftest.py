@@ -12,7 +12,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("UNLEARN_SWEEP_CACHE", str(REPO / ".cache" / "unlearn-sweep"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 torch.set_num_threads(2)
 
 SENTENCES = [
@@ -103,6 +102,7 @@ SECRETS = {
     "HF_TOKEN": "hf_secret123",
     "WANDB_API_KEY": "wandb-secret-456",
     "AWS_SECRET_ACCESS_KEY": "aws-secret-789",
+    "RAY_AUTH_TOKEN": "ray-token-0123456789abcdef0123456789abcdef",  # the private cluster's
 }
 SMALL_SWEEP = [
     "sweep",
@@ -121,20 +121,63 @@ SMALL_SWEEP = [
 ]
 
 
+def listening(pid: int) -> set[tuple[str, int, str]]:
+    """(address, port, process name) of every listening socket of `pid` and its descendants
+    (a sweep's driver starts Ray's GCS, raylet, agents and workers itself)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    out = set()
+    for p in procs:
+        try:
+            out |= {
+                (c.laddr.ip, c.laddr.port, p.name())
+                for c in p.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            }
+        except psutil.Error:  # ended in the meantime
+            pass
+    return out
+
+
+def run_watched(args: list[str], out: Path, env: dict, timeout: float = 600):
+    """The CLI in a subprocess; its console and every socket its processes listened on while it
+    ran (sampled each 0.5 s) -> (exit code, console text, listeners)."""
+    import subprocess
+    import sys
+    import time
+
+    console = out.parent / f"{out.name}.console"
+    with console.open("w") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweeps.cli", *args], env=env, stdout=f, stderr=f, text=True
+        )
+        seen: set = set()
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen |= listening(proc.pid)
+            time.sleep(0.5)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return proc.returncode, console.read_text(), seen
+
+
 @pytest.fixture(scope="session")
 def small_sweep(tmp_path_factory, small_benchmark):
     """A finished 2-trial NPO sweep (epochs 1, one trial at a time, seed 0) run with secrets in
-    its environment; the security tests read it and the determinism test runs it again."""
-    import subprocess
-    import sys
+    its environment; the security tests read it (and the sockets its processes listened on,
+    in `listeners.json` next to it) and the determinism test runs it again."""
+    import json
 
     out = tmp_path_factory.mktemp("small-sweep")
-    run = subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *SMALL_SWEEP, "--output", str(out), "--name", "exp"],
-        env={**os.environ, **SECRETS},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    code, console, seen = run_watched(
+        [*SMALL_SWEEP, "--output", str(out), "--name", "exp"], out, {**os.environ, **SECRETS}
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return out / "exp", run.stdout + run.stderr
+    assert code == 0, console[-3000:]
+    (out / "listeners.json").write_text(json.dumps(sorted(seen)))
+    return out / "exp", console

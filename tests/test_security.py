@@ -324,3 +324,35 @@ def test_status_reads_past_a_corrupted_checkpoint(copy, capsys):
     corrupt_checkpoint(copy)  # status reads only the study: it still reports
     code, _, out = run_main(["status", str(copy / "exp")], capsys)
     assert code == 0 and "npo: 2 complete, 0 running, 0 failed" in out
+
+
+@pytest.mark.parametrize(
+    "command,link",
+    [
+        (["analyze"], "analysis"),
+        (["analyze"], "report.md"),
+        (["analyze"], "analysis/plotly.min.js"),
+        (["export", "--rule", "knee"], "best"),
+        (["export", "--rule", "knee"], "best/npo.yaml"),
+    ],
+)
+def test_outputs_never_follow_a_symlink_out_of_the_experiment(
+    command, link, copy, tmp_path, capsys
+):
+    """Issue 19: a symlinked output folder or file is refused in one line before anything is
+    written; what it points to outside the experiment stays as it was, byte for byte."""
+    home, outside = copy / "exp", tmp_path / "outside"
+    outside.mkdir()
+    for name in ("npo.yaml", "pareto.png", "report.md", "plotly.min.js"):
+        (outside / name).write_text(f"the user's own {name}\n")
+    path = home / link
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.symlink_to(outside if "." not in link else outside / Path(link).name)
+    before = snapshot(outside)
+    code, err, _ = run_main([command[0], str(home), *command[1:]], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert f"{path} is a symlink" in err[0], err
+    assert snapshot(outside) == before
