@@ -268,8 +268,10 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from sweeps.launch import run_sweep
+    from sweeps.preflight import check_sweep
 
     cfgs, name, home = _sweep_configs(args)
+    check_sweep(cfgs, name, home)  # every value a trial could get, before Ray or any write
     print(f"experiment {home}: {len(cfgs)} method(s), {cfgs[0].trials} trials each", flush=True)
     run_sweep(cfgs, home, name)
     _print_status(home)
