@@ -420,6 +420,8 @@ def _eval_config(args: argparse.Namespace):
 
 
 EXPORT_KEYS = {"method", "benchmark", "split", "hparams", "train", "model", "lora_r"}
+# the keys of an export whose type is not JobConfig's (it names the model by its path)
+EXPORT_TYPES = {"model": str | None, "lora_r": int, "hparams": dict | None, "train": dict}
 EXPORT_INFO = {"objectives", "metrics", "trial_id", "epoch", "version", "rule"}
 
 
@@ -427,6 +429,7 @@ def job_from_export(path: str, args: argparse.Namespace):
     """The JobConfig of an exported config (`export` writes them) and the metrics the sweep
     measured; data and reference-model paths are not exported, so they come from the flags."""
     from sweeps.config import read_yaml
+    from unlearn_core.config import check_fields
     from unlearn_core.job import JobConfig
     from unlearn_core.models import ModelConfig
     from unlearn_core.train import TrainConfig
@@ -443,13 +446,14 @@ def job_from_export(path: str, args: argparse.Namespace):
             f"{path}: unknown key {unknown[0]!r}; accepted: "
             f"{', '.join(sorted(EXPORT_KEYS | EXPORT_INFO))}"
         )
+    doc = check_fields(doc, JobConfig, path, EXPORT_TYPES)  # one line naming key, type, value
     if args.method and args.method != doc["method"]:
         raise UserError(f"--method {args.method} contradicts {path} (method {doc['method']})")
     if not isinstance(doc["train"], dict) or not isinstance(doc["hparams"] or {}, dict):
         raise UserError(f"{path}: train and hparams must be mappings")
     try:
         train = TrainConfig(**doc["train"])
-    except TypeError as e:
+    except (TypeError, UserError) as e:
         raise UserError(f"{path}: bad train section: {e}") from None
     model = None
     if doc.get("model") or doc.get("lora_r"):
