@@ -280,8 +280,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> None:
     from sweeps.launch import resume_sweep
+    from sweeps.preflight import check_resume
 
     home = Path(args.experiment).expanduser().absolute()
+    check_resume(home)  # the files it reuses, before Ray starts
     resume_sweep(home)
     _print_status(home)
 

@@ -103,3 +103,23 @@ def check_values(cfg: SweepConfig) -> None:
             check_remote_code(path, False, NO_REMOTE_CODE)
     if first.retain_logs is not None and not Path(first.retain_logs).expanduser().is_file():
         raise UserError(f"retain logs {first.retain_logs!r} is not a file")
+
+
+def check_resume(home: Path) -> None:
+    """The experiment's own files a resume reads before Ray starts: the manifest, and the
+    reference metrics it reuses instead of computing them again."""
+    import json
+
+    from sweeps.manifest import read_manifest
+
+    read_manifest(home)
+    for path in sorted((home / "reference").glob("*.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        target = path.name.startswith("target-")
+        if not isinstance(doc, dict) or (
+            target and not isinstance(doc.get("model_utility"), float)
+        ):
+            raise UserError(f"{path} is damaged; remove it and `resume` computes it again")
