@@ -13,6 +13,7 @@ from pathlib import Path
 
 from analysis import cli as analysis_cli
 from unlearn_core.errors import TrialDiverged, UserError
+from unlearn_core.write_errors import reported
 
 SHOWN = (
     "forget_quality",
@@ -273,7 +274,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     cfgs, name, home = _sweep_configs(args)
     check_sweep(cfgs, name, home)  # every value a trial could get, before Ray or any write
     print(f"experiment {home}: {len(cfgs)} method(s), {cfgs[0].trials} trials each", flush=True)
-    run_sweep(cfgs, home, name)
+    with reported(home):  # a full disk: one line saying whether `resume` continues it
+        run_sweep(cfgs, home, name)
     _print_status(home)
     print(f"\nexperiment folder: {home}")
 
@@ -284,7 +286,8 @@ def cmd_resume(args: argparse.Namespace) -> None:
 
     home = Path(args.experiment).expanduser().absolute()
     check_resume(home)  # the files it reuses, before Ray starts
-    resume_sweep(home)
+    with reported(home):
+        resume_sweep(home)
     _print_status(home)
 
 
