@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -529,3 +531,32 @@ def test_lines_that_are_not_result_rows_are_skipped_and_counted(root, caplog):
     rows, _ = load([root / "exp"])
     assert len(rows) == len(before)
     assert "skipped 3 line(s) that are not result rows" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_full_disk_mid_sweep_is_one_line_and_resume_finishes(tmp_path):
+    """The one real-Ray case: a 3 MiB tmpfs as --output fills at the first checkpoints; the
+    driver ends with one line saying the sweep can be resumed, and once the disk has room
+    `resume` finishes both trials."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("needs a tmpfs mount (root)")
+
+    def cli(*args):
+        cmd = [sys.executable, "-m", "sweeps.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+    try:
+        out = cli(*SWEEP, "--fix", "epochs=1", "--output", str(disk), "--name", "fd")
+        errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+        assert len(errors) == 1 and out.stderr.strip().splitlines()[-1] == errors[0]
+        assert "No space left on device" in errors[0] and "can be resumed" in errors[0]
+        subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)
+        out = cli("resume", str(disk / "fd"))
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "npo: 2 complete, 0 running, 0 failed" in out.stdout
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
