@@ -560,3 +560,14 @@ def test_a_full_disk_mid_sweep_is_one_line_and_resume_finishes(tmp_path):
         assert "npo: 2 complete, 0 running, 0 failed" in out.stdout
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_analyze_output_writes_elsewhere_and_leaves_the_experiment_as_it_was(root, capsys):
+    from sweeps.cli import main
+
+    (root / "exp" / "analysis").write_text("a file where the plots go: the folder is not ours")
+    before = snapshot(root / "exp")
+    assert main(["analyze", str(root / "exp"), "--output", str(root / "out")]) == 0
+    assert (root / "out" / "report.md").is_file() and (root / "out" / "analysis").is_dir()
+    assert snapshot(root / "exp") == before
+    assert str(root / "out" / "report.md") in capsys.readouterr().out
