@@ -5,11 +5,13 @@ before the first file is written."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from pathlib import Path
 
 from analysis.files import check_inside
 from unlearn_core.errors import UserError
+from unlearn_core.write_errors import probe
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +26,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "comparison into FIRST/comparison/, its series named folder/method.",
     )
     p.add_argument("experiments", nargs="+", metavar="DIR", help="experiment folder(s)")
+    p.add_argument(
+        "--output",
+        metavar="OUT",
+        help="write the report and plots into OUT (OUT/<name> for each of several folders, "
+        "OUT/comparison) instead of into the experiment folders, e.g. for a read-only one",
+    )
     defaults = {f.name: f.default for f in dataclasses.fields(export.Rule)}
     p = sub.add_parser(
         "export",
@@ -82,18 +90,49 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     homes = [Path(d).expanduser().absolute() for d in args.experiments]
     singles = [analyze([h]) for h in homes]  # validates every folder before writing anything
     both = analyze(homes) if len(homes) > 1 else None
-    for home in homes:  # every output checked before the first is written
-        check_inside(home, targets(home))
-    if both is not None:
-        check_inside(homes[0], [homes[0] / "comparison", *targets(homes[0] / "comparison")])
+    outs = report_folders(homes, args.output)
+    for key, out in outs.items():  # every output checked before the first is written
+        if key == "comparison":
+            check_inside(out.parent, [out, *targets(out)])
+        else:
+            check_inside(out, targets(out))
+        probe(out / "analysis", "the report", WHERE_ELSE)
+    with _report_write_errors():
+        _write_reports(singles, both, homes, outs, write_report)
+
+
+WHERE_ELSE = "the experiment is unchanged; give --output DIR to write the report elsewhere"
+
+
+def report_folders(homes: list[Path], output: str | None) -> dict[str, Path]:
+    """Where each report goes: the experiment folder itself, or under --output."""
+    base = Path(output).expanduser().absolute() if output else None
+    outs = {str(h): (base if len(homes) == 1 else base / h.name) if base else h for h in homes}
+    if len(homes) > 1:
+        outs["comparison"] = (base or homes[0]) / "comparison"
+    return outs
+
+
+@contextlib.contextmanager
+def _report_write_errors():
+    try:
+        yield
+    except OSError as e:  # a full disk mid-report: one line, the experiment's own files intact
+        raise UserError(
+            f"cannot write {e.filename} ({e.strerror}); the experiment's own files are unchanged"
+        ) from None
+
+
+def _write_reports(singles, both, homes, outs, write_report) -> None:
     for a in singles:
         home = a.experiments[0].home
-        files = write_report(a, home, a.experiments[0].name)
+        out = outs[str(home)]
+        files = write_report(a, out, a.experiments[0].name)
         print(f"== {home}")
         _print_fronts(a)
-        print(f"\nreport: {files[0]}\n        {files[1]}\nplots:  {home / 'analysis'}")
+        print(f"\nreport: {files[0]}\n        {files[1]}\nplots:  {out / 'analysis'}")
     if both is not None:
-        out = homes[0] / "comparison"
+        out = outs["comparison"]
         files = write_report(both, out, " vs ".join(h.name for h in homes))
         print(f"\n== comparison of {len(homes)} folders")
         _print_fronts(both)
@@ -135,7 +174,9 @@ def cmd_export(args: argparse.Namespace) -> None:
         )
     records = export.select(exp, rows, rule)
     overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning else []
-    paths = export.write(exp, records)  # refuses a symlinked best/ or file before writing
+    probe(exp.home / "best", "the exported configs", "the experiment is unchanged")
+    with _report_write_errors():
+        paths = export.write(exp, records)  # refuses a symlinked best/ or file before writing
     for r, yaml_path in zip(records, paths[::2], strict=True):
         objs = ", ".join(f"{k} {v:.4g}" for k, v in r["objectives"].items())
         stop = f" (stop after epoch {r['epoch']})" if r["train"]["stop_after"] else ""

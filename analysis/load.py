@@ -4,6 +4,7 @@ diverged or not-yet-reporting trial), joined with the Optuna journal. Reads file
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import pandas as pd
 from sweeps.manifest import MANIFEST, read_manifest  # noqa: F401 (MANIFEST re-exported)
 from sweeps.objectives import OBJECTIVES
 from unlearn_core.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # The layout sweeps/launch.py writes (a test checks the two agree).
 OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
@@ -103,7 +106,21 @@ def open_experiment(home: str | Path) -> Experiment:
 
 
 def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A reference model's metrics as the sweep writes them (names -> numbers), or None."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: not JSON or not UTF-8
+        doc = None
+    if not isinstance(doc, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in doc.values()
+    ):
+        raise UserError(
+            f"{path} is damaged (not a JSON object of metric values); remove it to analyse "
+            "without that reference model"
+        )
+    return doc
 
 
 def objective_keys(sweep: dict) -> tuple[list[str], list[str]]:
@@ -126,18 +143,66 @@ def objective_value(metrics: dict, key: str) -> float | None:
 
 
 def _events(path: Path) -> list[dict]:
+    """The rows ResultsLog wrote. A line that is not JSON is refused (the file is damaged) unless
+    it is the last (mid-write while a sweep runs); a JSON line that is not a row ResultsLog writes
+    is skipped, and the count logged."""
     if not path.is_file():
         return []
-    lines = path.read_text().splitlines()
-    events = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is damaged: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+    events, skipped = [], 0
     for i, line in enumerate(lines):
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
+            ev = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             # the last line may be mid-write while a sweep runs; anything else is damage
             if i != len(lines) - 1:
                 raise UserError(f"{path}: line {i + 1} is not JSON") from None
+            continue
+        if _is_row(ev):
+            events.append(ev)
+        else:
+            skipped += 1
+    if skipped:
+        log.warning("%s: skipped %d line(s) that are not result rows", path, skipped)
     return events
+
+
+EVENTS = ("result", "complete", "error", "retry")
+NUMBER_FIELDS = ("diverged", "utility_violation", "utility_floor", "time")
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_row(ev: object) -> bool:
+    """A row as sweeps/callbacks.py's ResultsLog writes it: a string trial id, a known event,
+    flat params, a whole-number epoch on a result that did not diverge."""
+    if not isinstance(ev, dict) or not isinstance(ev.get("trial_id"), str):
+        return False
+    params = ev.get("params", {})
+    if ev.get("event") not in EVENTS or not isinstance(params, dict):
+        return False
+    if not all(isinstance(v, int | float | str) for v in params.values()):
+        return False
+    if any(k in ev and not _number(ev[k]) for k in NUMBER_FIELDS):
+        return False
+    if any(k in ev and not isinstance(ev[k], str) for k in ("error", "failure")):
+        return False
+    seeds = ev.get("seeds", [])
+    if not isinstance(seeds, list) or not all(_number(s) for s in seeds):
+        return False
+    epoch = ev.get("epoch")
+    return (
+        ev["event"] != "result"
+        or bool(ev.get("diverged"))
+        or (_number(epoch) and float(epoch).is_integer())
+    )
 
 
 def _trials_from_log(events: list[dict]) -> dict[str, dict]:

@@ -21,6 +21,10 @@ class Range:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
             raise UserError(f"range bounds must be finite numbers, got {self.low}:{self.high}")
+        if self.integer and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise UserError(
+                f"an integer range needs whole-number bounds, got {self.low}:{self.high}"
+            )
         if not self.low <= self.high:
             raise UserError(f"empty range: low {self.low} > high {self.high}")
         if self.log and self.low <= 0:

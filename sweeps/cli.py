@@ -16,6 +16,7 @@ from pathlib import Path
 from analysis import cli as analysis_cli
 from sweeps.interrupt import Interrupted
 from unlearn_core.errors import TrialDiverged, UserError
+from unlearn_core.write_errors import reported
 
 SHOWN = (
     "forget_quality",
@@ -271,10 +272,12 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from sweeps.launch import run_sweep
+    from sweeps.preflight import check_sweep
 
     cfgs, name, home = _sweep_configs(args)
+    check_sweep(cfgs, name, home)  # every value a trial could get, before Ray or any write
     print(f"experiment {home}: {len(cfgs)} method(s), {cfgs[0].trials} trials each", flush=True)
-    with _resumable(home):
+    with _resumable(home), reported(home):  # Ctrl-C or a full disk: one line naming `resume`
         run_sweep(cfgs, home, name)
     _print_status(home)
     print(f"\nexperiment folder: {home}")
@@ -282,9 +285,11 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> None:
     from sweeps.launch import resume_sweep
+    from sweeps.preflight import check_resume
 
     home = Path(args.experiment).expanduser().absolute()
-    with _resumable(home):
+    check_resume(home)  # the files it reuses, before Ray starts
+    with _resumable(home), reported(home):
         resume_sweep(home)
     _print_status(home)
 
@@ -437,6 +442,8 @@ def _eval_config(args: argparse.Namespace):
 
 
 EXPORT_KEYS = {"method", "benchmark", "split", "hparams", "train", "model", "lora_r"}
+# the keys of an export whose type is not JobConfig's (it names the model by its path)
+EXPORT_TYPES = {"model": str | None, "lora_r": int, "hparams": dict | None, "train": dict}
 EXPORT_INFO = {"objectives", "metrics", "trial_id", "epoch", "version", "rule"}
 
 
@@ -444,6 +451,7 @@ def job_from_export(path: str, args: argparse.Namespace):
     """The JobConfig of an exported config (`export` writes them) and the metrics the sweep
     measured; data and reference-model paths are not exported, so they come from the flags."""
     from sweeps.config import read_yaml
+    from unlearn_core.config import check_fields
     from unlearn_core.job import JobConfig
     from unlearn_core.models import ModelConfig
     from unlearn_core.train import TrainConfig
@@ -460,13 +468,14 @@ def job_from_export(path: str, args: argparse.Namespace):
             f"{path}: unknown key {unknown[0]!r}; accepted: "
             f"{', '.join(sorted(EXPORT_KEYS | EXPORT_INFO))}"
         )
+    doc = check_fields(doc, JobConfig, path, EXPORT_TYPES)  # one line naming key, type, value
     if args.method and args.method != doc["method"]:
         raise UserError(f"--method {args.method} contradicts {path} (method {doc['method']})")
     if not isinstance(doc["train"], dict) or not isinstance(doc["hparams"] or {}, dict):
         raise UserError(f"{path}: train and hparams must be mappings")
     try:
         train = TrainConfig(**doc["train"])
-    except TypeError as e:
+    except (TypeError, UserError) as e:
         raise UserError(f"{path}: bad train section: {e}") from None
     model = None
     if doc.get("model") or doc.get("lora_r"):

@@ -6,14 +6,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions, parse_range
 from sweeps.objectives import DEFAULTS, check_family, get_objectives
+from unlearn_core import safe_yaml
 from unlearn_core.benchmarks import (
     BENCHMARKS,
     check_method,
@@ -161,13 +159,7 @@ def hparam_names(method: str) -> set[str]:
 
 def read_yaml(path: str, missing: str) -> object:
     """A YAML file, safe-loaded (no Python objects); `missing` is the message if it is absent."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(missing)
-    try:
-        return yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return safe_yaml.read(path, missing)
 
 
 def load_yaml(path: str) -> dict:
@@ -179,7 +171,13 @@ def load_yaml(path: str) -> dict:
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(sorted(known))}")
-    return data
+    for key in ("method", "methods"):  # one name, a comma-separated list, or a list of names
+        value = data.get(key, "")
+        if not isinstance(value, str) and not (
+            isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        ):
+            raise UserError(f"{path}: {key} must be a method name or a list of them, got {value!r}")
+    return safe_yaml.check_fields(data, SweepConfig, str(path), {"name": str, "output": str})
 
 
 def to_dict(cfg: SweepConfig) -> dict:

@@ -185,6 +185,8 @@ def init_ray(address: str | None) -> None:
     import ray
 
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    # a trial's failure (a full disk) is Tune's to record and retry, not a traceback on the console
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     # a diverged trial's last report carries its cause and no objectives (never invented values)
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"

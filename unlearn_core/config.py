@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from typing import Any
@@ -77,3 +78,18 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     ):
         raise UserError(f"{where} must be {hint.__name__}, got {value!r}")
     return value
+
+
+def check_fields(doc: dict, cls: type, where: str, extra: dict[str, Any] | None = None) -> dict:
+    """`doc` with each key that is a field of `cls` (or in `extra`: name -> type hint) checked
+    against its type hint, floats finite and booleans not numbers: one line naming the key, the
+    expected type and the value. Other keys are left to the caller (unknown-key messages)."""
+    hints = {f.name: _hints(cls)[f.name] for f in dataclasses.fields(cls)} | (extra or {})
+    out = dict(doc)
+    for key, value in doc.items():
+        if key not in hints or dataclasses.is_dataclass(value):
+            continue
+        out[key] = _convert(value, hints[key], f"{where}: {key}")
+        if isinstance(out[key], float) and not math.isfinite(out[key]):
+            raise UserError(f"{where}: {key} must be a finite number, got {value!r}")
+    return out

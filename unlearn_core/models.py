@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from unlearn_core.errors import UserError
-from unlearn_core.paths import check_model_path
+from unlearn_core.paths import check_model_path, check_remote_code
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def resolve_attention(cfg: ModelConfig, device: torch.device, dtype: torch.dtype
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     check_model_path(path)
+    check_remote_code(path, trust_remote_code)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:  # Llama-style tokenizers ship none; EOS is the usual stand-in
         tok.pad_token = tok.eos_token
@@ -77,6 +78,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 def load_model(cfg: ModelConfig, device: torch.device | None = None) -> torch.nn.Module:
     """The model on `device`, in train mode, LoRA-wrapped if asked."""
     check_model_path(cfg.path)
+    check_remote_code(cfg.path, cfg.trust_remote_code)
     device = device or default_device()
     dtype = resolve_dtype(cfg, device)
     try:

@@ -3,6 +3,7 @@ transformers import): a mistyped path fails in milliseconds, before anything is 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from unlearn_core.errors import UserError
@@ -42,3 +43,25 @@ def check_paths(
             f"data path {data!r} is not a folder; accepted: a local folder of "
             "<config>.json/.jsonl/.parquet files or a hub id like 'org/name'"
         )
+
+
+def check_remote_code(
+    path: str, trust_remote_code: bool, fix: str = "pass --trust-remote-code"
+) -> None:
+    """A local model folder whose config maps a class to its own code (`auto_map`) is loaded only
+    when that code may run: refused in one line naming `fix`, before transformers sees it."""
+    if trust_remote_code or not looks_local(path):
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        file = Path(path).expanduser() / name
+        if not file.is_file():
+            continue
+        try:
+            doc = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{file} is not readable JSON: {str(e).splitlines()[0]}") from None
+        if isinstance(doc, dict) and doc.get("auto_map"):
+            raise UserError(
+                f"model {path!r} needs its own code ({name} has auto_map, not a transformers "
+                f"class); {fix} if you trust that code"
+            )

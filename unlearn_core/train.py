@@ -4,6 +4,7 @@ AdamW with warmup and a linear/cosine/constant schedule, divergence check, per-e
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -14,11 +15,13 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from unlearn_core.config import check_fields
 from unlearn_core.data.format import collate
 from unlearn_core.errors import TrialDiverged, UserError
 from unlearn_core.methods import Method
 
 SCHEDULES = ("linear", "cosine", "constant")
+SEED_MAX = 2**32 - 1  # numpy (and Optuna's samplers) take seeds in 0..2**32-1
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class TrainConfig:
     stop_after: int | None = None
 
     def __post_init__(self) -> None:
+        check_fields(dataclasses.asdict(self), TrainConfig, "train")  # types, finite, no booleans
+        if not 0 <= self.seed <= SEED_MAX:
+            raise UserError(f"seed must be in 0..2**32-1 (numpy's limit), got {self.seed}")
         for name in ("lr", "epochs", "batch_size", "grad_accum"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")

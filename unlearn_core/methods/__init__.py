@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from unlearn_core.config import check_fields
 from unlearn_core.errors import UserError
 from unlearn_core.methods import (
     altpo,
@@ -79,6 +80,7 @@ class Method:
             raise UserError(
                 f"{self.name} has no hyperparameter {unknown[0]!r}; accepted: {accepted}"
             )
+        values = check_fields(values, self.hparams, self.name)  # booleans are not numbers
         try:
             return self.hparams(**values)
         except (TypeError, ValueError) as e:

@@ -1,0 +1,125 @@
+"""One validation pass before Ray starts and before anything is written: every value a sweep could
+hand a trial goes through the trial's own construction (make_job: TrainConfig, the method's
+Hparams), so a sweep that can only fail is refused in one line instead of started."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from search_spaces import SPACES
+from search_spaces._common import SpaceOptions
+from sweeps.config import SweepConfig
+from unlearn_core.config import check_fields
+from unlearn_core.errors import UserError
+from unlearn_core.paths import check_paths, check_remote_code
+from unlearn_core.train import SEED_MAX
+
+NO_REMOTE_CODE = "sweeps never run a model's own code: convert it to a transformers class first"
+
+
+def check_sweep(cfgs: list[SweepConfig], name: str, home: Path) -> None:
+    """Refuse, naming the value, anything a trial of these sweeps would refuse later."""
+    check_name(name)
+    for cfg in cfgs:
+        check_fields(dataclasses.asdict(cfg), SweepConfig, "sweep option")
+        check_resources(cfg)
+        check_seeds(cfg)
+        check_values(cfg)
+
+
+def check_name(name: str) -> None:
+    """An experiment name is one plain folder name: printable, no separator, no newline."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or not name.isprintable()
+        or any(sep in name for sep in ("/", "\\", os.sep))
+        or name.startswith("-")
+        or len(name.encode()) > 200
+    ):
+        raise UserError(
+            f"experiment name {name!r} must be a plain folder name (printable, no '/', "
+            "no newline, not starting with '-', at most 200 bytes)"
+        )
+
+
+def check_resources(cfg: SweepConfig) -> None:
+    """Ray takes fractions of a CPU or GPU below 1 and whole numbers above (a NaN would wait for
+    resources forever)."""
+    for key, low in (("cpus_per_trial", "> 0"), ("gpus_per_trial", ">= 0")):
+        value = getattr(cfg, key)
+        if value > 1 and not float(value).is_integer():
+            raise UserError(
+                f"{key} must be a fraction below 1 or a whole number ({low}), got {value}"
+            )
+
+
+def check_seeds(cfg: SweepConfig) -> None:
+    last = cfg.seed + cfg.seeds - 1
+    if not (0 <= cfg.seed and last <= SEED_MAX):
+        seeds = f"seed {cfg.seed}" if cfg.seeds == 1 else f"seeds {cfg.seed}..{last}"
+        raise UserError(f"{seeds}: trial seeds must lie in 0..2**32-1 (numpy's, Optuna's limit)")
+
+
+def _base_params(cfg: SweepConfig) -> dict:
+    """One draw of the method's space with the user's fixed values and the default ranges."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(0))
+    opts = cfg.space_options()
+    return SPACES[cfg.method](study.ask(), SpaceOptions(opts.preset, {}, opts.fixed))
+
+
+def check_values(cfg: SweepConfig) -> None:
+    """The fixed values, then both ends of every range, then the first and last seed, each
+    through make_job; the first refusal names what the user gave."""
+    from sweeps.trainable import make_job  # the trial's own construction of its job
+
+    base = _base_params(cfg)
+
+    def job(params: dict, given: str, seed: int = cfg.seed):
+        try:
+            return make_job(cfg, params, seed, None)
+        except UserError as e:
+            raise UserError(f"{given}: {e}") from None
+
+    fixed = " ".join(f"{k}={v!r}" for k, v in cfg.fixed.items())
+    first = job(base, f"--fix {fixed}" if fixed else "the search space")
+    for name, r in cfg.space_options().ranges.items():
+        given = f"--space {name}={cfg.space[name]}"
+        whole = isinstance(base.get(name), int) and not isinstance(base.get(name), bool)
+        if whole and not (float(r.low).is_integer() and float(r.high).is_integer()):
+            raise UserError(f"{given}: {name} is an integer; give whole-number bounds")
+        for end in (r.low, r.high):
+            job(base | {name: int(end) if whole else end}, f"{given} (value {end:g})")
+    job(base, f"seed {cfg.seed + cfg.seeds - 1}", cfg.seed + cfg.seeds - 1)
+    model = first.model.path if first.model else None
+    check_paths(model=model, data=first.data, retain_model=first.retain_model)
+    for path in (model, first.retain_model):
+        if path is not None:
+            check_remote_code(path, False, NO_REMOTE_CODE)
+    if first.retain_logs is not None and not Path(first.retain_logs).expanduser().is_file():
+        raise UserError(f"retain logs {first.retain_logs!r} is not a file")
+
+
+def check_resume(home: Path) -> None:
+    """The experiment's own files a resume reads before Ray starts: the manifest, and the
+    reference metrics it reuses instead of computing them again."""
+    import json
+
+    from sweeps.manifest import read_manifest
+
+    read_manifest(home)
+    for path in sorted((home / "reference").glob("*.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        target = path.name.startswith("target-")
+        if not isinstance(doc, dict) or (
+            target and not isinstance(doc.get("model_utility"), float)
+        ):
+            raise UserError(f"{path} is damaged; remove it and `resume` computes it again")
