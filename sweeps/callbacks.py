@@ -209,7 +209,7 @@ class StateBackup(Callback):
         os.replace(new, cur)
         shutil.rmtree(old, ignore_errors=True)
         self.seen = stamp
-        prune_finished(self.exp_dir, cur)
+        prune_finished(exp_dir, cur)
 
     def on_experiment_end(self, trials, **info) -> None:
         # Ray's last, forced save of its state comes after the last step: back it up and prune

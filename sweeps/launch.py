@@ -181,6 +181,9 @@ def env_for_workers() -> dict[str, str]:
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 
+_started_with: list[dict[str, str]] = []  # the worker environment Ray was started with
+
+
 def init_ray(address: str | None) -> None:
     import ray
 
@@ -192,8 +195,12 @@ def init_ray(address: str | None) -> None:
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # save the experiment state at every step, so a killed driver resumes exactly where it was
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
-    if ray.is_initialized():
+    env = env_for_workers()
+    if ray.is_initialized() and _started_with == [env]:
         return
+    if ray.is_initialized():  # another experiment in this process: its trials need its folder
+        ray.shutdown()
+    _started_with[:] = [env]
     if address is None:  # a private cluster: loopback only, with a token (sweeps/cluster.py)
         private_cluster_settings()
     ray.init(
@@ -202,7 +209,7 @@ def init_ray(address: str | None) -> None:
         log_to_driver=False,
         configure_logging=True,
         logging_level=logging.ERROR,
-        runtime_env={"env_vars": env_for_workers()},
+        runtime_env={"env_vars": env},
     )
     if address is None:
         check_loopback()

@@ -300,5 +300,20 @@ def test_hub_benchmarks_run_on_a_local_copy(doc_models, tmp_path):
         "--retain-model",
         str(dusk["retrain"]),
     )
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
-    assert "AUC is 0 (over 2 forget chunks)" in out.stderr
+    # 2 forget chunks of 1024 tokens: whether the retrain AUC is exactly 0 hangs on two scores,
+    # so either outcome is allowed here; the refusal itself is tested without a model below
+    if out.returncode == 2:
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+        assert "AUC is 0 (over 2 forget chunks)" in out.stderr
+    else:
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "shared_ROUGE" in out.stdout and "retain_specific_ROUGE" in out.stdout
+
+
+def test_dusk_reference_with_a_zero_auc_is_refused_in_one_line():
+    from unlearn_core.doc_eval import DocReference
+    from unlearn_core.errors import UserError
+
+    with pytest.raises(UserError, match=r"AUC is 0 \(over 2 forget chunks\)"):
+        DocReference("dusk", "forget", {"mia_min_k_plus_plus": 0.0}, 2)
+    assert DocReference("dusk", "forget", {"mia_min_k_plus_plus": 0.5}, 2).n_forget == 2
