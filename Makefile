@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m sweeps.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -x --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

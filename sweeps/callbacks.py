@@ -235,8 +235,14 @@ def prune_finished(exp_dir: Path, backup: Path) -> list[Path]:
         return []
     deleted = []
     # Ray restores from the newest state (by name: its session's start)
-    for trial_json, meta_json in json.loads(states[-1].read_text())["trial_data"]:
-        trial, meta = json.loads(trial_json), json.loads(meta_json)
+    try:
+        records = [
+            (json.loads(t), json.loads(m))
+            for t, m in json.loads(states[-1].read_text())["trial_data"]
+        ]
+    except (ValueError, KeyError, TypeError):  # a record Ray's encoder wrote oddly: prune later
+        return []
+    for trial, meta in records:
         if trial["status"] not in ("TERMINATED", "ERROR"):
             continue
         folders = sorted((exp_dir / trial["relative_logdir"]).glob("checkpoint_*"))
