@@ -383,22 +383,13 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def _rebuild(name: str) -> None:
     """Retrain a variant into the cache, then its bars: shipped copy beside rebuilt copy."""
-    import tempfile
     import time
 
     from unlearn_core import builtin, builtin_check
+    from unlearn_core.write_errors import probe
 
-    root = builtin.cache_root()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        os.close(tempfile.mkstemp(dir=root, prefix=".probe-")[0])
-        for probe in root.glob(".probe-*"):
-            probe.unlink()
-    except OSError as e:
-        raise UserError(
-            f"cannot write the rebuilt copy to {root} ({e.strerror}); set UNLEARN_SWEEP_CACHE "
-            "to a writable folder"
-        ) from None
+    # before any training: a cache we cannot write is one line, not a traceback minutes in
+    probe(builtin.cache_root(), "the rebuilt copy", "set UNLEARN_SWEEP_CACHE to a writable folder")
     start = time.perf_counter()
     builtin.rebuild(name, builtin.train_splits(name))
     print(f"rebuilt {name} in {builtin.variant_dir(name)} ({time.perf_counter() - start:.0f} s)")
