@@ -132,13 +132,15 @@ def cmd_export(args: argparse.Namespace) -> None:
     overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning else []
     paths = export.write(exp, records)
     for r, yaml_path in zip(records, paths[::2], strict=True):
-        objs = ", ".join(f"{k} {v:.4g}" for k, v in r["objectives"].items())
-        stop = f" (stop after epoch {r['epoch']})" if r["train"]["stop_after"] else ""
+        job, info = r["job"], r["info"]
+        objs = ", ".join(f"{k} {v:.4g}" for k, v in info["objectives"].items())
+        stop = f" (stop after epoch {info['epoch']})" if job["train"]["stop_after"] else ""
         print(
-            f"{r['method']}: trial {r['trial_id']} epoch {r['epoch']}{stop}, {objs} -> {yaml_path}"
+            f"{job['method']}: trial {info['trial']} epoch {info['epoch']}{stop}, {objs} -> "
+            f"{yaml_path}"
         )
     for r, text in zip(records, overrides, strict=False):
-        print(f"\n# open-unlearning equivalent of {r['method']}:\n{text}")
+        print(f"\n# open-unlearning equivalent of {r['job']['method']}:\n{text}")
 
 
 COMMANDS = {"analyze": cmd_analyze, "export": cmd_export}

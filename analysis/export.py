@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,6 @@ import yaml
 
 from analysis.files import write_text
 from analysis.load import (
-    OPTIMIZER_KEYS,
     Experiment,
     metric_columns,
     objective_keys,
@@ -210,42 +209,41 @@ def _plain(v):
 def record(
     exp: Experiment, row: pd.Series, rule: Rule, keys: list[str], metric_names: list[str]
 ) -> dict:
-    """The exported document: only these fields (no paths, hosts or environment)."""
-    sweep = exp.sweeps[row["method"]]
-    params = params_of(row)
-    epochs, epoch = int(params["epochs"]), int(row["epoch"])
-    seeds = row["seeds"] if isinstance(row["seeds"], list) else [sweep["seed"]]
+    """The exported document: `job`, the JobConfig the trial ran (built by the sweep's own
+    make_job, stopped after the chosen epoch), which `unlearn --config` reads back with
+    job_from_dict; and `info`, what the sweep measured and how the row was chosen."""
     return {
-        "method": row["method"],
-        "benchmark": sweep["benchmark"],
-        "split": sweep["split"],
-        "hparams": {k: _plain(v) for k, v in params.items() if k not in OPTIMIZER_KEYS},
-        "train": {
-            "lr": float(params["lr"]),
-            "epochs": epochs,
-            "warmup_epochs": float(params["warmup_epochs"]),
-            "weight_decay": float(params["weight_decay"]),
-            "batch_size": int(sweep["batch_size"]),
-            "grad_accum": int(sweep["grad_accum"]),
-            "seed": int(seeds[0]),
-            # an earlier epoch of a longer run: same schedule, stop after this epoch
-            "stop_after": epoch if epoch < epochs else None,
-        },
-        "model": sweep.get("model"),
-        "lora_r": int(sweep.get("lora_r") or 0),
-        "objectives": {k: float(row[k]) for k in keys},
-        "metrics": {m: float(row[m]) for m in metric_names if pd.notna(row.get(m))},
-        "trial_id": str(row["trial_id"]),
-        "epoch": epoch,
-        "version": str(row["version"])
-        if isinstance(row.get("version"), str)
-        else str(exp.manifest.get("version")),
-        "rule": {
-            k: _plain(v)
-            for k, v in asdict(rule).items()
-            if k == "name" or _rule_uses(rule.name, k, keys)
+        "job": exported_job(exp, row),
+        "info": {
+            "trial": str(row["trial_id"]),
+            "epoch": int(row["epoch"]),
+            "objectives": {k: float(row[k]) for k in keys},
+            "metrics": {m: float(row[m]) for m in metric_names if pd.notna(row.get(m))},
+            "rule": {
+                k: _plain(v)
+                for k, v in asdict(rule).items()
+                if k == "name" or _rule_uses(rule.name, k, keys)
+            },
+            "version": str(row["version"])
+            if isinstance(row.get("version"), str)
+            else str(exp.manifest.get("version")),
         },
     }
+
+
+def exported_job(exp: Experiment, row: pd.Series) -> dict:
+    """The row's job as job_to_dict writes it. The trials' shared reference file is left out:
+    a rerun finds (or computes) the same reference from the retain model."""
+    from sweeps.config import make_job, sweep_from_dict
+    from unlearn_core.job import job_to_dict
+
+    sweep = sweep_from_dict(exp.sweeps[row["method"]], f"{exp.home}: sweep {row['method']}")
+    seeds = row["seeds"] if isinstance(row["seeds"], list) else [sweep.seed]
+    job = make_job(sweep, {k: _plain(v) for k, v in params_of(row).items()}, int(seeds[0]))
+    epoch = int(row["epoch"])
+    # an earlier epoch of a longer run: same schedule, stop after this epoch
+    train = replace(job.train, stop_after=epoch if epoch < job.train.epochs else None)
+    return job_to_dict(replace(job, train=train))
 
 
 def _rule_uses(rule: str, field: str, keys: list[str]) -> bool:
@@ -281,7 +279,7 @@ def write(exp: Experiment, records: list[dict]) -> list[Path]:
     """HOME/best/<method>.yaml and .json, each written under a temporary name and renamed."""
     paths = []
     for r in records:
-        base = exp.home / "best" / r["method"]
+        base = exp.home / "best" / r["job"]["method"]
         paths.append(write_text(base.with_suffix(".yaml"), yaml.safe_dump(r, sort_keys=False)))
         paths.append(write_text(base.with_suffix(".json"), json.dumps(r, indent=2) + "\n"))
     return paths
@@ -295,18 +293,19 @@ def _hydra(v) -> str:
 
 def openunlearning_overrides(export: dict) -> str:
     """The open-unlearning command (Hydra overrides) that trains the same configuration there."""
-    method = export["method"]
+    job, info = export["job"], export["info"]
+    method = job["method"]
     if method not in OU_TRAINERS:
         raise UserError(
             f"open-unlearning has no trainer for {method}; it has: {', '.join(OU_TRAINERS)}"
         )
-    trainer, split, t = OU_TRAINERS[method], export["split"], export["train"]
+    trainer, split, t = OU_TRAINERS[method], job["split"], job["train"]
     args = [
         "python src/train.py --config-name=unlearn.yaml experiment=unlearn/tofu/default",
         f"trainer={trainer}",
         f"forget_split={split}",
         f"retain_split=retain{100 - int(split[-2:])}",
-        f"task_name=unlearn-sweep_{split}_{trainer}_{export['trial_id'] or 'best'}",
+        f"task_name=unlearn-sweep_{split}_{trainer}_{info['trial'] or 'best'}",
         f"trainer.args.learning_rate={_hydra(t['lr'])}",
         f"trainer.args.num_train_epochs={t['epochs']}",
         f"trainer.args.warmup_epochs={_hydra(t['warmup_epochs'])}",
@@ -315,13 +314,13 @@ def openunlearning_overrides(export: dict) -> str:
         f"trainer.args.gradient_accumulation_steps={t['grad_accum']}",
         f"trainer.args.seed={t['seed']}",
     ]
-    for name, value in export["hparams"].items():
+    for name, value in job["hparams"].items():
         if name == "retain_loss":
             args.append(f"trainer.method_args.retain_loss_type={str(value).upper()}")
         else:
             args.append(f"trainer.method_args.{name}={_hydra(value)}")
-    if export.get("model"):
-        args.append(f"model.model_args.pretrained_model_name_or_path={export['model']}")
+    if job["model"]:
+        args.append(f"model.model_args.pretrained_model_name_or_path={job['model']['path']}")
     notes = []
     if t["stop_after"] is not None:
         args.append("trainer.args.save_strategy=epoch")
@@ -329,9 +328,9 @@ def openunlearning_overrides(export: dict) -> str:
             f"# chosen at epoch {t['stop_after']} of {t['epochs']}: keep that epoch's "
             "checkpoint (the schedule is the full run's)"
         )
-    if export["benchmark"] != "tofu":
+    if job["benchmark"] != "tofu":
         notes.append(
-            f"# {export['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
+            f"# {job['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
             "the tiny models' learning rates do not transfer"
         )
     notes.append("# effective batch = per-device batch x accumulation x GPUs in open-unlearning")

@@ -30,9 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sweeps.cli import main as cli
-    from sweeps.config import SweepConfig
+    from sweeps.config import SweepConfig, make_job
     from sweeps.search import journal
-    from sweeps.trainable import make_job
     from unlearn_core.job import run_job
 
     cli(["prepare", args.benchmark])

@@ -54,9 +54,8 @@ def _hparams(items: list[str]) -> dict:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--benchmark",
-        default="tiny-tofu",
         help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk | tofu | muse-news | "
-        "muse-books | dusk",
+        "muse-books | dusk (default: tiny-tofu)",
     )
     p.add_argument(
         "--split", help="TOFU: forget01 | forget05 | forget10 (default); MUSE, DUSK: forget"
@@ -79,8 +78,38 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="date the chat template prints (Llama-3), pinned to "
         "reproduce; default for TOFU: 10 Apr 2025",
     )
-    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--eval-batch-size", type=int, help="sequences per forward pass (default: 64)")
     p.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE/utility)")
+
+
+# TrainConfig fields the `unlearn` command sets; a flag left out keeps the field's default (or
+# the value in the --config file), so each default lives only in TrainConfig.
+TRAIN_FLAGS = (
+    "lr",
+    "epochs",
+    "batch_size",
+    "grad_accum",
+    "weight_decay",
+    "warmup_epochs",
+    "schedule",
+    "seed",
+)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    import typing
+
+    from unlearn_core.train import SCHEDULES, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name in TRAIN_FLAGS:
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=hints[name],
+            choices=SCHEDULES if name == "schedule" else None,
+            help=f"TrainConfig.{name} (default: {defaults[name]})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,18 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     p.add_argument("--model", help="model folder or hub id (default: the benchmark's target)")
-    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 = full fine-tuning")
-    for name, typ, default in (
-        ("lr", float, 1e-5),
-        ("epochs", int, 10),
-        ("batch-size", int, 8),
-        ("grad-accum", int, 4),
-        ("weight-decay", float, 0.01),
-        ("warmup-epochs", float, 1.0),
-        ("seed", int, 0),
-    ):
-        p.add_argument(f"--{name}", type=typ, default=default)
-    p.add_argument("--schedule", default="linear", help="linear | cosine | constant")
+    p.add_argument("--lora-r", type=int, help="LoRA rank; 0 = full fine-tuning (default: 0)")
+    _add_train_args(p)
     p.add_argument("--eval-every-epoch", action="store_true")
     p.add_argument("--output", help="folder for the unlearned model and metrics.json")
 
@@ -290,17 +309,25 @@ def _print_status(home: Path) -> None:
         print(line)
 
 
+def _benchmark(args: argparse.Namespace, base: dict | None = None) -> str:
+    """--benchmark, else the config's, else JobConfig's default."""
+    from unlearn_core.job import JobConfig
+
+    default = {f.name: f.default for f in dataclasses.fields(JobConfig)}["benchmark"]
+    return args.benchmark or (base or {}).get("benchmark") or default
+
+
 def _split(args: argparse.Namespace) -> str:
     from unlearn_core.benchmarks import default_split
 
-    return args.split or default_split(args.benchmark)
+    return args.split or default_split(_benchmark(args))
 
 
 def _prompt(args: argparse.Namespace):
     """The prompt format from --template/--system-prompt/--date-string over the benchmark's."""
     from unlearn_core.benchmarks import prompt_format
 
-    return prompt_format(args.benchmark, args.template, args.system_prompt, args.date_string)
+    return prompt_format(_benchmark(args), args.template, args.system_prompt, args.date_string)
 
 
 def _print_metrics(before: dict | None, after: dict) -> None:
@@ -360,117 +387,104 @@ def cmd_methods(args: argparse.Namespace) -> None:
 def _eval_config(args: argparse.Namespace):
     from unlearn_core.evaluate import EvalConfig
 
-    if args.eval_batch_size <= 0:
+    if args.eval_batch_size is not None and args.eval_batch_size <= 0:
         raise UserError(f"--eval-batch-size must be positive, got {args.eval_batch_size}")
-    return EvalConfig(batch_size=args.eval_batch_size, generate=not args.no_generate)
+    given = {} if args.eval_batch_size is None else {"batch_size": args.eval_batch_size}
+    return EvalConfig(**given, generate=not args.no_generate)
 
 
-EXPORT_KEYS = {"method", "benchmark", "split", "hparams", "train", "model", "lora_r"}
-EXPORT_INFO = {"objectives", "metrics", "trial_id", "epoch", "version", "rule"}
+EXPORT_SECTIONS = ("job", "info")
 
 
-def job_from_export(path: str, args: argparse.Namespace):
-    """The JobConfig of an exported config (`export` writes them) and the metrics the sweep
-    measured; data and reference-model paths are not exported, so they come from the flags."""
+def read_export(path: str) -> tuple[dict, dict]:
+    """The job and info sections of an exported config (`export` writes them); the job section
+    is checked on its own here, so a bad file is named before any flag is applied."""
     from sweeps.config import read_yaml
-    from unlearn_core.job import JobConfig
-    from unlearn_core.models import ModelConfig
-    from unlearn_core.train import TrainConfig
+    from unlearn_core.job import job_from_dict
 
     doc = read_yaml(path, f"config {path!r} does not exist; give an exported best/<method>.yaml")
-    need = EXPORT_KEYS - {"model", "lora_r"}
-    if not isinstance(doc, dict) or not need <= set(doc):
-        raise UserError(
-            f"{path} is not an exported config; it needs the keys {', '.join(sorted(need))}"
-        )
-    unknown = sorted(set(doc) - EXPORT_KEYS - EXPORT_INFO)
+    if not isinstance(doc, dict) or "job" not in doc:
+        raise UserError(f"{path} is not an exported config; it needs the keys job and info")
+    unknown = sorted(set(doc) - set(EXPORT_SECTIONS))
     if unknown:
         raise UserError(
-            f"{path}: unknown key {unknown[0]!r}; accepted: "
-            f"{', '.join(sorted(EXPORT_KEYS | EXPORT_INFO))}"
+            f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(EXPORT_SECTIONS)}"
         )
-    if args.method and args.method != doc["method"]:
-        raise UserError(f"--method {args.method} contradicts {path} (method {doc['method']})")
-    if not isinstance(doc["train"], dict) or not isinstance(doc["hparams"] or {}, dict):
-        raise UserError(f"{path}: train and hparams must be mappings")
     try:
-        train = TrainConfig(**doc["train"])
-    except TypeError as e:
-        raise UserError(f"{path}: bad train section: {e}") from None
-    model = None
-    if doc.get("model") or doc.get("lora_r"):
-        from unlearn_core.benchmarks import resolve
+        job_from_dict(doc["job"])
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    info = doc.get("info") or {}
+    return doc["job"], info if isinstance(info, dict) else {}
 
-        base = doc.get("model") or resolve(doc["benchmark"], doc["split"]).target_model
-        model = ModelConfig(
-            base, lora_r=int(doc.get("lora_r") or 0), trust_remote_code=args.trust_remote_code
+
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def job_dict(args: argparse.Namespace, base: dict) -> dict:
+    """`base` (an export's job section, or {}) with every flag given on the command line over
+    it; what no one gives keeps the JobConfig field's default."""
+    d = dict(base)
+    if args.method and base.get("method", args.method) != args.method:
+        raise UserError(
+            f"--method {args.method} contradicts the config's method {base['method']} (its "
+            "hyperparameters are that method's)"
         )
-    job = JobConfig(
-        method=doc["method"],
-        hparams=dict(doc["hparams"] or {}),
-        benchmark=doc["benchmark"],
-        split=doc["split"],
-        train=train,
-        eval=_eval_config(args),
-        model=model,
-        data=args.data,
-        retain_model=args.retain_model,
-        retain_logs=args.retain_logs,
-    )
-    return job, doc.get("metrics") or {}
+    d |= _given(args, "method", "benchmark", "split", "data", "retain_model", "retain_logs")
+    d["hparams"] = dict(base.get("hparams") or {}) | _hparams(args.hp)
+    d["train"] = dict(base.get("train") or {}) | _given(args, *TRAIN_FLAGS)
+    d["eval"] = dict(base.get("eval") or {})
+    flags = dataclasses.asdict(_eval_config(args))  # the two eval flags, checked
+    if args.eval_batch_size is not None:
+        d["eval"]["batch_size"] = flags["batch_size"]
+    if args.no_generate:
+        d["eval"]["generate"] = False
+    model = dict(base.get("model") or {})
+    if args.model is not None:
+        model["path"] = args.model
+    if args.lora_r is not None:
+        model["lora_r"] = args.lora_r
+    if args.trust_remote_code and model:
+        model["trust_remote_code"] = True
+    if "path" not in model and model.get("lora_r"):  # LoRA on the benchmark's own target
+        from unlearn_core.benchmarks import default_split, resolve
+
+        bench = _benchmark(args, base)
+        model["path"] = resolve(bench, d.get("split") or default_split(bench)).target_model
+    d["model"] = model if "path" in model else None
+    d["prompt"] = _prompt_dict(args, _benchmark(args, base), base.get("prompt"))
+    return d
+
+
+def _prompt_dict(args: argparse.Namespace, benchmark: str, base: dict | None) -> dict | None:
+    """--template/--system-prompt/--date-string over the config's prompt (or the benchmark's)."""
+    from unlearn_core.benchmarks import prompt_format
+    from unlearn_core.config import from_plain, to_plain
+    from unlearn_core.data.format import PromptFormat
+
+    fmt = from_plain(PromptFormat, base, "prompt") if base is not None else None
+    fmt = prompt_format(benchmark, args.template, args.system_prompt, args.date_string, fmt)
+    return to_plain(fmt)
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
-    from unlearn_core.job import JobConfig, run_job
-    from unlearn_core.models import ModelConfig
-    from unlearn_core.train import TrainConfig
+    from unlearn_core.job import job_from_dict, run_job
 
-    if args.config:
-        job, expected = job_from_export(args.config, args)
-        out = _check_output(args.output)
-        res = run_job(job, progress=True)
-        _finish_unlearn(job, res, out)
-        both = [k for k in expected if k in res.after]
-        shown = [k for k in SHOWN if k in both] + sorted(k for k in both if k not in SHOWN)
-        if shown:
-            print(f"\nagainst what the sweep measured ({args.config}):")
-            for k in shown:
-                print(f"  {k:28s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
-        return
-    if not args.method:
+    base, info = read_export(args.config) if args.config else ({}, {})
+    if not args.method and not base:
         raise UserError("give --method (see `unlearn-sweep methods`) or --config best/METHOD.yaml")
-    train = TrainConfig(
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs,
-        schedule=args.schedule,
-        seed=args.seed,
-    )
-    model = None
-    if args.model or args.lora_r:
-        from unlearn_core.benchmarks import resolve
-
-        path = args.model or resolve(args.benchmark, _split(args)).target_model
-        model = ModelConfig(path, lora_r=args.lora_r, trust_remote_code=args.trust_remote_code)
-    job = JobConfig(
-        method=args.method,
-        hparams=_hparams(args.hp),
-        benchmark=args.benchmark,
-        split=_split(args),
-        train=train,
-        eval=_eval_config(args),
-        model=model,
-        data=args.data,
-        retain_model=args.retain_model,
-        retain_logs=args.retain_logs,
-        prompt=_prompt(args),
-    )
+    job = job_from_dict(job_dict(args, base))
     out = _check_output(args.output)
     res = run_job(job, eval_every=1 if args.eval_every_epoch else 0, progress=True)
     _finish_unlearn(job, res, out)
+    expected = info.get("metrics") or {}
+    both = [k for k in expected if k in res.after]
+    shown = [k for k in SHOWN if k in both] + sorted(k for k in both if k not in SHOWN)
+    if shown:
+        print(f"\nagainst what the sweep measured ({args.config}):")
+        for k in shown:
+            print(f"  {k:28s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
 
 
 def _finish_unlearn(job, res, out: Path | None) -> None:
@@ -497,11 +511,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from unlearn_core.downstream import require_lm_eval
 
         require_lm_eval()  # before the evaluation, not after it
+    cfg = _eval_config(args)
     metrics, _ = evaluate_model(
         args.model,
-        args.benchmark,
+        _benchmark(args),
         _split(args),
-        _eval_config(args),
+        cfg,
         data=args.data,
         retain_model=args.retain_model,
         retain_logs=args.retain_logs,
@@ -514,7 +529,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         model = load_model(ModelConfig(args.model, trust_remote_code=args.trust_remote_code))
         tok = load_tokenizer(args.model, args.trust_remote_code)
-        metrics |= downstream(model.eval(), tok, args.downstream.split(","), args.eval_batch_size)
+        metrics |= downstream(model.eval(), tok, args.downstream.split(","), cfg.batch_size)
     _print_metrics(None, metrics)
     if out is not None:
         out.write_text(json.dumps(metrics, indent=2))

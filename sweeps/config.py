@@ -22,8 +22,13 @@ from unlearn_core.benchmarks import (
     get_benchmark,
     prompt_format,
 )
+from unlearn_core.config import from_plain
 from unlearn_core.errors import UserError
+from unlearn_core.evaluate import EvalConfig
+from unlearn_core.job import JobConfig
 from unlearn_core.methods import get_method
+from unlearn_core.models import ModelConfig
+from unlearn_core.train import TrainConfig
 
 SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
 
@@ -115,6 +120,39 @@ class SweepConfig:
         return opts
 
 
+def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = None) -> JobConfig:
+    """The JobConfig of one configuration and seed: what a trial runs and what an export holds."""
+    train = TrainConfig(
+        lr=params["lr"],
+        epochs=int(params["epochs"]),
+        batch_size=s.batch_size,
+        grad_accum=s.grad_accum,
+        warmup_epochs=params["warmup_epochs"],
+        weight_decay=params["weight_decay"],
+        seed=seed,
+    )
+    hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
+    model = ModelConfig(s.model, lora_r=s.lora_r) if s.model else None
+    if model is None and s.lora_r:
+        from unlearn_core.benchmarks import resolve
+
+        model = ModelConfig(resolve(s.benchmark, s.split).target_model, lora_r=s.lora_r)
+    return JobConfig(
+        method=s.method,
+        hparams=hp,
+        benchmark=s.benchmark,
+        split=s.split,
+        train=train,
+        eval=EvalConfig(),
+        model=model,
+        data=s.data,
+        retain_model=s.retain_model,
+        retain_logs=s.retain_logs,
+        reference=reference,
+        prompt=s.prompt(),
+    )
+
+
 def check_space(method: str, opts: SpaceOptions) -> None:
     """Run the space once on a fixed trial to reject unknown names and values of the wrong type."""
     import optuna
@@ -180,6 +218,11 @@ def load_yaml(path: str) -> dict:
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(sorted(known))}")
     return data
+
+
+def sweep_from_dict(d: dict, where: str = "sweep") -> SweepConfig:
+    """A SweepConfig from `to_dict`'s output (an experiment manifest holds one per method)."""
+    return from_plain(SweepConfig, d, where)
 
 
 def to_dict(cfg: SweepConfig) -> dict:

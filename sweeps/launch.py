@@ -88,7 +88,7 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     target_path = home / "reference" / f"target-{cfg.benchmark}-{cfg.split}.json"
     if ref_path.is_file() and target_path.is_file():
         return str(ref_path), json.loads(target_path.read_text())["model_utility"]
-    from sweeps.trainable import make_job
+    from sweeps.config import make_job
 
     probe = make_job(cfg, default_point(cfg.resolved_preset()), cfg.seed, None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

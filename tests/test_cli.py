@@ -154,3 +154,50 @@ def test_methods_lists_registry():
     for name in METHODS:
         assert name in out.stdout
     assert "beta=0.1" in out.stdout
+
+
+BAD_EXPORTS = [
+    ("job:\n  method: npo\n  shell: rm -rf /\n", "job has no field 'shell'; accepted: method"),
+    ("job:\n  method: npo\n  train:\n    lr: fast\n", "job.train.lr must be float, got 'fast'"),
+    ("job:\n  method: npo\n  benchmark: mmlu\n", "unknown benchmark 'mmlu'"),
+    ("job:\n  method: npo\n  prompt:\n    template: jinja\n", "unknown prompt template 'jinja'"),
+    ("method: npo\nsplit: forget10\n", "is not an exported config; it needs the keys job"),
+    ("job:\n  method: npo\nnotes: x\n", "unknown key 'notes'; accepted: job, info"),
+]
+
+
+@pytest.mark.parametrize("doc,message", BAD_EXPORTS, ids=[m for _, m in BAD_EXPORTS])
+def test_bad_exported_configs_are_one_line_exit_2(doc, message, tmp_path, monkeypatch, capsys):
+    from sweeps.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "best.yaml").write_text(doc)
+    code = main(["unlearn", "--config", "best.yaml"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: best.yaml"), err
+    assert message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]
+
+
+def test_flags_given_with_config_override_the_files_values():
+    from sweeps.cli import build_parser, job_dict
+    from unlearn_core.data.format import PromptFormat
+    from unlearn_core.job import JobConfig, job_from_dict, job_to_dict
+
+    exported = job_to_dict(
+        JobConfig(
+            method="npo",
+            hparams={"beta": 0.2, "alpha": 2.0},
+            benchmark="tiny-tofu-small",
+            prompt=PromptFormat(template="base", date_string="1 Jan 2026"),
+        )
+    )
+    args = build_parser().parse_args(["unlearn", "--config", "x.yaml"])
+    assert job_from_dict(job_dict(args, exported)) == job_from_dict(exported)  # nothing given
+    flags = ["--lr", "0.5", "--hp", "beta=0.3", "--template", "chat", "--split", "forget05"]
+    job = job_from_dict(
+        job_dict(build_parser().parse_args(["unlearn", "--config", "x", *flags]), exported)
+    )
+    assert job.train.lr == 0.5 and job.train.epochs == 10  # the rest: the file's (TrainConfig's)
+    assert job.hparams == {"beta": 0.3, "alpha": 2.0} and job.split == "forget05"
+    assert job.prompt == PromptFormat(template="chat", date_string="1 Jan 2026")

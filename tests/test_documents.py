@@ -149,7 +149,7 @@ def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
         assert (home / "report.md").is_file() and (home / "analysis" / "pareto.png").is_file()
         assert main(["export", str(home), "--rule", "knee"]) == 0
         best = json.loads((home / "best" / "grad_ascent.json").read_text())
-        assert best["benchmark"] == name and set(best["objectives"]) == set(keys)
+        assert best["job"]["benchmark"] == name and set(best["info"]["objectives"]) == set(keys)
 
 
 BAD = [

@@ -116,8 +116,7 @@ def test_models_load_without_remote_code_by_default(monkeypatch, small_benchmark
 def test_cli_passes_trust_remote_code_only_when_given(monkeypatch, small_benchmark):
     import unlearn_core.job
     from sweeps.cli import main
-    from sweeps.config import SweepConfig
-    from sweeps.trainable import make_job
+    from sweeps.config import SweepConfig, make_job
 
     seen = []
 

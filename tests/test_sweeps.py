@@ -131,14 +131,13 @@ def test_real_sweep_is_analysed_and_exported(fault_sweep):
     assert main(["export", str(home), "--rule", "knee"]) == 0
     doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
     assert doc == json.loads((home / "best" / "npo.json").read_text())
-    assert doc["split"] == "forget10"
-    assert set(doc["hparams"]) == {"beta", "alpha", "gamma"}
+    job, doc = doc["job"], doc["info"]
+    assert job["split"] == "forget10"
+    assert set(job["hparams"]) == {"beta", "alpha", "gamma"}
     row = next(
         r
         for r in reversed(results(home))
-        if r["event"] == "result"
-        and r["trial_id"] == doc["trial_id"]
-        and r["epoch"] == doc["epoch"]
+        if r["event"] == "result" and r["trial_id"] == doc["trial"] and r["epoch"] == doc["epoch"]
     )
     assert doc["metrics"]["forget_quality"] == row["forget_quality"]
     assert doc["objectives"]["model_utility"] == row["model_utility"]
@@ -166,15 +165,63 @@ def test_exported_config_reproduces_the_sweep(fault_sweep):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    now = _sweep_and_now(run)
+    assert {"forget_quality", "model_utility", "forget_Q_A_ROUGE"} <= set(now)
+    for k, (sweep, again) in now.items():
+        assert again == pytest.approx(sweep, rel=1e-3), k
+    assert now["model_utility"][0] == pytest.approx(
+        doc["info"]["metrics"]["model_utility"], rel=1e-3
+    )
+
+
+def _sweep_and_now(run) -> dict[str, tuple[float, float]]:
+    """The `sweep X   now Y` lines `unlearn --config` prints, by metric."""
     now = {}
     for line in run.stdout.splitlines():
         parts = line.split()
         if len(parts) == 5 and parts[1] == "sweep" and parts[3] == "now":
             now[parts[0]] = (float(parts[2]), float(parts[4]))
+    return now
+
+
+def test_export_of_a_sweep_with_prompt_settings_reruns_its_job(tmp_path, small_benchmark):
+    """The reproduced bug of issue 13: the prompt settings travel with the exported job."""
+    from sweeps.cli import main
+    from unlearn_core.job import job_from_dict
+
+    prompt = ["--template", "base", "--system-prompt", "", "--date-string", "1 Jan 2026"]
+    cmd = [sys.executable, "-m", "sweeps.cli", "sweep", "--benchmark", "tiny-tofu-small"]
+    cmd += ["--method", "grad_ascent", "--trials", "1", "--fix", "epochs=1", *prompt]
+    run = subprocess.run(
+        [*cmd, "--output", str(tmp_path), "--name", "p"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    home = tmp_path / "p"
+    assert main(["export", str(home), "--rule", "knee"]) == 0
+    best = home / "best" / "grad_ascent.yaml"
+    job = yaml.safe_load(best.read_text())["job"]
+    assert job["prompt"] == {
+        "template": "base",
+        "system_prompt": None,
+        "date_string": "1 Jan 2026",
+        "max_length": 512,
+    }
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the threads a 1-CPU trial ran with
+    out = tmp_path / "again"
+    again = ["unlearn", "--config", str(best), "--output", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *again],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    ran = json.loads((out / "metrics.json").read_text())["job"]
+    assert job_from_dict(ran) == job_from_dict(job)  # the same job, prompt included
+    now = _sweep_and_now(run)
     assert {"forget_quality", "model_utility", "forget_Q_A_ROUGE"} <= set(now)
     for k, (sweep, again) in now.items():
         assert again == pytest.approx(sweep, rel=1e-3), k
-    assert now["model_utility"][0] == pytest.approx(doc["metrics"]["model_utility"], rel=1e-3)
 
 
 def test_utility_floor_stops_after_patience_evaluations_in_a_row():
