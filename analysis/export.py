@@ -299,7 +299,7 @@ def openunlearning_overrides(export: dict) -> str:
         raise UserError(
             f"open-unlearning has no trainer for {method}; it has: {', '.join(OU_TRAINERS)}"
         )
-    trainer, split, t = OU_TRAINERS[method], job["split"], job["train"]
+    trainer, split, t = OU_TRAINERS[method], job["source"]["split"], job["train"]
     args = [
         "python src/train.py --config-name=unlearn.yaml experiment=unlearn/tofu/default",
         f"trainer={trainer}",
@@ -319,8 +319,8 @@ def openunlearning_overrides(export: dict) -> str:
             args.append(f"trainer.method_args.retain_loss_type={str(value).upper()}")
         else:
             args.append(f"trainer.method_args.{name}={_hydra(value)}")
-    if job["model"]:
-        args.append(f"model.model_args.pretrained_model_name_or_path={job['model']['path']}")
+    if job["source"]["model"]:
+        args.append(f"model.model_args.pretrained_model_name_or_path={job['source']['model']}")
     notes = []
     if t["stop_after"] is not None:
         args.append("trainer.args.save_strategy=epoch")
@@ -328,9 +328,9 @@ def openunlearning_overrides(export: dict) -> str:
             f"# chosen at epoch {t['stop_after']} of {t['epochs']}: keep that epoch's "
             "checkpoint (the schedule is the full run's)"
         )
-    if job["benchmark"] != "tofu":
+    if job["source"]["benchmark"] != "tofu":
         notes.append(
-            f"# {job['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
+            f"# {job['source']['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
             "the tiny models' learning rates do not transfer"
         )
     notes.append("# effective batch = per-device batch x accumulation x GPUs in open-unlearning")

@@ -92,7 +92,7 @@ def open_experiment(home: str | Path) -> Experiment:
     sweeps = {s["method"]: s for s in manifest["sweeps"]}
     first = manifest["sweeps"][0]
     ref = home / "reference"
-    bench = f"{first['benchmark']}-{first['split']}"
+    bench = f"{first['source']['benchmark']}-{first['source']['split']}"
     return Experiment(
         home,
         manifest,

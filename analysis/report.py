@@ -152,7 +152,10 @@ def blocks(a: Analysis, figs: dict[str, list[Path]], title: str) -> list[tuple]:
 
 def _setting_blocks(a: Analysis) -> list[tuple]:
     settings = pd.DataFrame(
-        {s: {k: sweep.get(k) for k in SETTINGS} for s, sweep in _sweeps(a).items()}
+        {
+            s: {k: {**sweep, **sweep["source"]}.get(k) for k in SETTINGS}
+            for s, sweep in _sweeps(a).items()
+        }
     )
     b = [("h2", "Sweep settings"), ("table", settings.rename_axis("setting").reset_index())]
     names = [

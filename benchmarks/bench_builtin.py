@@ -94,10 +94,11 @@ DOC_TARGETS = {  # family -> (metric, target must be, retrain must be): threshol
 def documents(name: str, family: str, target, retrain) -> None:
     """Evaluate the target and retrain models of a document benchmark against DOC_TARGETS."""
     from unlearn_core.job import evaluate_model
+    from unlearn_core.source import Source
 
     start = time.perf_counter()
     m = {
-        k: evaluate_model(str(p), name, "forget", EvalConfig())[0]
+        k: evaluate_model(Source(name, "forget", model=str(p)), EvalConfig())[0]
         for k, p in (("target", target), ("retrain", retrain))
     }
     print(f"evaluation (target + retrain):        {time.perf_counter() - start:7.1f} s")

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from sweeps.config import SweepConfig, make_job
     from sweeps.search import journal
     from unlearn_core.job import run_job
+    from unlearn_core.source import Source
 
     cli(["prepare", args.benchmark])
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         params = [t.params for t in study.trials]
         cfg = SweepConfig(
             method=args.method,
-            benchmark=args.benchmark,
+            source=Source(args.benchmark),
             trials=args.trials,
             utility_floor=0.0,
             fixed={"epochs": args.epochs},

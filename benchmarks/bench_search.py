@@ -212,9 +212,10 @@ def beats(rows: pd.DataFrame, d: dict) -> dict:
 def expected_defaults(args: argparse.Namespace, method: str) -> dict:
     from sweeps.config import SweepConfig
     from sweeps.launch import defaults_point
+    from unlearn_core.source import Source
 
     fixed = {"epochs": args.epochs_fixed} if args.epochs_fixed else {}
-    return defaults_point(SweepConfig(method=method, benchmark=args.benchmark, fixed=fixed))
+    return defaults_point(SweepConfig(method=method, source=Source(args.benchmark), fixed=fixed))
 
 
 def summarise(home: Path, trials: int, budgets: list[int]) -> dict:

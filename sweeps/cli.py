@@ -223,8 +223,9 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     """SweepConfigs from the YAML file (if any) with command-line flags taking precedence."""
     from search_spaces import SPACES
     from sweeps.config import SweepConfig, load_yaml
-    from unlearn_core.benchmarks import default_split, fits
+    from unlearn_core.benchmarks import fits
     from unlearn_core.methods import METHODS
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, source_from_options
 
     opts = load_yaml(args.config) if args.config else {}
     for flag, _ in SWEEP_FLAGS:
@@ -245,10 +246,12 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     opts.pop("method", None)
     if not methods:
         raise UserError("give --method (a method, a comma-separated list, or 'all')")
+    source = source_from_options(
+        {k: opts.pop(k) for k in (*SOURCE_KEYS, *PROMPT_KEYS) if k in opts}
+    )
     if isinstance(methods, str):
-        bench = opts.get("benchmark", "tiny-tofu")
         methods = (
-            [m for m in SPACES if fits(bench, METHODS[m].views)]
+            [m for m in SPACES if fits(source.benchmark, METHODS[m].views)]
             if methods == "all"
             else methods.split(",")
         )
@@ -258,8 +261,8 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
         or "-".join(
             [
                 "all" if len(methods) > 3 else "+".join(methods),
-                opts.get("benchmark", "tiny-tofu"),
-                opts.get("split") or default_split(opts.get("benchmark", "tiny-tofu")),
+                source.benchmark,
+                source.split,
             ]
         )
     )
@@ -268,7 +271,7 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     if "objectives" in opts:
         opts["objectives"] = tuple(opts["objectives"])
     try:
-        cfgs = [SweepConfig(method=m, **opts) for m in methods]
+        cfgs = [SweepConfig(method=m, source=source, **opts) for m in methods]
     except TypeError as e:
         raise UserError(f"bad sweep option: {e}") from None
     if "/" in name or name in ("", ".", ".."):
@@ -309,25 +312,12 @@ def _print_status(home: Path) -> None:
         print(line)
 
 
-def _benchmark(args: argparse.Namespace, base: dict | None = None) -> str:
-    """--benchmark, else the config's, else JobConfig's default."""
-    from unlearn_core.job import JobConfig
+def _source(args: argparse.Namespace):
+    """The Source the flags of `evaluate` name."""
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, source_from_options
 
-    default = {f.name: f.default for f in dataclasses.fields(JobConfig)}["benchmark"]
-    return args.benchmark or (base or {}).get("benchmark") or default
-
-
-def _split(args: argparse.Namespace) -> str:
-    from unlearn_core.benchmarks import default_split
-
-    return args.split or default_split(_benchmark(args))
-
-
-def _prompt(args: argparse.Namespace):
-    """The prompt format from --template/--system-prompt/--date-string over the benchmark's."""
-    from unlearn_core.benchmarks import prompt_format
-
-    return prompt_format(_benchmark(args), args.template, args.system_prompt, args.date_string)
+    keys = [k for k in SOURCE_KEYS if k != "lora_r"]  # evaluate trains nothing: no --lora-r
+    return source_from_options(_given(args, *keys, *PROMPT_KEYS))
 
 
 def _print_metrics(before: dict | None, after: dict) -> None:
@@ -425,47 +415,29 @@ def _given(args: argparse.Namespace, *names: str) -> dict:
 def job_dict(args: argparse.Namespace, base: dict) -> dict:
     """`base` (an export's job section, or {}) with every flag given on the command line over
     it; what no one gives keeps the JobConfig field's default."""
+    from unlearn_core.config import to_plain
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, source_from_options
+
     d = dict(base)
     if args.method and base.get("method", args.method) != args.method:
         raise UserError(
             f"--method {args.method} contradicts the config's method {base['method']} (its "
             "hyperparameters are that method's)"
         )
-    d |= _given(args, "method", "benchmark", "split", "data", "retain_model", "retain_logs")
+    d |= _given(args, "method")
     d["hparams"] = dict(base.get("hparams") or {}) | _hparams(args.hp)
+    flags = _given(args, *SOURCE_KEYS, *PROMPT_KEYS)
+    d["source"] = to_plain(source_from_options(flags, base.get("source")))
     d["train"] = dict(base.get("train") or {}) | _given(args, *TRAIN_FLAGS)
     d["eval"] = dict(base.get("eval") or {})
-    flags = dataclasses.asdict(_eval_config(args))  # the two eval flags, checked
+    checked = dataclasses.asdict(_eval_config(args))  # the two eval flags
     if args.eval_batch_size is not None:
-        d["eval"]["batch_size"] = flags["batch_size"]
+        d["eval"]["batch_size"] = checked["batch_size"]
     if args.no_generate:
         d["eval"]["generate"] = False
-    model = dict(base.get("model") or {})
-    if args.model is not None:
-        model["path"] = args.model
-    if args.lora_r is not None:
-        model["lora_r"] = args.lora_r
-    if args.trust_remote_code and model:
-        model["trust_remote_code"] = True
-    if "path" not in model and model.get("lora_r"):  # LoRA on the benchmark's own target
-        from unlearn_core.benchmarks import default_split, resolve
-
-        bench = _benchmark(args, base)
-        model["path"] = resolve(bench, d.get("split") or default_split(bench)).target_model
-    d["model"] = model if "path" in model else None
-    d["prompt"] = _prompt_dict(args, _benchmark(args, base), base.get("prompt"))
+    if args.trust_remote_code:
+        d["trust_remote_code"] = True
     return d
-
-
-def _prompt_dict(args: argparse.Namespace, benchmark: str, base: dict | None) -> dict | None:
-    """--template/--system-prompt/--date-string over the config's prompt (or the benchmark's)."""
-    from unlearn_core.benchmarks import prompt_format
-    from unlearn_core.config import from_plain, to_plain
-    from unlearn_core.data.format import PromptFormat
-
-    fmt = from_plain(PromptFormat, base, "prompt") if base is not None else None
-    fmt = prompt_format(benchmark, args.template, args.system_prompt, args.date_string, fmt)
-    return to_plain(fmt)
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
@@ -512,17 +484,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         require_lm_eval()  # before the evaluation, not after it
     cfg = _eval_config(args)
-    metrics, _ = evaluate_model(
-        args.model,
-        _benchmark(args),
-        _split(args),
-        cfg,
-        data=args.data,
-        retain_model=args.retain_model,
-        retain_logs=args.retain_logs,
-        trust_remote_code=args.trust_remote_code,
-        fmt=_prompt(args),
-    )
+    metrics, _ = evaluate_model(_source(args), cfg, trust_remote_code=args.trust_remote_code)
     if args.downstream:
         from unlearn_core.downstream import downstream
         from unlearn_core.models import ModelConfig, load_model, load_tokenizer

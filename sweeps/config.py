@@ -14,20 +14,13 @@ import yaml
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions, parse_range
 from sweeps.objectives import DEFAULTS, check_family, get_objectives
-from unlearn_core.benchmarks import (
-    BENCHMARKS,
-    check_method,
-    check_split,
-    default_split,
-    get_benchmark,
-    prompt_format,
-)
+from unlearn_core.benchmarks import BENCHMARKS, check_method, get_benchmark
 from unlearn_core.config import from_plain
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import JobConfig
 from unlearn_core.methods import get_method
-from unlearn_core.models import ModelConfig
+from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, Source
 from unlearn_core.train import TrainConfig
 
 SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
@@ -36,8 +29,7 @@ SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
 @dataclass(frozen=True)
 class SweepConfig:
     method: str
-    benchmark: str = "tiny-tofu"
-    split: str | None = None  # None: the benchmark's default (forget10; MUSE/DUSK: forget)
+    source: Source = Source()
     trials: int = 32
     sampler: str = "tpe"
     seed: int = 0
@@ -58,30 +50,15 @@ class SweepConfig:
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
     max_failures: int = 2
     keep_checkpoints: int = 2
-    model: str | None = None
-    lora_r: int = 0
-    data: str | None = None
-    retain_model: str | None = None
-    retain_logs: str | None = None
-    template: str | None = None  # prompt format over the benchmark's: chat | llama2 | base
-    system_prompt: str | None = None  # "" for none
-    date_string: str | None = None
-
-    def prompt(self):
-        """The PromptFormat the trials use (None: the benchmark's default)."""
-        return prompt_format(self.benchmark, self.template, self.system_prompt, self.date_string)
 
     def __post_init__(self) -> None:
-        check_method(self.benchmark, self.method, get_method(self.method).views)
-        family = get_benchmark(self.benchmark).family
-        if self.split is None:
-            object.__setattr__(self, "split", default_split(self.benchmark))
-        check_split(self.benchmark, self.split)
+        benchmark = self.source.benchmark
+        check_method(benchmark, self.method, get_method(self.method).views)
+        family = get_benchmark(benchmark).family
         if self.objectives is None:
             object.__setattr__(self, "objectives", DEFAULTS[family])
         get_objectives(list(self.objectives))
-        check_family(self.objectives, family, self.benchmark)
-        self.prompt()  # an unknown template fails here
+        check_family(self.objectives, family, benchmark)
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
         for name in (
@@ -111,7 +88,8 @@ class SweepConfig:
     def resolved_preset(self) -> str:
         if self.preset != "auto":
             return self.preset
-        return "tiny" if BENCHMARKS[self.benchmark].builtin and self.model is None else "llm"
+        builtin = BENCHMARKS[self.source.benchmark].builtin
+        return "tiny" if builtin and self.source.model is None else "llm"
 
     def space_options(self) -> SpaceOptions:
         ranges = dict(parse_range(f"{k}={v}") for k, v in self.space.items())
@@ -132,25 +110,7 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = No
         seed=seed,
     )
     hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
-    model = ModelConfig(s.model, lora_r=s.lora_r) if s.model else None
-    if model is None and s.lora_r:
-        from unlearn_core.benchmarks import resolve
-
-        model = ModelConfig(resolve(s.benchmark, s.split).target_model, lora_r=s.lora_r)
-    return JobConfig(
-        method=s.method,
-        hparams=hp,
-        benchmark=s.benchmark,
-        split=s.split,
-        train=train,
-        eval=EvalConfig(),
-        model=model,
-        data=s.data,
-        retain_model=s.retain_model,
-        retain_logs=s.retain_logs,
-        reference=reference,
-        prompt=s.prompt(),
-    )
+    return JobConfig(s.method, hp, s.source, train, EvalConfig(), reference=reference)
 
 
 def check_space(method: str, opts: SpaceOptions) -> None:
@@ -213,7 +173,8 @@ def load_yaml(path: str) -> dict:
     data = read_yaml(path, f"sweep file {path!r} does not exist")
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of sweep options")
-    known = {f.name for f in dataclasses.fields(SweepConfig)} | {"methods", "name", "output"}
+    known = {f.name for f in dataclasses.fields(SweepConfig)} - {"source"}
+    known |= {*SOURCE_KEYS, *PROMPT_KEYS, "methods", "name", "output"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(sorted(known))}")

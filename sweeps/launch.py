@@ -15,7 +15,7 @@ import torch
 from ray.tune import Stopper
 
 from search_spaces._common import default_point
-from sweeps.config import SweepConfig, to_dict
+from sweeps.config import SweepConfig, sweep_from_dict, to_dict
 from sweeps.manifest import MANIFEST, read_manifest
 from sweeps.objectives import get_objectives
 from unlearn_core.benchmarks import write_json
@@ -84,8 +84,9 @@ def check_storage(storage: str | None, flag: str = "storage") -> None:
 
 def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     """The retain reference (once per sweep) and the target model's metrics, saved in the folder."""
-    ref_path = home / "reference" / f"{cfg.benchmark}-{cfg.split}.json"
-    target_path = home / "reference" / f"target-{cfg.benchmark}-{cfg.split}.json"
+    bench = f"{cfg.source.benchmark}-{cfg.source.split}"
+    ref_path = home / "reference" / f"{bench}.json"
+    target_path = home / "reference" / f"target-{bench}.json"
     if ref_path.is_file() and target_path.is_file():
         return str(ref_path), json.loads(target_path.read_text())["model_utility"]
     from sweeps.config import make_job
@@ -96,7 +97,7 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     write_json(ref_path, ctx.reference.to_json())
     from unlearn_core.models import ModelConfig, load_model
 
-    model = load_model(probe.model or ModelConfig(ctx.setup.target_model), device)
+    model = load_model(ctx.model, device)
     model.eval()
 
     def metrics_of(m: torch.nn.Module) -> dict:
@@ -109,9 +110,7 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     if ctx.setup.retain_model:  # the retain model's own point (forget_quality 1), for the plots
         retain = load_model(ModelConfig(ctx.setup.retain_model), device)
         retain.eval()
-        write_json(
-            home / "reference" / f"retain-{cfg.benchmark}-{cfg.split}.json", metrics_of(retain)
-        )
+        write_json(home / "reference" / f"retain-{bench}.json", metrics_of(retain))
     return str(ref_path), metrics["model_utility"]
 
 
@@ -378,10 +377,8 @@ def resume_sweep(home: Path) -> Path:
 
     manifest = read_manifest(home)
     try:
-        cfgs = [
-            SweepConfig(**{**d, "objectives": tuple(d["objectives"])}) for d in manifest["sweeps"]
-        ]
-    except (TypeError, KeyError) as e:
+        cfgs = [sweep_from_dict(d) for d in manifest["sweeps"]]
+    except (UserError, TypeError, KeyError) as e:
         raise UserError(f"{home / MANIFEST} holds an invalid sweep: {e}") from None
     for cfg in cfgs:  # before Ray starts: a corrupted journal gets one line, not a traceback
         if journal_path(home, cfg.method).is_file():

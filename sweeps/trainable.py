@@ -19,7 +19,7 @@ import torch
 from ray import tune
 
 from sweeps import faults
-from sweeps.config import SweepConfig, hparam_names, make_job
+from sweeps.config import SweepConfig, hparam_names, make_job, sweep_from_dict
 from sweeps.objectives import get_objectives, objective_values
 from unlearn_core.errors import TrialDiverged
 from unlearn_core.job import JobConfig, run_job
@@ -44,7 +44,7 @@ class TrialSpec:
 
 
 def trial_spec(config: dict) -> TrialSpec:
-    sweep = SweepConfig(**{**config["sweep"], "objectives": tuple(config["sweep"]["objectives"])})
+    sweep = sweep_from_dict(config["sweep"])
     params = {
         k: v for k, v in config.items() if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)
     }

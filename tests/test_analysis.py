@@ -333,20 +333,7 @@ def test_bad_rules_are_refused(kwargs, message):
 
 # --- export files -------------------------------------------------------------------------------
 
-JOB_FIELDS = {
-    "method",
-    "hparams",
-    "benchmark",
-    "split",
-    "train",
-    "eval",
-    "model",
-    "data",
-    "retain_model",
-    "retain_logs",
-    "reference",
-    "prompt",
-}
+JOB_FIELDS = {"method", "hparams", "source", "train", "eval", "trust_remote_code", "reference"}
 INFO_FIELDS = {"trial", "epoch", "objectives", "metrics", "rule", "version"}
 
 

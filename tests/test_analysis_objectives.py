@@ -26,6 +26,7 @@ from search_spaces._common import SpaceOptions
 from sweeps.cli import main
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import OBJECTIVES, get_objectives, objective_values
+from unlearn_core.source import Source
 
 # --- a fake document-benchmark experiment -------------------------------------------------------
 
@@ -120,7 +121,7 @@ def write_doc_experiment(
     metrics_of = _muse_metrics if "muse" in benchmark else _dusk_metrics
     cfg = SweepConfig(
         method=method,
-        benchmark=benchmark,
+        source=Source(benchmark),
         trials=len(trials),
         objectives=objectives,
         utility_floor=0.1,
@@ -137,7 +138,7 @@ def write_doc_experiment(
     }
     (home / "unlearn_sweep.json").write_text(json.dumps(manifest, indent=2))
     (home / "reference").mkdir()
-    bench = f"{benchmark}-{cfg.split}"
+    bench = f"{benchmark}-{cfg.source.split}"
     (home / "reference" / f"target-{bench}.json").write_text(json.dumps(target))
     (home / "reference" / f"retain-{bench}.json").write_text(json.dumps(retain))
     (home / "optuna").mkdir()

@@ -159,8 +159,8 @@ def test_methods_lists_registry():
 BAD_EXPORTS = [
     ("job:\n  method: npo\n  shell: rm -rf /\n", "job has no field 'shell'; accepted: method"),
     ("job:\n  method: npo\n  train:\n    lr: fast\n", "job.train.lr must be float, got 'fast'"),
-    ("job:\n  method: npo\n  benchmark: mmlu\n", "unknown benchmark 'mmlu'"),
-    ("job:\n  method: npo\n  prompt:\n    template: jinja\n", "unknown prompt template 'jinja'"),
+    ("job:\n  method: npo\n  source:\n    benchmark: mmlu\n", "unknown benchmark 'mmlu'"),
+    ("job:\n  method: npo\n  source:\n    prompt:\n      template: x\n", "unknown prompt template"),
     ("method: npo\nsplit: forget10\n", "is not an exported config; it needs the keys job"),
     ("job:\n  method: npo\nnotes: x\n", "unknown key 'notes'; accepted: job, info"),
 ]
@@ -183,13 +183,15 @@ def test_flags_given_with_config_override_the_files_values():
     from sweeps.cli import build_parser, job_dict
     from unlearn_core.data.format import PromptFormat
     from unlearn_core.job import JobConfig, job_from_dict, job_to_dict
+    from unlearn_core.source import Source
 
     exported = job_to_dict(
         JobConfig(
             method="npo",
             hparams={"beta": 0.2, "alpha": 2.0},
-            benchmark="tiny-tofu-small",
-            prompt=PromptFormat(template="base", date_string="1 Jan 2026"),
+            source=Source(
+                "tiny-tofu-small", prompt=PromptFormat(template="base", date_string="1 Jan 2026")
+            ),
         )
     )
     args = build_parser().parse_args(["unlearn", "--config", "x.yaml"])
@@ -199,5 +201,6 @@ def test_flags_given_with_config_override_the_files_values():
         job_dict(build_parser().parse_args(["unlearn", "--config", "x", *flags]), exported)
     )
     assert job.train.lr == 0.5 and job.train.epochs == 10  # the rest: the file's (TrainConfig's)
-    assert job.hparams == {"beta": 0.3, "alpha": 2.0} and job.split == "forget05"
-    assert job.prompt == PromptFormat(template="chat", date_string="1 Jan 2026")
+    assert job.hparams == {"beta": 0.3, "alpha": 2.0} and job.source.split == "forget05"
+    assert job.source.prompt == PromptFormat(template="chat", date_string="1 Jan 2026")
+    assert job.source.benchmark == "tiny-tofu-small"

@@ -132,7 +132,7 @@ def test_real_sweep_is_analysed_and_exported(fault_sweep):
     doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
     assert doc == json.loads((home / "best" / "npo.json").read_text())
     job, doc = doc["job"], doc["info"]
-    assert job["split"] == "forget10"
+    assert job["source"]["split"] == "forget10"
     assert set(job["hparams"]) == {"beta", "alpha", "gamma"}
     row = next(
         r
@@ -200,7 +200,7 @@ def test_export_of_a_sweep_with_prompt_settings_reruns_its_job(tmp_path, small_b
     assert main(["export", str(home), "--rule", "knee"]) == 0
     best = home / "best" / "grad_ascent.yaml"
     job = yaml.safe_load(best.read_text())["job"]
-    assert job["prompt"] == {
+    assert job["source"]["prompt"] == {
         "template": "base",
         "system_prompt": None,
         "date_string": "1 Jan 2026",
