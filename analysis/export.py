@@ -39,6 +39,7 @@ from analysis.load import (
     trial_name,
 )
 from analysis.pareto import FQ_MU, pareto_mask, reference_point
+from sweeps.experiment import best_path
 from unlearn_core.errors import UserError
 
 RULES = ("knee", "max-forget", "max-utility", "weighted")
@@ -279,9 +280,12 @@ def write(exp: Experiment, records: list[dict]) -> list[Path]:
     """HOME/best/<method>.yaml and .json, each written under a temporary name and renamed."""
     paths = []
     for r in records:
-        base = exp.home / "best" / r["job"]["method"]
-        paths.append(write_text(base.with_suffix(".yaml"), yaml.safe_dump(r, sort_keys=False)))
-        paths.append(write_text(base.with_suffix(".json"), json.dumps(r, indent=2) + "\n"))
+        method = r["job"]["method"]
+        text = yaml.safe_dump(r, sort_keys=False)
+        paths.append(write_text(best_path(exp.home, method, ".yaml"), text))
+        paths.append(
+            write_text(best_path(exp.home, method, ".json"), json.dumps(r, indent=2) + "\n")
+        )
     return paths
 
 

@@ -15,6 +15,7 @@ from analysis.files import write_text
 from analysis.load import trial_name
 from analysis.pareto import FQ_MU
 from analysis.summary import Analysis, counts, front_table
+from sweeps.experiment import plots_path, report_path
 from sweeps.objectives import OBJECTIVES
 
 SETTINGS = (
@@ -83,7 +84,7 @@ def _file_safe(series: str) -> str:
 
 def draw(a: Analysis, out: Path, title: str) -> dict[str, list[Path]]:
     """Every plot, as PNG + HTML under out/analysis; returns name -> files."""
-    d = out / "analysis"
+    d = plots_path(out)
     keys, dirs = a.shared
     ref = ", ".join(f"{_names(k)[2]} {r:g}" for k, r in zip(keys, a.reference, strict=True))
     figs = {
@@ -339,6 +340,6 @@ def write_report(a: Analysis, out: Path, title: str) -> list[Path]:
     """Plots under out/analysis, then report.md and report.html in out; returns the files."""
     figs = draw(a, out, title)
     b = blocks(a, figs, title)
-    md = write_text(out / "report.md", to_markdown(b, out))
-    page = write_text(out / "report.html", to_html(b, out, title))
+    md = write_text(report_path(out, ".md"), to_markdown(b, out))
+    page = write_text(report_path(out, ".html"), to_html(b, out, title))
     return [md, page, *(p for files in figs.values() for p in files)]

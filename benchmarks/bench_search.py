@@ -94,7 +94,7 @@ class Sweep:
 def run_sweep(sweep: Sweep, root: Path, reuse_only: bool = False) -> Path:
     """Run one sweep in this process (Ray starts once), or reuse / resume its folder (reuse_only:
     never run). The sweep's wall time is saved next to it (bench_run.json) when run here whole."""
-    from sweeps.cli import main as cli
+    from unlearn_sweep.cli import main as cli
 
     home = root / sweep.name
     argv = sweep.argv(root)

@@ -150,7 +150,7 @@ def account(home: Path, method: str, trials: int) -> dict:
     """Optuna's study against Ray's trials (the results log) and the injected faults."""
     from optuna.trial import TrialState
 
-    from sweeps.status import load_study
+    from sweeps.experiment import load_study
 
     study = load_study(home, method)
     rows = results(home, method)

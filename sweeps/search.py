@@ -10,7 +10,6 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
@@ -53,11 +52,6 @@ def make_sampler(
         return optuna.samplers.RandomSampler(seed=seed)
     assert name == "grid", name
     return optuna.samplers.GridSampler(grid_space(method, preset, defaults or {}, fixed), seed=seed)
-
-
-def journal(path: Path) -> JournalStorage:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def repair_journal(path: Path) -> int:

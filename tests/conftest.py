@@ -131,7 +131,16 @@ def small_sweep(tmp_path_factory, small_benchmark):
 
     out = tmp_path_factory.mktemp("small-sweep")
     run = subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *SMALL_SWEEP, "--output", str(out), "--name", "exp"],
+        [
+            sys.executable,
+            "-m",
+            "unlearn_sweep",
+            *SMALL_SWEEP,
+            "--output",
+            str(out),
+            "--name",
+            "exp",
+        ],
         env={**os.environ, **SECRETS},
         capture_output=True,
         text=True,

@@ -23,10 +23,10 @@ from analysis import pareto
 from analysis.summary import analyze
 from search_spaces import SPACES
 from search_spaces._common import SpaceOptions
-from sweeps.cli import main
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import OBJECTIVES, get_objectives, objective_values
 from unlearn_core.source import Source
+from unlearn_sweep.cli import main
 
 # --- a fake document-benchmark experiment -------------------------------------------------------
 

@@ -13,7 +13,7 @@ from unlearn_core.methods import METHODS
 
 def cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "unlearn_sweep", *args], capture_output=True, text=True, cwd=cwd
     )
 
 
@@ -110,7 +110,7 @@ BAD_SWEEPS = [
 @pytest.mark.parametrize("args,message", BAD_SWEEPS, ids=[" ".join(a) for a, _ in BAD_SWEEPS])
 def test_bad_sweeps_fail_before_any_trial(args, message, tmp_path, monkeypatch, capsys):
     # in-process (the subprocess path of main() is covered above): one start-up for the table
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     monkeypatch.chdir(tmp_path)
     try:
@@ -168,7 +168,7 @@ BAD_EXPORTS = [
 
 @pytest.mark.parametrize("doc,message", BAD_EXPORTS, ids=[m for _, m in BAD_EXPORTS])
 def test_bad_exported_configs_are_one_line_exit_2(doc, message, tmp_path, monkeypatch, capsys):
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "best.yaml").write_text(doc)
@@ -180,10 +180,10 @@ def test_bad_exported_configs_are_one_line_exit_2(doc, message, tmp_path, monkey
 
 
 def test_flags_given_with_config_override_the_files_values():
-    from sweeps.cli import build_parser, job_dict
     from unlearn_core.data.format import PromptFormat
     from unlearn_core.job import JobConfig, job_from_dict, job_to_dict
     from unlearn_core.source import Source
+    from unlearn_sweep.cli import build_parser, job_dict
 
     exported = job_to_dict(
         JobConfig(

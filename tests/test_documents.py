@@ -27,7 +27,7 @@ def doc_models():
 
 def cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "unlearn_sweep", *args], capture_output=True, text=True, cwd=cwd
     )
 
 
@@ -100,7 +100,7 @@ def test_unlearn_prints_the_benchmark_metrics(doc_models, name, shown, tmp_path)
 
 def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
     from analysis.load import load_study
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     for name, keys in (
         ("tiny-muse-small", ("forget_verbmem_ROUGE", "model_utility")),

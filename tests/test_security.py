@@ -18,7 +18,7 @@ SWEEP = ["sweep", "--method", "npo", "--benchmark", "tiny-tofu-small", "--trials
 
 def run_main(args: list[str], capsys) -> tuple[int, list[str], str]:
     """The CLI in process (one start-up for many cases); -> (exit code, stderr lines, stdout)."""
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     try:
         code = main(args)
@@ -43,7 +43,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 def experiment(small_sweep):
     """The shared 2-trial sweep (run with secrets in its environment), analysed and exported
     with the secrets set too."""
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     home, console = small_sweep
     with pytest.MonkeyPatch.context() as mp:
@@ -115,9 +115,9 @@ def test_models_load_without_remote_code_by_default(monkeypatch, small_benchmark
 
 def test_cli_passes_trust_remote_code_only_when_given(monkeypatch, small_benchmark):
     import unlearn_core.job
-    from sweeps.cli import main
     from sweeps.config import SweepConfig, make_job
     from unlearn_core.source import Source
+    from unlearn_sweep.cli import main
 
     seen = []
 

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 
-import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -23,7 +22,7 @@ def sweep_cmd(*args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "sweeps.cli",
+        "unlearn_sweep",
         "sweep",
         "--benchmark",
         "tiny-tofu-small",
@@ -38,11 +37,9 @@ def sweep_cmd(*args: str) -> list[str]:
 
 
 def load_study(home, method="npo"):
-    from sweeps.search import journal
+    from sweeps import experiment
 
-    return optuna.load_study(
-        study_name=method, storage=journal(home / "optuna" / f"{method}.journal")
-    )
+    return experiment.load_study(home, method)
 
 
 def results(home, method="npo"):
@@ -118,7 +115,7 @@ def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
 
 
 def test_real_sweep_is_analysed_and_exported(fault_sweep):
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     home, _ = fault_sweep
     assert main(["analyze", str(home)]) == 0
@@ -144,7 +141,7 @@ def test_real_sweep_is_analysed_and_exported(fault_sweep):
 
 
 def test_exported_config_reproduces_the_sweep(fault_sweep):
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     home, _ = fault_sweep
     assert main(["export", str(home), "--rule", "max-utility", "--min-forget-quality", "0"]) == 0
@@ -154,7 +151,7 @@ def test_exported_config_reproduces_the_sweep(fault_sweep):
         [
             sys.executable,
             "-m",
-            "sweeps.cli",
+            "unlearn_sweep",
             "unlearn",
             "--config",
             str(home / "best" / "npo.yaml"),
@@ -186,11 +183,11 @@ def _sweep_and_now(run) -> dict[str, tuple[float, float]]:
 
 def test_export_of_a_sweep_with_prompt_settings_reruns_its_job(tmp_path, small_benchmark):
     """The reproduced bug of issue 13: the prompt settings travel with the exported job."""
-    from sweeps.cli import main
     from unlearn_core.job import job_from_dict
+    from unlearn_sweep.cli import main
 
     prompt = ["--template", "base", "--system-prompt", "", "--date-string", "1 Jan 2026"]
-    cmd = [sys.executable, "-m", "sweeps.cli", "sweep", "--benchmark", "tiny-tofu-small"]
+    cmd = [sys.executable, "-m", "unlearn_sweep", "sweep", "--benchmark", "tiny-tofu-small"]
     cmd += ["--method", "grad_ascent", "--trials", "1", "--fix", "epochs=1", *prompt]
     run = subprocess.run(
         [*cmd, "--output", str(tmp_path), "--name", "p"], capture_output=True, text=True
@@ -210,7 +207,7 @@ def test_export_of_a_sweep_with_prompt_settings_reruns_its_job(tmp_path, small_b
     out = tmp_path / "again"
     again = ["unlearn", "--config", str(best), "--output", str(out)]
     run = subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *again],
+        [sys.executable, "-m", "unlearn_sweep", *again],
         env=env,
         capture_output=True,
         text=True,

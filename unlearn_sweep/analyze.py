@@ -1,5 +1,5 @@
-"""`unlearn-sweep analyze` and `unlearn-sweep export`: the subcommands sweeps/cli.py adds with
-`add_parsers(sub)` and dispatches through `COMMANDS`. Everything is computed and validated
+"""`unlearn-sweep analyze` and `unlearn-sweep export`: the subcommands the command line adds
+with `add_parsers(sub)` and dispatches through `COMMANDS`. Everything is computed and validated
 before the first file is written."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from sweeps.experiment import comparison_path, plots_path
 from unlearn_core.errors import UserError
 
 
@@ -86,9 +87,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         files = write_report(a, home, a.experiments[0].name)
         print(f"== {home}")
         _print_fronts(a)
-        print(f"\nreport: {files[0]}\n        {files[1]}\nplots:  {home / 'analysis'}")
+        print(f"\nreport: {files[0]}\n        {files[1]}\nplots:  {plots_path(home)}")
     if both is not None:
-        out = homes[0] / "comparison"
+        out = comparison_path(homes[0])
         files = write_report(both, out, " vs ".join(h.name for h in homes))
         print(f"\n== comparison of {len(homes)} folders")
         _print_fronts(both)

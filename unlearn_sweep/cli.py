@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from analysis import cli as analysis_cli
 from unlearn_core.errors import TrialDiverged, UserError
+from unlearn_sweep import analyze as analysis_cli
 
 SHOWN = (
     "forget_quality",
@@ -298,7 +298,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from sweeps.launch import read_manifest
+    from sweeps.experiment import read_manifest
 
     home = Path(args.experiment).expanduser().absolute()
     read_manifest(home)
