@@ -13,7 +13,7 @@ import pandas as pd
 
 from sweeps import experiment as folder
 from sweeps.experiment import load_study, read_manifest
-from sweeps.objectives import OBJECTIVES
+from sweeps.objectives import BY_KEY, OBJECTIVES
 from unlearn_core.errors import UserError
 
 OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
@@ -117,7 +117,7 @@ def objective_keys(sweep: dict) -> tuple[list[str], list[str]]:
 def objective_value(metrics: dict, key: str) -> float | None:
     """The objective `key` of a metrics dict (a reference model's), derived from its raw metric
     as the sweep derives it; None where the metric is missing or not finite."""
-    (o,) = [o for o in OBJECTIVES.values() if o.key == key]
+    o = BY_KEY[key]
     value = metrics.get(o.needs)
     if not isinstance(value, int | float) or not math.isfinite(value):
         return None

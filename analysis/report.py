@@ -16,7 +16,7 @@ from analysis.load import trial_name
 from analysis.pareto import FQ_MU
 from analysis.summary import Analysis, counts, front_table
 from sweeps.experiment import plots_path, report_path
-from sweeps.objectives import OBJECTIVES
+from sweeps.objectives import BY_KEY, OBJECTIVES
 
 SETTINGS = (
     "benchmark",
@@ -46,15 +46,12 @@ REF_METRICS = (
     "privleak",
 )
 MAX_FAILURES = 30  # failure lines listed in the report; the counts table has them all
-# TOFU's objectives by name (in a title, in a sentence, on a hypervolume axis); others by key
-NAMES = {
-    "log10_forget_quality": ("forget quality", "log10 forget quality", "log10 FQ"),
-    "model_utility": ("model utility", "model utility", "utility"),
-}
 
 
 def _names(key: str) -> tuple[str, str, str]:
-    return NAMES.get(key, (key, key, key))
+    """(in a title, in a sentence, on a hypervolume axis), from the objective's record."""
+    o = BY_KEY[key]
+    return o.name(0), o.name(1), o.name(2)
 
 
 def _plane_title(a: Analysis) -> str:
@@ -203,7 +200,7 @@ def _trial_blocks(a: Analysis) -> list[tuple]:
 
 def _front_blocks(a: Analysis, figs: dict[str, list[Path]]) -> list[tuple]:
     plane = _plane_title(a)  # a sentence starts upper-case; an objective key stays as it is
-    heading = plane[0].upper() + plane[1:] if a.shared[0][0] in NAMES else plane
+    heading = plane[0].upper() + plane[1:] if BY_KEY[a.shared[0][0]].names else plane
     b: list[tuple] = [
         ("h2", heading),
         (

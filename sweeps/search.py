@@ -75,6 +75,13 @@ class UnlearnSearch(OptunaSearch):
     instead of leaving them RUNNING (Ray logs the tell error and moves on), and (2) forwards the
     utility-floor violation as an Optuna constraint (feasible iff <= 0)."""
 
+    def _setup_study(self, mode: str | list[str]) -> None:
+        super()._setup_study(mode)
+        # optuna-dashboard and optuna.visualization name the axes from the study's metric names
+        # (else "Objective 0"): the objective keys, as the trials report them
+        if self._ot_study.metric_names is None:
+            self._ot_study.set_metric_names(list(self._metric))
+
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         # The pickled sampler can be older than the study (the driver was killed between two

@@ -65,6 +65,7 @@ def fault_sweep(tmp_path_factory, small_benchmark):
 def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
     home, _ = fault_sweep
     study = load_study(home)
+    assert study.metric_names == ["log10_forget_quality", "model_utility"]  # for the dashboard
     states = [t.state for t in study.trials]
     assert len(states) == 5 and TrialState.RUNNING not in states
     assert states.count(TrialState.COMPLETE) == 4 and states.count(TrialState.FAIL) == 1
