@@ -30,26 +30,26 @@ SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
 class SweepConfig:
     method: str
     source: Source = Source()
-    trials: int = 32
-    sampler: str = "tpe"
-    seed: int = 0
+    trials: int = 32  # trials per method (the first runs the method's reference defaults)
+    sampler: str = "tpe"  # tpe, gp, nsga2: exploitation; qmc, random: exploration; grid: 27 points
+    seed: int = 0  # of the sampler and the first training seed
     objectives: tuple[str, ...] | None = None  # None: the benchmark family's DEFAULTS
     preset: str = "auto"  # auto: tiny for built-in benchmarks, llm otherwise
     space: dict[str, str] = field(default_factory=dict)  # name -> "low:high[:log|:int]"
     fixed: dict[str, Any] = field(default_factory=dict)  # name -> value, not searched
-    batch_size: int = 8
-    grad_accum: int = 4
+    batch_size: int = 8  # per-device batch of every trial
+    grad_accum: int = 4  # gradient accumulation steps (effective batch = batch_size x grad_accum)
     eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
     seeds: int = 1  # seeds per configuration, reported as mean and std
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 0  # 0: as many as the cluster's free slots allow
+    cpus_per_trial: float = 1.0  # CPUs Ray reserves per trial
+    gpus_per_trial: float = 0.0  # GPUs (or a fraction of one) Ray reserves per trial
+    max_concurrent: int = 0  # trials at once; 0: as many as the cluster's free slots allow
     address: str | None = None  # an existing Ray cluster ("auto" or host:port)
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
-    max_failures: int = 2
-    keep_checkpoints: int = 2
+    max_failures: int = 2  # retries of a crashed trial from its last checkpoint; -1: no limit
+    keep_checkpoints: int = 2  # checkpoints kept per trial
 
     def __post_init__(self) -> None:
         benchmark = self.source.benchmark
@@ -168,13 +168,19 @@ def read_yaml(path: str, missing: str) -> object:
         raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
 
 
+def load_yaml_keys() -> set[str]:
+    """A sweep file's keys: the sweep command's flags (SweepConfig's fields, the Source's, the
+    prompt's three parts, name and output), with `methods` for a list of methods."""
+    known = {f.name for f in dataclasses.fields(SweepConfig)} - {"source"}
+    return known | {*SOURCE_KEYS, *PROMPT_KEYS, "methods", "name", "output"}
+
+
 def load_yaml(path: str) -> dict:
-    """A sweep file: safe-loaded mapping whose keys are SweepConfig fields (plus `methods`)."""
+    """A sweep file: a safe-loaded mapping of load_yaml_keys()."""
     data = read_yaml(path, f"sweep file {path!r} does not exist")
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of sweep options")
-    known = {f.name for f in dataclasses.fields(SweepConfig)} - {"source"}
-    known |= {*SOURCE_KEYS, *PROMPT_KEYS, "methods", "name", "output"}
+    known = load_yaml_keys()
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(sorted(known))}")

@@ -23,9 +23,9 @@ from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import aggregate_any, job_context, per_sample_any
 from unlearn_core.methods import get_method
+from unlearn_core.version import VERSION
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
 
 
 def check_address(address: str | None) -> None:

@@ -24,8 +24,8 @@ from sweeps.objectives import get_objectives, objective_values
 from unlearn_core.errors import TrialDiverged
 from unlearn_core.job import JobConfig, run_job
 from unlearn_core.train import LoopState
+from unlearn_core.version import VERSION
 
-VERSION = "0.1.0"
 OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
 
 

@@ -204,3 +204,46 @@ def test_flags_given_with_config_override_the_files_values():
     assert job.hparams == {"beta": 0.3, "alpha": 2.0} and job.source.split == "forget05"
     assert job.source.prompt == PromptFormat(template="chat", date_string="1 Jan 2026")
     assert job.source.benchmark == "tiny-tofu-small"
+
+
+def _options(command: str) -> list:
+    from unlearn_sweep.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
+    return [a for a in sub.choices[command]._actions if a.option_strings and a.dest != "help"]
+
+
+@pytest.mark.parametrize("command", ["unlearn", "evaluate", "sweep"])
+def test_every_option_has_help_and_its_default(command):
+    for a in _options(command):
+        assert a.help and (a.required or "default" in a.help), a.option_strings
+    flags = {a.dest for a in _options(command)}
+    assert {"benchmark", "split", "data", "template", "system_prompt", "date_string"} <= flags
+
+
+def test_flags_are_the_dataclass_fields_and_the_sweep_file_keys():
+    import dataclasses
+
+    from sweeps.config import SweepConfig, load_yaml_keys
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS
+    from unlearn_core.train import TrainConfig
+
+    sweep = {a.dest for a in _options("sweep")}
+    fields = {f.name for f in dataclasses.fields(SweepConfig)} - {"source", "method", "fixed"}
+    assert fields | set(SOURCE_KEYS) | set(PROMPT_KEYS) <= sweep
+    # the file names them as the flags do (methods and fixed: --method's list, --fix's mapping)
+    assert load_yaml_keys() == (sweep - {"config", "fix"}) | {"methods", "fixed"}
+    unlearn = {a.dest for a in _options("unlearn")}
+    assert {"lr", "epochs", "batch_size", "schedule", "seed"} <= unlearn
+    assert {"lr", "epochs", "batch_size", "schedule", "seed"} <= {
+        f.name for f in dataclasses.fields(TrainConfig)
+    }
+
+
+def test_version(capsys):
+    from unlearn_core.version import VERSION
+    from unlearn_sweep.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"unlearn-sweep {VERSION}"

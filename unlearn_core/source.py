@@ -24,13 +24,13 @@ from unlearn_core.paths import check_paths
 
 @dataclass(frozen=True)
 class Source:
-    benchmark: str = "tiny-tofu"  # a key of benchmarks.BENCHMARKS
-    split: str | None = None  # None: the benchmark's default (TOFU: forget10; MUSE, DUSK: forget)
+    benchmark: str = "tiny-tofu"  # the benchmark: its data, target and evaluation
+    split: str | None = None  # forget split; None: the benchmark's (TOFU forget10, else forget)
     data: str | None = None  # data folder or hub id; None: the benchmark's
     model: str | None = None  # target model folder or hub id; None: the benchmark's target
     lora_r: int = 0  # LoRA rank on the target; 0 = full fine-tuning
     retain_model: str | None = None  # retain/retrain model for forget_quality or privleak
-    retain_logs: str | None = None  # open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of it
+    retain_logs: str | None = None  # open-unlearning TOFU_EVAL/MUSE_EVAL.json of the retain model
     prompt: PromptFormat | None = None  # None: the benchmark's (benchmarks.default_format)
 
     def __post_init__(self) -> None:

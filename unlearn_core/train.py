@@ -25,15 +25,15 @@ SCHEDULES = ("linear", "cosine", "constant")
 class TrainConfig:
     """Optimiser and schedule. Defaults follow open-unlearning's TOFU setup (effective batch 32)."""
 
-    lr: float = 1e-5
-    epochs: int = 10
+    lr: float = 1e-5  # AdamW's peak learning rate
+    epochs: int = 10  # passes over the forget set
     batch_size: int = 8  # per device
-    grad_accum: int = 4
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    schedule: str = "linear"
+    grad_accum: int = 4  # gradient accumulation steps (effective batch = batch_size x grad_accum)
+    weight_decay: float = 0.01  # AdamW's decoupled weight decay
+    warmup_epochs: float = 1.0  # linear warmup, in epochs (fractions allowed)
+    schedule: str = "linear"  # learning-rate decay after warmup: linear, cosine or constant
     max_grad_norm: float = 1.0  # 0 disables clipping
-    seed: int = 0
+    seed: int = 0  # of the model's training randomness and the data order
     # stop after this many epochs of an `epochs`-long schedule (warmup, decay and total steps
     # still follow `epochs`), to reproduce a sweep trial evaluated mid-schedule; None: all
     stop_after: int | None = None

@@ -1,5 +1,7 @@
-"""The one command line, `unlearn-sweep`: prepare, unlearn, evaluate, methods (sweeps come later).
-User errors print one line and exit 2; nothing is written before the inputs are validated."""
+"""The one command line, `unlearn-sweep`: prepare, methods, unlearn, evaluate, sweep, resume,
+status, analyze, export. The flags of unlearn, evaluate and sweep are generated from the config
+dataclasses (flags.py). User errors print one line and exit 2; nothing is written before the
+inputs are validated."""
 
 from __future__ import annotations
 
@@ -51,35 +53,31 @@ def _hparams(items: list[str]) -> dict:
     return out
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--benchmark",
-        help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk | tofu | muse-news | "
-        "muse-books | dusk (default: tiny-tofu)",
+def _add_source_args(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """The Source flags (where data, target, reference and prompt come from)."""
+    from unlearn_core.benchmarks import BENCHMARKS
+    from unlearn_core.data.format import TEMPLATES, PromptFormat
+    from unlearn_core.source import PROMPT_KEYS, Source
+    from unlearn_sweep.flags import add_fields
+
+    add_fields(p, Source, names, choices={"benchmark": tuple(BENCHMARKS)})
+    add_fields(
+        p,
+        PromptFormat,
+        PROMPT_KEYS,
+        choices={"template": TEMPLATES},
+        shown=dict.fromkeys(PROMPT_KEYS, "the benchmark's"),
     )
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--split", help="TOFU: forget01 | forget05 | forget10 (default); MUSE, DUSK: forget"
-    )
-    p.add_argument("--data", help="data folder or hub id (default: the benchmark's)")
-    p.add_argument("--retain-model", help="retain/retrain model for forget_quality or privleak")
-    p.add_argument(
-        "--retain-logs", help="open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of the retain model"
-    )
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model repo code to run")
-    p.add_argument(
-        "--template",
-        choices=("chat", "llama2", "base"),
-        help="prompt format: the tokenizer's chat template, Llama-2 [INST], or "
-        "'Question: ...\nAnswer:' (default: the benchmark's)",
-    )
-    p.add_argument("--system-prompt", help="chat template system message ('' for none)")
-    p.add_argument(
-        "--date-string",
-        help="date the chat template prints (Llama-3), pinned to "
-        "reproduce; default for TOFU: 10 Apr 2025",
+        "--trust-remote-code", action="store_true", help="let model repo code run (default: off)"
     )
     p.add_argument("--eval-batch-size", type=int, help="sequences per forward pass (default: 64)")
-    p.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE/utility)")
+    p.add_argument(
+        "--no-generate", action="store_true", help="no generation, no ROUGE/utility (default: off)"
+    )
 
 
 # TrainConfig fields the `unlearn` command sets; a flag left out keeps the field's default (or
@@ -94,26 +92,27 @@ TRAIN_FLAGS = (
     "schedule",
     "seed",
 )
+# SweepConfig fields given as flags of their own name; objectives, space and fixed have flags
+# of their own shape (a comma-separated list, repeatable NAME=... pairs)
+SWEEP_SHAPED = ("method", "source", "objectives", "space", "fixed")
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    import typing
+def _sweep_keys() -> tuple[str, ...]:
+    from sweeps.config import SweepConfig
 
-    from unlearn_core.train import SCHEDULES, TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    for name in TRAIN_FLAGS:
-        p.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=hints[name],
-            choices=SCHEDULES if name == "schedule" else None,
-            help=f"TrainConfig.{name} (default: {defaults[name]})",
-        )
+    return tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not in SWEEP_SHAPED)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from search_spaces._common import PRESETS
+    from sweeps.config import SAMPLERS, SweepConfig
+    from unlearn_core.source import SOURCE_KEYS
+    from unlearn_core.train import SCHEDULES, TrainConfig
+    from unlearn_core.version import VERSION
+    from unlearn_sweep.flags import add_fields
+
     ap = _Parser(prog="unlearn-sweep", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"unlearn-sweep {VERSION}")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("prepare", help="build a built-in benchmark's data and models")
@@ -127,25 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
 
     p = sub.add_parser("unlearn", help="run one unlearning job and print metrics before/after")
-    p.add_argument("--method", help="a method (see `unlearn-sweep methods`)")
-    p.add_argument("--config", help="an exported config (best/<method>.yaml) to run again")
+    p.add_argument(
+        "--method", help="a method (see `unlearn-sweep methods`; default: the --config file's)"
+    )
+    p.add_argument(
+        "--config",
+        help="an exported config (best/<method>.yaml) to run again; the flags given override "
+        "its values (default: none)",
+    )
     p.add_argument(
         "--hp",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable)",
+        help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable; default: the method's "
+        "reference defaults)",
     )
-    _add_model_args(p)
-    p.add_argument("--model", help="model folder or hub id (default: the benchmark's target)")
-    p.add_argument("--lora-r", type=int, help="LoRA rank; 0 = full fine-tuning (default: 0)")
-    _add_train_args(p)
-    p.add_argument("--eval-every-epoch", action="store_true")
-    p.add_argument("--output", help="folder for the unlearned model and metrics.json")
+    _add_source_args(p, SOURCE_KEYS)
+    _add_eval_args(p)
+    add_fields(p, TrainConfig, TRAIN_FLAGS, choices={"schedule": SCHEDULES})
+    p.add_argument(
+        "--eval-every-epoch",
+        action="store_true",
+        help="evaluate after every epoch, not only the last (default: off)",
+    )
+    p.add_argument(
+        "--output", help="folder for the unlearned model and metrics.json (default: none, unsaved)"
+    )
 
     p = sub.add_parser("sweep", help="multi-objective hyperparameter sweep, one study per method")
-    p.add_argument("--config", help="a sweep YAML file (keys = the options below)")
-    p.add_argument("--method", help="a method, a comma-separated list, or 'all'")
+    p.add_argument(
+        "--config",
+        help="a sweep YAML file: keys are the options below (fixed: the --fix mapping, "
+        "methods: --method's list); flags override it (default: none)",
+    )
+    p.add_argument(
+        "--method", help="a method, a comma-separated list, or 'all' (default: the file's)"
+    )
     p.add_argument("--name", help="experiment name (default: derived from the methods)")
     p.add_argument("--output", help="folder holding experiments (default: ./experiments)")
     p.add_argument(
@@ -158,16 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--space",
         action="append",
         metavar="NAME=LOW:HIGH[:log|:int]",
-        help="override a search range (repeatable)",
+        help="override a search range (repeatable; default: the method's space)",
     )
     p.add_argument(
         "--fix",
         action="append",
         metavar="NAME=VALUE",
-        help="fix a parameter instead of searching it (repeatable)",
+        help="fix a parameter instead of searching it (repeatable; default: none)",
     )
-    for flag, typ in SWEEP_FLAGS:
-        p.add_argument(f"--{flag}", type=typ)
+    add_fields(
+        p,
+        SweepConfig,
+        _sweep_keys(),
+        choices={"sampler": SAMPLERS, "preset": ("auto", *PRESETS)},
+    )
+    _add_source_args(p, SOURCE_KEYS)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep")
     p.add_argument("experiment")
@@ -176,47 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
 
     p = sub.add_parser("evaluate", help="evaluate a saved model on a benchmark split")
-    p.add_argument("--model", required=True)
-    _add_model_args(p)
+    p.add_argument("--model", required=True, help="the model folder or hub id to evaluate")
+    _add_source_args(p, tuple(k for k in SOURCE_KEYS if k not in ("model", "lora_r")))
+    _add_eval_args(p)
     p.add_argument(
         "--downstream",
         help="comma-separated lm-evaluation-harness tasks to add, e.g. "
-        "arc_challenge,mmlu (needs the [downstream] extra)",
+        "arc_challenge,mmlu (needs the [downstream] extra; default: none)",
     )
-    p.add_argument("--output", help="file for the metrics JSON")
+    p.add_argument("--output", help="file for the metrics JSON (default: none, printed only)")
     analysis_cli.add_parsers(sub)
     return ap
-
-
-SWEEP_FLAGS = (
-    ("benchmark", str),
-    ("split", str),
-    ("trials", int),
-    ("sampler", str),
-    ("seed", int),
-    ("preset", str),
-    ("batch-size", int),
-    ("grad-accum", int),
-    ("eval-every", int),
-    ("utility-floor", float),
-    ("floor-patience", int),
-    ("seeds", int),
-    ("cpus-per-trial", float),
-    ("gpus-per-trial", float),
-    ("max-concurrent", int),
-    ("address", str),
-    ("storage", str),
-    ("max-failures", int),
-    ("keep-checkpoints", int),
-    ("model", str),
-    ("lora-r", int),
-    ("data", str),
-    ("retain-model", str),
-    ("retain-logs", str),
-    ("template", str),
-    ("system-prompt", str),
-    ("date-string", str),
-)
 
 
 def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
@@ -228,10 +220,7 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, source_from_options
 
     opts = load_yaml(args.config) if args.config else {}
-    for flag, _ in SWEEP_FLAGS:
-        value = getattr(args, flag.replace("-", "_"))
-        if value is not None:
-            opts[flag.replace("-", "_")] = value
+    opts |= _given(args, *_sweep_keys(), *SOURCE_KEYS, *PROMPT_KEYS)
     if args.objectives:
         opts["objectives"] = args.objectives.split(",")
     if args.space:
