@@ -16,7 +16,6 @@ from sweeps.experiment import load_study, read_manifest
 from sweeps.objectives import BY_KEY, OBJECTIVES
 from unlearn_core.errors import UserError
 
-OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
 # Row status: an evaluated epoch is "complete" (feasible) or "stopped" (below the utility floor,
 # infeasible); a trial that ended without objectives adds one "diverged" or "failed" row; a trial
 # with no result yet is one "running" row. trial_status is the same word for the whole trial.

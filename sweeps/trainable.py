@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from ray import tune
 
+from search_spaces._common import OPTIMIZER_KEYS
 from sweeps import faults
 from sweeps.config import SweepConfig, hparam_names, make_job, sweep_from_dict
 from sweeps.objectives import get_objectives, objective_values
@@ -25,8 +26,6 @@ from unlearn_core.errors import TrialDiverged
 from unlearn_core.job import JobConfig, run_job
 from unlearn_core.train import LoopState
 from unlearn_core.version import VERSION
-
-OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
 
 
 @dataclass(frozen=True)

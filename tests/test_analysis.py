@@ -176,13 +176,6 @@ def test_load_counts_every_trial_with_its_status(experiment):
     assert exp.target == TARGET
 
 
-def test_optimizer_keys_match_the_search_spaces():
-    from analysis.load import OPTIMIZER_KEYS
-    from search_spaces._common import OPTIMIZER_KEYS as SPACE_KEYS
-
-    assert OPTIMIZER_KEYS == SPACE_KEYS
-
-
 def test_analysis_never_imports_ray():
     code = (
         "import sys, unlearn_sweep.analyze, analysis.report, analysis.export, analysis.summary\n"
