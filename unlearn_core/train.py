@@ -162,6 +162,48 @@ def make_batch(
     return batch
 
 
+def _restore(
+    resume: LoopState,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    order_gen: torch.Generator,
+    pair_gen: torch.Generator,
+) -> tuple[int, int, list[dict]]:
+    """Load an interrupted run's weights, optimizer, schedule and RNG streams; returns its
+    (step, epochs done, logs). Called after the scheduler exists: its constructor resets the
+    optimizer's lr, which the loaded optimizer and scheduler states then overwrite."""
+    model.load_state_dict(resume.model, strict=False)
+    opt.load_state_dict(copy.deepcopy(resume.optimizer))
+    sched.load_state_dict(copy.deepcopy(resume.scheduler))
+    order_gen.set_state(resume.order_gen.clone())
+    pair_gen.set_state(resume.pair_gen.clone())
+    return resume.step, resume.epoch, list(resume.logs)
+
+
+def _snapshot(
+    epoch: int,
+    step: int,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    order_gen: torch.Generator,
+    pair_gen: torch.Generator,
+    logs: list[dict],
+) -> LoopState:
+    """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
+    return LoopState(
+        epoch,
+        step,
+        _model_state(model),
+        copy.deepcopy(opt.state_dict()),
+        copy.deepcopy(sched.state_dict()),
+        order_gen.get_state(),
+        pair_gen.get_state(),
+        list(logs),
+    )
+
+
 def unlearn(
     model: torch.nn.Module,
     method: Method,
@@ -196,14 +238,7 @@ def unlearn(
     pair_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + 1 + rank)  # one per rank
     step, first_epoch, logs = 0, 0, []
     if resume is not None:
-        # after the scheduler exists: its constructor resets the optimizer's lr, which the
-        # loaded optimizer and scheduler states then overwrite with the interrupted run's
-        model.load_state_dict(resume.model, strict=False)
-        opt.load_state_dict(copy.deepcopy(resume.optimizer))
-        sched.load_state_dict(copy.deepcopy(resume.scheduler))
-        order_gen.set_state(resume.order_gen.clone())
-        pair_gen.set_state(resume.pair_gen.clone())
-        step, first_epoch, logs = resume.step, resume.epoch, list(resume.logs)
+        step, first_epoch, logs = _restore(resume, model, opt, sched, order_gen, pair_gen)
     model, opt = acc.prepare(model, opt)
     start = time.perf_counter()
     bar = tqdm(
@@ -231,16 +266,7 @@ def unlearn(
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
-            state = LoopState(
-                epoch + 1,
-                step,
-                _model_state(plain),
-                copy.deepcopy(opt.state_dict()),
-                copy.deepcopy(sched.state_dict()),
-                order_gen.get_state(),
-                pair_gen.get_state(),
-                list(logs),
-            )
+            state = _snapshot(epoch + 1, step, plain, opt, sched, order_gen, pair_gen, logs)
             on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
     bar.close()
     model.eval()
