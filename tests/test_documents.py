@@ -95,7 +95,8 @@ def test_unlearn_prints_the_benchmark_metrics(doc_models, name, shown, tmp_path)
     before, after = (float(v) for v in rows["forget_verbmem_ROUGE"])
     assert after < before  # NPO on the forget documents lowers their verbatim recall
     saved = json.loads((tmp_path / "m" / "metrics.json").read_text())
-    assert saved["job"]["benchmark"] == name and saved["job"]["split"] == "forget"
+    assert saved["job"]["source"]["benchmark"] == name
+    assert saved["job"]["source"]["split"] == "forget"
 
 
 def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
@@ -184,7 +185,7 @@ BAD = [
     ),
     (
         ["unlearn", "--method", "npo", "--benchmark", "tiny-muse-small", "--template", "alpaca"],
-        "invalid choice: 'alpaca'",
+        "unknown prompt template 'alpaca'; accepted: chat, llama2, base",
     ),
 ]
 try:
