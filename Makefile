@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m sweeps.demo
+	$(BIN)/python -m unlearn_sweep.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,6 @@ import yaml
 
 from analysis.files import check_inside, write_text
 from analysis.load import (
-    OPTIMIZER_KEYS,
     Experiment,
     metric_columns,
     objective_keys,
@@ -40,6 +39,7 @@ from analysis.load import (
     trial_name,
 )
 from analysis.pareto import FQ_MU, pareto_mask, reference_point
+from sweeps.experiment import best_dir, best_path
 from unlearn_core.errors import UserError
 
 RULES = ("knee", "max-forget", "max-utility", "weighted")
@@ -210,42 +210,41 @@ def _plain(v):
 def record(
     exp: Experiment, row: pd.Series, rule: Rule, keys: list[str], metric_names: list[str]
 ) -> dict:
-    """The exported document: only these fields (no paths, hosts or environment)."""
-    sweep = exp.sweeps[row["method"]]
-    params = params_of(row)
-    epochs, epoch = int(params["epochs"]), int(row["epoch"])
-    seeds = row["seeds"] if isinstance(row["seeds"], list) else [sweep["seed"]]
+    """The exported document: `job`, the JobConfig the trial ran (built by the sweep's own
+    make_job, stopped after the chosen epoch), which `unlearn --config` reads back with
+    job_from_dict; and `info`, what the sweep measured and how the row was chosen."""
     return {
-        "method": row["method"],
-        "benchmark": sweep["benchmark"],
-        "split": sweep["split"],
-        "hparams": {k: _plain(v) for k, v in params.items() if k not in OPTIMIZER_KEYS},
-        "train": {
-            "lr": float(params["lr"]),
-            "epochs": epochs,
-            "warmup_epochs": float(params["warmup_epochs"]),
-            "weight_decay": float(params["weight_decay"]),
-            "batch_size": int(sweep["batch_size"]),
-            "grad_accum": int(sweep["grad_accum"]),
-            "seed": int(seeds[0]),
-            # an earlier epoch of a longer run: same schedule, stop after this epoch
-            "stop_after": epoch if epoch < epochs else None,
-        },
-        "model": sweep.get("model"),
-        "lora_r": int(sweep.get("lora_r") or 0),
-        "objectives": {k: float(row[k]) for k in keys},
-        "metrics": {m: float(row[m]) for m in metric_names if pd.notna(row.get(m))},
-        "trial_id": str(row["trial_id"]),
-        "epoch": epoch,
-        "version": str(row["version"])
-        if isinstance(row.get("version"), str)
-        else str(exp.manifest.get("version")),
-        "rule": {
-            k: _plain(v)
-            for k, v in asdict(rule).items()
-            if k == "name" or _rule_uses(rule.name, k, keys)
+        "job": exported_job(exp, row),
+        "info": {
+            "trial": str(row["trial_id"]),
+            "epoch": int(row["epoch"]),
+            "objectives": {k: float(row[k]) for k in keys},
+            "metrics": {m: float(row[m]) for m in metric_names if pd.notna(row.get(m))},
+            "rule": {
+                k: _plain(v)
+                for k, v in asdict(rule).items()
+                if k == "name" or _rule_uses(rule.name, k, keys)
+            },
+            "version": str(row["version"])
+            if isinstance(row.get("version"), str)
+            else str(exp.manifest.get("version")),
         },
     }
+
+
+def exported_job(exp: Experiment, row: pd.Series) -> dict:
+    """The row's job as job_to_dict writes it. The trials' shared reference file is left out:
+    a rerun finds (or computes) the same reference from the retain model."""
+    from sweeps.config import make_job, sweep_from_dict
+    from unlearn_core.job import job_to_dict
+
+    sweep = sweep_from_dict(exp.sweeps[row["method"]], f"{exp.home}: sweep {row['method']}")
+    seeds = row["seeds"] if isinstance(row["seeds"], list) else [sweep.seed]
+    job = make_job(sweep, {k: _plain(v) for k, v in params_of(row).items()}, int(seeds[0]))
+    epoch = int(row["epoch"])
+    # an earlier epoch of a longer run: same schedule, stop after this epoch
+    train = replace(job.train, stop_after=epoch if epoch < job.train.epochs else None)
+    return job_to_dict(replace(job, train=train))
 
 
 def _rule_uses(rule: str, field: str, keys: list[str]) -> bool:
@@ -279,8 +278,10 @@ def select(exp: Experiment, rows: pd.DataFrame, rule: Rule) -> list[dict]:
 
 def targets(exp: Experiment, records: list[dict]) -> list[Path]:
     """What `write` writes into: HOME/best and its <method>.yaml and .json."""
-    best = exp.home / "best"
-    return [best, *(best / f"{r['method']}{ext}" for r in records for ext in (".yaml", ".json"))]
+    files = [
+        best_path(exp.home, r["job"]["method"], ext) for r in records for ext in (".yaml", ".json")
+    ]
+    return [best_dir(exp.home), *files]
 
 
 def write(exp: Experiment, records: list[dict]) -> list[Path]:
@@ -288,9 +289,12 @@ def write(exp: Experiment, records: list[dict]) -> list[Path]:
     check_inside(exp.home, targets(exp, records))
     paths = []
     for r in records:
-        base = exp.home / "best" / r["method"]
-        paths.append(write_text(base.with_suffix(".yaml"), yaml.safe_dump(r, sort_keys=False)))
-        paths.append(write_text(base.with_suffix(".json"), json.dumps(r, indent=2) + "\n"))
+        method = r["job"]["method"]
+        text = yaml.safe_dump(r, sort_keys=False)
+        paths.append(write_text(best_path(exp.home, method, ".yaml"), text))
+        paths.append(
+            write_text(best_path(exp.home, method, ".json"), json.dumps(r, indent=2) + "\n")
+        )
     return paths
 
 
@@ -302,18 +306,19 @@ def _hydra(v) -> str:
 
 def openunlearning_overrides(export: dict) -> str:
     """The open-unlearning command (Hydra overrides) that trains the same configuration there."""
-    method = export["method"]
+    job, info = export["job"], export["info"]
+    method = job["method"]
     if method not in OU_TRAINERS:
         raise UserError(
             f"open-unlearning has no trainer for {method}; it has: {', '.join(OU_TRAINERS)}"
         )
-    trainer, split, t = OU_TRAINERS[method], export["split"], export["train"]
+    trainer, split, t = OU_TRAINERS[method], job["source"]["split"], job["train"]
     args = [
         "python src/train.py --config-name=unlearn.yaml experiment=unlearn/tofu/default",
         f"trainer={trainer}",
         f"forget_split={split}",
         f"retain_split=retain{100 - int(split[-2:])}",
-        f"task_name=unlearn-sweep_{split}_{trainer}_{export['trial_id'] or 'best'}",
+        f"task_name=unlearn-sweep_{split}_{trainer}_{info['trial'] or 'best'}",
         f"trainer.args.learning_rate={_hydra(t['lr'])}",
         f"trainer.args.num_train_epochs={t['epochs']}",
         f"trainer.args.warmup_epochs={_hydra(t['warmup_epochs'])}",
@@ -322,13 +327,13 @@ def openunlearning_overrides(export: dict) -> str:
         f"trainer.args.gradient_accumulation_steps={t['grad_accum']}",
         f"trainer.args.seed={t['seed']}",
     ]
-    for name, value in export["hparams"].items():
+    for name, value in job["hparams"].items():
         if name == "retain_loss":
             args.append(f"trainer.method_args.retain_loss_type={str(value).upper()}")
         else:
             args.append(f"trainer.method_args.{name}={_hydra(value)}")
-    if export.get("model"):
-        args.append(f"model.model_args.pretrained_model_name_or_path={export['model']}")
+    if job["source"]["model"]:
+        args.append(f"model.model_args.pretrained_model_name_or_path={job['source']['model']}")
     notes = []
     if t["stop_after"] is not None:
         args.append("trainer.args.save_strategy=epoch")
@@ -336,9 +341,9 @@ def openunlearning_overrides(export: dict) -> str:
             f"# chosen at epoch {t['stop_after']} of {t['epochs']}: keep that epoch's "
             "checkpoint (the schedule is the full run's)"
         )
-    if export["benchmark"] != "tofu":
+    if job["source"]["benchmark"] != "tofu":
         notes.append(
-            f"# {export['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
+            f"# {job['source']['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
             "the tiny models' learning rates do not transfer"
         )
     notes.append("# effective batch = per-device batch x accumulation x GPUs in open-unlearning")

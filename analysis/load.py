@@ -12,14 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sweeps.manifest import MANIFEST, read_manifest  # noqa: F401 (MANIFEST re-exported)
-from sweeps.objectives import OBJECTIVES
+from sweeps import experiment as folder
+from sweeps.experiment import load_study, read_manifest
+from sweeps.objectives import BY_KEY, OBJECTIVES
 from unlearn_core.errors import UserError
 
 log = logging.getLogger(__name__)
-
-# The layout sweeps/launch.py writes (a test checks the two agree).
-OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
 # Row status: an evaluated epoch is "complete" (feasible) or "stopped" (below the utility floor,
 # infeasible); a trial that ended without objectives adds one "diverged" or "failed" row; a trial
 # with no result yet is one "running" row. trial_status is the same word for the whole trial.
@@ -94,14 +92,13 @@ def open_experiment(home: str | Path) -> Experiment:
         raise UserError(f"{home} holds no sweep yet")
     sweeps = {s["method"]: s for s in manifest["sweeps"]}
     first = manifest["sweeps"][0]
-    ref = home / "reference"
-    bench = f"{first['benchmark']}-{first['split']}"
+    bench = (first["source"]["benchmark"], first["source"]["split"])
     return Experiment(
         home,
         manifest,
         sweeps,
-        _read_json(ref / f"target-{bench}.json"),
-        _read_json(ref / f"retain-{bench}.json"),
+        _read_json(folder.model_metrics_path(home, "target", *bench)),
+        _read_json(folder.model_metrics_path(home, "retain", *bench)),
     )
 
 
@@ -135,7 +132,7 @@ def objective_keys(sweep: dict) -> tuple[list[str], list[str]]:
 def objective_value(metrics: dict, key: str) -> float | None:
     """The objective `key` of a metrics dict (a reference model's), derived from its raw metric
     as the sweep derives it; None where the metric is missing or not finite."""
-    (o,) = [o for o in OBJECTIVES.values() if o.key == key]
+    o = BY_KEY[key]
     value = metrics.get(o.needs)
     if not isinstance(value, int | float) or not math.isfinite(value):
         return None
@@ -225,23 +222,6 @@ def _trials_from_log(events: list[dict]) -> dict[str, dict]:
             t["retries"] += 1
             t["end"] = None
     return trials
-
-
-def load_study(home: Path, method: str):
-    """The method's Optuna study from its journal, or None if the sweep never started it."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path = home / "optuna" / f"{method}.journal"
-    if not path.is_file():
-        return None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        storage = JournalStorage(JournalFileBackend(str(path)))
-        return optuna.load_study(study_name=method, storage=storage)
-    except Exception as e:  # a damaged journal raises from deep inside optuna (several types)
-        raise UserError(f"cannot read {path}: {str(e).splitlines()[0]}") from e
 
 
 def _same_params(a: dict, b: dict) -> bool:
@@ -337,7 +317,7 @@ def _row(
 
 
 def method_rows(exp: Experiment, method: str) -> list[dict]:
-    trials = _trials_from_log(_events(exp.home / "results" / f"{method}.jsonl"))
+    trials = _trials_from_log(_events(folder.results_path(exp.home, method)))
     left = _match_optuna(trials, load_study(exp.home, method))
     rows = []
     for trial_id, t in trials.items():

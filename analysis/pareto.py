@@ -1,5 +1,5 @@
 """Pareto fronts (numpy, any number of objectives and directions) and the hypervolume of 1 to 3
-objectives against a fixed, stated reference point per objective (REFERENCE)."""
+objectives against a fixed, stated reference point per objective (Objective.reference)."""
 
 from __future__ import annotations
 
@@ -8,43 +8,17 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-# Hypervolume reference point, fixed so numbers compare across methods, samplers and runs:
-# (log10 forget_quality, model_utility) = (LOG10_FQ_FLOOR, 0); lower forget qualities are clipped
-# to the floor and add no area, utility 0 is the worst possible. Why -20: on TOFU forget10 the
-# fine-tuned target itself sits at 1e-21..1e-25 (open-unlearning docs/repro.md), so area starts
-# about where a model is measurably closer to the retain model than the target is, while
-# over-unlearned models at 1e-100..1e-239 (gradient ascent) cannot buy area with differences
-# between useless p-values. Targets above the floor: TOFU forget01 (1e-3), forget05 (1e-13),
-# tiny-tofu-small forget10 (1.8e-6).
-LOG10_FQ_FLOOR = -20.0
-FQ_MU = ("log10_forget_quality", "model_utility")  # TOFU's default trade-off, both maximised
-# The reference (worst) value of every other objective key, fixed for the same reason. Scores in
-# [0, 1] (ROUGE-L, model_utility, extraction strength, truth ratio) take their worst end: 1 for a
-# minimised score, 0 for a maximised one. |privleak| (in %, 0 ideal) and DUSK's retain deviation
-# (in %, 0 ideal) are unbounded above: 100 is the reference and worse values are clipped to it
-# (a model leaking like the target, privleak ~ -100, adds no area). A test checks that every
-# objective in sweeps/objectives.py has an entry.
-REFERENCE = {
-    "log10_forget_quality": LOG10_FQ_FLOOR,  # replaced by `floor` where one is given
-    "model_utility": 0.0,
-    "abs_privleak": 100.0,
-    "forget_Q_A_ROUGE": 1.0,
-    "extraction_strength": 1.0,
-    "forget_truth_ratio": 0.0,
-    "forget_verbmem_ROUGE": 1.0,
-    "forget_knowmem_ROUGE": 1.0,
-    "retain_knowmem_ROUGE": 0.0,
-    "forget_specific_ROUGE": 1.0,
-    "shared_ROUGE": 0.0,
-    "retain_specific_ROUGE": 0.0,
-    "retain_deviation": 100.0,
-}
+from sweeps.objectives import DEFAULTS, LOG10_FQ_FLOOR, OBJECTIVES
+
+# Each objective's hypervolume reference (its worst value) is in its record, sweeps/objectives.py.
+REFERENCE = {o.key: o.reference for o in OBJECTIVES.values()}
+FQ_MU = tuple(OBJECTIVES[n].key for n in DEFAULTS["tofu"])  # TOFU's default trade-off, both max
 
 
 def reference_point(keys: Sequence[str], floor: float = LOG10_FQ_FLOOR) -> list[float]:
-    """The hypervolume reference of the objective keys: REFERENCE, with `floor` for log10 FQ."""
+    """The hypervolume reference of the objective keys, with `floor` for log10 FQ."""
     missing = [k for k in keys if k not in REFERENCE]
-    assert not missing, f"no hypervolume reference for {missing}: add it to REFERENCE"
+    assert not missing, f"no objective reports {missing} (sweeps/objectives.py)"
     return [floor if k == FQ_MU[0] else REFERENCE[k] for k in keys]
 
 

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots  # noqa: E402
 from analysis.files import atomic  # noqa: E402
 from analysis.load import objective_value, params_of, trial_name  # noqa: E402
 from analysis.params import NEAR_BOUND, SearchRange  # noqa: E402
-from sweeps.objectives import OBJECTIVES  # noqa: E402
+from sweeps.objectives import BY_KEY, OBJECTIVES  # noqa: E402
 
 # TOFU's headline metrics, then every other metric an objective is computed from
 HOVER_METRICS = tuple(
@@ -84,14 +84,9 @@ class Axis:
 
 
 def objective_axis(key: str, direction: str) -> Axis:
-    if key == "log10_forget_quality":
-        return Axis(
-            key,
-            "forget quality (KS p-value vs retain; log scale, higher = better forgotten)",
-            direction,
-            log=True,
-        )
-    return Axis(key, f"{key} ({'higher' if direction == 'max' else 'lower'} is better)", direction)
+    o = BY_KEY[key]
+    label = o.axis or f"{key} ({'higher' if direction == 'max' else 'lower'} is better)"
+    return Axis(key, label, direction, log=o.log_axis)
 
 
 def plane_axes(keys: list[str], directions: list[str]) -> tuple[Axis, Axis]:

@@ -15,7 +15,8 @@ from analysis.files import write_text
 from analysis.load import trial_name
 from analysis.pareto import FQ_MU
 from analysis.summary import Analysis, counts, front_table
-from sweeps.objectives import OBJECTIVES
+from sweeps.experiment import plots_path, report_path
+from sweeps.objectives import BY_KEY, OBJECTIVES
 
 SETTINGS = (
     "benchmark",
@@ -45,15 +46,12 @@ REF_METRICS = (
     "privleak",
 )
 MAX_FAILURES = 30  # failure lines listed in the report; the counts table has them all
-# TOFU's objectives by name (in a title, in a sentence, on a hypervolume axis); others by key
-NAMES = {
-    "log10_forget_quality": ("forget quality", "log10 forget quality", "log10 FQ"),
-    "model_utility": ("model utility", "model utility", "utility"),
-}
 
 
 def _names(key: str) -> tuple[str, str, str]:
-    return NAMES.get(key, (key, key, key))
+    """(in a title, in a sentence, on a hypervolume axis), from the objective's record."""
+    o = BY_KEY[key]
+    return o.name(0), o.name(1), o.name(2)
 
 
 def _plane_title(a: Analysis) -> str:
@@ -83,7 +81,7 @@ def _file_safe(series: str) -> str:
 
 def draw(a: Analysis, out: Path, title: str) -> dict[str, list[Path]]:
     """Every plot, as PNG + HTML under out/analysis; returns name -> files."""
-    d = out / "analysis"
+    d = plots_path(out)
     keys, dirs = a.shared
     ref = ", ".join(f"{_names(k)[2]} {r:g}" for k, r in zip(keys, a.reference, strict=True))
     figs = {
@@ -152,7 +150,10 @@ def blocks(a: Analysis, figs: dict[str, list[Path]], title: str) -> list[tuple]:
 
 def _setting_blocks(a: Analysis) -> list[tuple]:
     settings = pd.DataFrame(
-        {s: {k: sweep.get(k) for k in SETTINGS} for s, sweep in _sweeps(a).items()}
+        {
+            s: {k: {**sweep, **sweep["source"]}.get(k) for k in SETTINGS}
+            for s, sweep in _sweeps(a).items()
+        }
     )
     b = [("h2", "Sweep settings"), ("table", settings.rename_axis("setting").reset_index())]
     names = [
@@ -199,7 +200,7 @@ def _trial_blocks(a: Analysis) -> list[tuple]:
 
 def _front_blocks(a: Analysis, figs: dict[str, list[Path]]) -> list[tuple]:
     plane = _plane_title(a)  # a sentence starts upper-case; an objective key stays as it is
-    heading = plane[0].upper() + plane[1:] if a.shared[0][0] in NAMES else plane
+    heading = plane[0].upper() + plane[1:] if BY_KEY[a.shared[0][0]].names else plane
     b: list[tuple] = [
         ("h2", heading),
         (
@@ -334,13 +335,13 @@ def to_html(blocks_: list[tuple], out: Path, title: str) -> str:
 
 def targets(out: Path) -> list[Path]:
     """What `write_report` writes into (its plots go into out/analysis)."""
-    return [out / "analysis", out / "report.md", out / "report.html"]
+    return [plots_path(out), report_path(out, ".md"), report_path(out, ".html")]
 
 
 def write_report(a: Analysis, out: Path, title: str) -> list[Path]:
     """Plots under out/analysis, then report.md and report.html in out; returns the files."""
     figs = draw(a, out, title)
     b = blocks(a, figs, title)
-    md = write_text(out / "report.md", to_markdown(b, out))
-    page = write_text(out / "report.html", to_html(b, out, title))
+    md = write_text(report_path(out, ".md"), to_markdown(b, out))
+    page = write_text(report_path(out, ".html"), to_html(b, out, title))
     return [md, page, *(p for files in figs.values() for p in files)]

@@ -63,7 +63,9 @@ def _series_sweeps(rows: pd.DataFrame, exps: list[Experiment]) -> dict[str, tupl
 
 
 def _check_comparable(exps: list[Experiment]) -> None:
-    seen = {(s["benchmark"], s["split"]) for e in exps for s in e.sweeps.values()}
+    seen = {
+        (s["source"]["benchmark"], s["source"]["split"]) for e in exps for s in e.sweeps.values()
+    }
     if len(seen) > 1:
         listed = ", ".join(f"{b}/{s}" for b, s in sorted(seen))
         raise UserError(

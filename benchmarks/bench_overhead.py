@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
     import torch
 
-    from sweeps.cli import main as cli
-    from sweeps.config import SweepConfig
-    from sweeps.search import journal
-    from sweeps.trainable import make_job
+    from sweeps.config import SweepConfig, make_job
+    from sweeps.experiment import journal
     from unlearn_core.job import run_job
+    from unlearn_core.source import Source
+    from unlearn_sweep.cli import main as cli
 
     cli(["prepare", args.benchmark])
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         params = [t.params for t in study.trials]
         cfg = SweepConfig(
             method=args.method,
-            benchmark=args.benchmark,
+            source=Source(args.benchmark),
             trials=args.trials,
             utility_floor=0.0,
             fixed={"epochs": args.epochs},

@@ -94,7 +94,7 @@ class Sweep:
 def run_sweep(sweep: Sweep, root: Path, reuse_only: bool = False) -> Path:
     """Run one sweep in this process (Ray starts once), or reuse / resume its folder (reuse_only:
     never run). The sweep's wall time is saved next to it (bench_run.json) when run here whole."""
-    from sweeps.cli import main as cli
+    from unlearn_sweep.cli import main as cli
 
     home = root / sweep.name
     argv = sweep.argv(root)
@@ -212,9 +212,10 @@ def beats(rows: pd.DataFrame, d: dict) -> dict:
 def expected_defaults(args: argparse.Namespace, method: str) -> dict:
     from sweeps.config import SweepConfig
     from sweeps.launch import defaults_point
+    from unlearn_core.source import Source
 
     fixed = {"epochs": args.epochs_fixed} if args.epochs_fixed else {}
-    return defaults_point(SweepConfig(method=method, benchmark=args.benchmark, fixed=fixed))
+    return defaults_point(SweepConfig(method=method, source=Source(args.benchmark), fixed=fixed))
 
 
 def summarise(home: Path, trials: int, budgets: list[int]) -> dict:

@@ -21,7 +21,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-CLI = [str(Path(sys.executable).with_name("unlearn-sweep"))]  # the installed entry point
+# the command line as `python -m unlearn_sweep`: the same main() as the installed `unlearn-sweep`,
+# whichever version of the package an existing install's script was generated for
+CLI = [sys.executable, "-m", "unlearn_sweep"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -150,7 +152,7 @@ def account(home: Path, method: str, trials: int) -> dict:
     """Optuna's study against Ray's trials (the results log) and the injected faults."""
     from optuna.trial import TrialState
 
-    from sweeps.status import load_study
+    from sweeps.experiment import load_study
 
     study = load_study(home, method)
     rows = results(home, method)

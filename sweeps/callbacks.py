@@ -14,9 +14,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from sweeps.objectives import BY_KEY
 from sweeps.relocate import inside
-
-SHORT = {"log10_forget_quality": "log10 FQ", "model_utility": "MU"}  # in the progress line
 
 
 class ResultsLog(Callback):
@@ -95,15 +94,7 @@ class ResultsLog(Callback):
 class Progress(Callback):
     """One line per finished trial: counts and the best value of each objective so far."""
 
-    def __init__(
-        self,
-        method: str,
-        total: int,
-        objectives: tuple[tuple[str, str], ...] = (
-            ("log10_forget_quality", "max"),
-            ("model_utility", "max"),
-        ),
-    ) -> None:
+    def __init__(self, method: str, total: int, objectives: tuple[tuple[str, str], ...]) -> None:
         self.method = method
         self.total = total
         self.objectives = dict(objectives)  # reported key -> "max" | "min"
@@ -148,7 +139,7 @@ class Progress(Callback):
         elif "failure" in r:
             what = f"FAILED: {r['failure']}"
         else:
-            shown = ", ".join(f"{SHORT.get(k, k)} {r[k]:.3g}" for k in self.objectives)
+            shown = ", ".join(f"{BY_KEY[k].name(2)} {r[k]:.3g}" for k in self.objectives)
             what = f"finished: {shown} (epoch {r['epoch']})"
             if r.get("utility_violation", 0) > 0:
                 what += ", stopped by the utility floor"

@@ -12,16 +12,14 @@ from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions, parse_range
 from sweeps.objectives import DEFAULTS, check_family, get_objectives
 from unlearn_core import safe_yaml
-from unlearn_core.benchmarks import (
-    BENCHMARKS,
-    check_method,
-    check_split,
-    default_split,
-    get_benchmark,
-    prompt_format,
-)
+from unlearn_core.benchmarks import BENCHMARKS, check_method, get_benchmark
+from unlearn_core.config import from_plain
 from unlearn_core.errors import UserError
+from unlearn_core.evaluate import EvalConfig
+from unlearn_core.job import JobConfig
 from unlearn_core.methods import get_method
+from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, Source
+from unlearn_core.train import TrainConfig
 
 SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
 
@@ -29,52 +27,36 @@ SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
 @dataclass(frozen=True)
 class SweepConfig:
     method: str
-    benchmark: str = "tiny-tofu"
-    split: str | None = None  # None: the benchmark's default (forget10; MUSE/DUSK: forget)
-    trials: int = 32
-    sampler: str = "tpe"
-    seed: int = 0
+    source: Source = Source()
+    trials: int = 32  # trials per method (the first runs the method's reference defaults)
+    sampler: str = "tpe"  # tpe, gp, nsga2: exploitation; qmc, random: exploration; grid: 27 points
+    seed: int = 0  # of the sampler and the first training seed
     objectives: tuple[str, ...] | None = None  # None: the benchmark family's DEFAULTS
     preset: str = "auto"  # auto: tiny for built-in benchmarks, llm otherwise
     space: dict[str, str] = field(default_factory=dict)  # name -> "low:high[:log|:int]"
     fixed: dict[str, Any] = field(default_factory=dict)  # name -> value, not searched
-    batch_size: int = 8
-    grad_accum: int = 4
+    batch_size: int = 8  # per-device batch of every trial
+    grad_accum: int = 4  # gradient accumulation steps (effective batch = batch_size x grad_accum)
     eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
     seeds: int = 1  # seeds per configuration, reported as mean and std
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 0  # 0: as many as the cluster's free slots allow
+    cpus_per_trial: float = 1.0  # CPUs Ray reserves per trial
+    gpus_per_trial: float = 0.0  # GPUs (or a fraction of one) Ray reserves per trial
+    max_concurrent: int = 0  # trials at once; 0: as many as the cluster's free slots allow
     address: str | None = None  # an existing Ray cluster ("auto" or host:port)
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
-    max_failures: int = 2
-    keep_checkpoints: int = 2  # per running trial (a killed driver's state may name the older)
-    model: str | None = None
-    lora_r: int = 0
-    data: str | None = None
-    retain_model: str | None = None
-    retain_logs: str | None = None
-    template: str | None = None  # prompt format over the benchmark's: chat | llama2 | base
-    system_prompt: str | None = None  # "" for none
-    date_string: str | None = None
-
-    def prompt(self):
-        """The PromptFormat the trials use (None: the benchmark's default)."""
-        return prompt_format(self.benchmark, self.template, self.system_prompt, self.date_string)
+    max_failures: int = 2  # retries of a crashed trial from its last checkpoint; -1: no limit
+    keep_checkpoints: int = 2  # checkpoints kept per trial
 
     def __post_init__(self) -> None:
-        check_method(self.benchmark, self.method, get_method(self.method).views)
-        family = get_benchmark(self.benchmark).family
-        if self.split is None:
-            object.__setattr__(self, "split", default_split(self.benchmark))
-        check_split(self.benchmark, self.split)
+        benchmark = self.source.benchmark
+        check_method(benchmark, self.method, get_method(self.method).views)
+        family = get_benchmark(benchmark).family
         if self.objectives is None:
             object.__setattr__(self, "objectives", DEFAULTS[family])
         get_objectives(list(self.objectives))
-        check_family(self.objectives, family, self.benchmark)
-        self.prompt()  # an unknown template fails here
+        check_family(self.objectives, family, benchmark)
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
         for name in (
@@ -104,13 +86,29 @@ class SweepConfig:
     def resolved_preset(self) -> str:
         if self.preset != "auto":
             return self.preset
-        return "tiny" if BENCHMARKS[self.benchmark].builtin and self.model is None else "llm"
+        builtin = BENCHMARKS[self.source.benchmark].builtin
+        return "tiny" if builtin and self.source.model is None else "llm"
 
     def space_options(self) -> SpaceOptions:
         ranges = dict(parse_range(f"{k}={v}") for k, v in self.space.items())
         opts = SpaceOptions(self.resolved_preset(), ranges, dict(self.fixed))
         check_space(self.method, opts)
         return opts
+
+
+def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = None) -> JobConfig:
+    """The JobConfig of one configuration and seed: what a trial runs and what an export holds."""
+    train = TrainConfig(
+        lr=params["lr"],
+        epochs=int(params["epochs"]),
+        batch_size=s.batch_size,
+        grad_accum=s.grad_accum,
+        warmup_epochs=params["warmup_epochs"],
+        weight_decay=params["weight_decay"],
+        seed=seed,
+    )
+    hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
+    return JobConfig(s.method, hp, s.source, train, EvalConfig(), reference=reference)
 
 
 def check_space(method: str, opts: SpaceOptions) -> None:
@@ -162,12 +160,19 @@ def read_yaml(path: str, missing: str) -> object:
     return safe_yaml.read(path, missing)
 
 
+def load_yaml_keys() -> set[str]:
+    """A sweep file's keys: the sweep command's flags (SweepConfig's fields, the Source's, the
+    prompt's three parts, name and output), with `methods` for a list of methods."""
+    known = {f.name for f in dataclasses.fields(SweepConfig)} - {"source"}
+    return known | {*SOURCE_KEYS, *PROMPT_KEYS, "methods", "name", "output"}
+
+
 def load_yaml(path: str) -> dict:
-    """A sweep file: safe-loaded mapping whose keys are SweepConfig fields (plus `methods`)."""
+    """A sweep file: a safe-loaded mapping of load_yaml_keys()."""
     data = read_yaml(path, f"sweep file {path!r} does not exist")
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of sweep options")
-    known = {f.name for f in dataclasses.fields(SweepConfig)} | {"methods", "name", "output"}
+    known = load_yaml_keys()
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(sorted(known))}")
@@ -177,7 +182,13 @@ def load_yaml(path: str) -> dict:
             isinstance(value, list) and value and all(isinstance(v, str) for v in value)
         ):
             raise UserError(f"{path}: {key} must be a method name or a list of them, got {value!r}")
-    return safe_yaml.check_fields(data, SweepConfig, str(path), {"name": str, "output": str})
+    data = safe_yaml.check_fields(data, SweepConfig, str(path), {"name": str, "output": str})
+    return safe_yaml.check_fields(data, Source, str(path), dict.fromkeys(PROMPT_KEYS, str | None))
+
+
+def sweep_from_dict(d: dict, where: str = "sweep") -> SweepConfig:
+    """A SweepConfig from `to_dict`'s output (an experiment manifest holds one per method)."""
+    return from_plain(SweepConfig, d, where)
 
 
 def to_dict(cfg: SweepConfig) -> dict:

@@ -15,32 +15,21 @@ import torch
 from ray.tune import Stopper
 
 from search_spaces._common import default_point
+from sweeps import experiment as folder
 from sweeps.cluster import check_loopback, private_cluster_settings
-from sweeps.config import SweepConfig, to_dict
+from sweeps.config import SweepConfig, sweep_from_dict, to_dict
+from sweeps.experiment import LOCK, journal, journal_path, read_manifest, study_name
 from sweeps.interrupt import Interrupted, fit
-from sweeps.lock import LOCK, experiment_lock
-from sweeps.manifest import MANIFEST, read_manifest
+from sweeps.lock import experiment_lock
 from sweeps.objectives import get_objectives
 from sweeps.relocate import EXPERIMENT_ENV, drive, relative
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import aggregate_any, job_context, per_sample_any
 from unlearn_core.methods import get_method
+from unlearn_core.version import VERSION
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
-
-
-def study_name(method: str) -> str:
-    return method
-
-
-def journal_path(home: Path, method: str) -> Path:
-    return home / "optuna" / f"{method}.journal"
-
-
-def results_path(home: Path, method: str) -> Path:
-    return home / "results" / f"{method}.jsonl"
 
 
 def check_address(address: str | None) -> None:
@@ -88,11 +77,12 @@ def check_storage(storage: str | None, flag: str = "storage") -> None:
 
 def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     """The retain reference (once per sweep) and the target model's metrics, saved in the folder."""
-    ref_path = home / "reference" / f"{cfg.benchmark}-{cfg.split}.json"
-    target_path = home / "reference" / f"target-{cfg.benchmark}-{cfg.split}.json"
+    bench = (cfg.source.benchmark, cfg.source.split)
+    ref_path = folder.reference_path(home, *bench)
+    target_path = folder.model_metrics_path(home, "target", *bench)
     if ref_path.is_file() and target_path.is_file():
         return str(ref_path), json.loads(target_path.read_text())["model_utility"]
-    from sweeps.trainable import make_job
+    from sweeps.config import make_job
 
     probe = make_job(cfg, default_point(cfg.resolved_preset()), cfg.seed, None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,7 +90,7 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     write_json(ref_path, ctx.reference.to_json())
     from unlearn_core.models import ModelConfig, load_model
 
-    model = load_model(probe.model or ModelConfig(ctx.setup.target_model), device)
+    model = load_model(ctx.model, device)
     model.eval()
 
     def metrics_of(m: torch.nn.Module) -> dict:
@@ -113,9 +103,7 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     if ctx.setup.retain_model:  # the retain model's own point (forget_quality 1), for the plots
         retain = load_model(ModelConfig(ctx.setup.retain_model), device)
         retain.eval()
-        write_json(
-            home / "reference" / f"retain-{cfg.benchmark}-{cfg.split}.json", metrics_of(retain)
-        )
+        write_json(folder.model_metrics_path(home, "retain", *bench), metrics_of(retain))
     return str(ref_path), metrics["model_utility"]
 
 
@@ -146,7 +134,7 @@ def new_manifest(home: Path, cfgs: list[SweepConfig], name: str) -> dict:
 def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
     """Refuse to mix a different configuration into an existing experiment; write the manifest."""
     manifest = new_manifest(home, cfgs, name)
-    if (home / MANIFEST).exists():
+    if folder.manifest_path(home).exists():
         old = read_manifest(home)
         if old["sweeps"] != manifest["sweeps"]:
             raise UserError(
@@ -159,10 +147,10 @@ def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
             f"{home} exists and is not an unlearn-sweep experiment; choose another --name"
         )
     home.mkdir(parents=True, exist_ok=True)
-    write_json(home / MANIFEST, manifest)
+    write_json(folder.manifest_path(home), manifest)
     import yaml
 
-    (home / "sweep.yaml").write_text(
+    folder.sweep_yaml_path(home).write_text(
         yaml.safe_dump({"name": name, "sweeps": manifest["sweeps"]}, sort_keys=False)
     )
 
@@ -258,7 +246,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     storage_path = (
         str(Path(cfg.storage).expanduser().absolute())
         if cfg.storage and "://" not in cfg.storage
-        else (cfg.storage or str(home / "ray"))
+        else (cfg.storage or str(folder.ray_path(home)))
     )
     exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
@@ -338,9 +326,9 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 callbacks=[
-                    ResultsLog(relative(home, results_path(home, cfg.method)), cfg.method),
+                    ResultsLog(relative(home, folder.results_path(home, cfg.method)), cfg.method),
                     Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
-                    DriverMemory("driver_memory.jsonl", cfg.method),
+                    DriverMemory(relative(home, folder.driver_memory_path(home)), cfg.method),
                 ]
                 + ([StateBackup(relative(home, exp_dir))] if local else []),
             ),
@@ -376,8 +364,6 @@ def reconcile(home: Path, method: str) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    from sweeps.search import journal
-
     storage = journal(journal_path(home, method))
     study = optuna.load_study(study_name=study_name(method), storage=storage)
     fixed = 0
@@ -395,7 +381,7 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
     check_storage(first.storage or str(home.parent), "storage" if first.storage else "--output")
     if home.exists() and not home.is_dir():
         raise UserError(f"experiment path {home} is a file; choose another --name or --output")
-    if (home / MANIFEST).exists() or (home.exists() and any(home.iterdir())):
+    if folder.manifest_path(home).exists() or (home.exists() and any(home.iterdir())):
         prepare_home(home, cfgs, name)  # refuses, naming why, before Ray starts
     drive(home)
     init_ray(first.address)
@@ -410,15 +396,13 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
 
 
 def resume_sweep(home: Path) -> Path:
-    from sweeps.status import load_study
+    from sweeps.experiment import load_study
 
     manifest = read_manifest(home)
     try:
-        cfgs = [
-            SweepConfig(**{**d, "objectives": tuple(d["objectives"])}) for d in manifest["sweeps"]
-        ]
-    except (TypeError, KeyError) as e:
-        raise UserError(f"{home / MANIFEST} holds an invalid sweep: {e}") from None
+        cfgs = [sweep_from_dict(d) for d in manifest["sweeps"]]
+    except (UserError, TypeError, KeyError) as e:
+        raise UserError(f"{folder.manifest_path(home)} holds an invalid sweep: {e}") from None
     with experiment_lock(home):  # one driver per experiment, before anything is repaired
         for cfg in cfgs:  # before Ray starts: a corrupted journal gets one line, not a traceback
             if journal_path(home, cfg.method).is_file():

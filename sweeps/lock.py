@@ -14,10 +14,10 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from sweeps.experiment import lock_path
 from unlearn_core.errors import UserError
 
 log = logging.getLogger(__name__)
-LOCK = ".driver.lock"
 
 
 def _holder(text: str) -> dict:
@@ -47,7 +47,7 @@ def _refuse(home: Path, holder: dict, why: str) -> UserError:
 
 def _acquire(home: Path) -> int:
     """The open, flocked lock file; refuses in one line when another driver holds it."""
-    path = home / LOCK
+    path = lock_path(home)
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -78,7 +78,9 @@ def experiment_lock(home: Path) -> Iterator[None]:
         holder = _holder(os.pread(fd, 4096, 0).decode(errors="replace"))
         host = socket.gethostname()
         if holder and holder.get("host") != host:
-            raise _refuse(home, holder, f"; if no driver runs there any more, remove {home / LOCK}")
+            raise _refuse(
+                home, holder, f"; if no driver runs there any more, remove {lock_path(home)}"
+            )
         if holder:
             state = "is no longer running" if not _alive(int(holder["pid"])) else "let it go"
             log.warning(
@@ -97,5 +99,6 @@ def experiment_lock(home: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        os.unlink(home / LOCK)  # while still flocked: a driver waiting on it re-checks the inode
+        # while still flocked: a driver waiting on it re-checks the inode
+        os.unlink(lock_path(home))
         os.close(fd)

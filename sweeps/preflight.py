@@ -10,10 +10,11 @@ from pathlib import Path
 
 from search_spaces import SPACES
 from search_spaces._common import SpaceOptions
-from sweeps.config import SweepConfig
+from sweeps.config import SweepConfig, make_job
 from unlearn_core.config import check_fields
 from unlearn_core.errors import UserError
 from unlearn_core.paths import check_paths, check_remote_code
+from unlearn_core.source import Source
 from unlearn_core.train import SEED_MAX
 
 NO_REMOTE_CODE = "sweeps never run a model's own code: convert it to a transformers class first"
@@ -23,7 +24,11 @@ def check_sweep(cfgs: list[SweepConfig], name: str, home: Path) -> None:
     """Refuse, naming the value, anything a trial of these sweeps would refuse later."""
     check_name(name)
     for cfg in cfgs:
-        check_fields(dataclasses.asdict(cfg), SweepConfig, "sweep option")
+        options = dataclasses.asdict(cfg)
+        source = options.pop("source")
+        source.pop("prompt")  # a PromptFormat, checked where it is built
+        check_fields(options, SweepConfig, "sweep option")
+        check_fields(source, Source, "sweep option")
         check_resources(cfg)
         check_seeds(cfg)
         check_values(cfg)
@@ -76,8 +81,6 @@ def _base_params(cfg: SweepConfig) -> dict:
 def check_values(cfg: SweepConfig) -> None:
     """The fixed values, then both ends of every range, then the first and last seed, each
     through make_job; the first refusal names what the user gave."""
-    from sweeps.trainable import make_job  # the trial's own construction of its job
-
     base = _base_params(cfg)
 
     def job(params: dict, given: str, seed: int = cfg.seed):
@@ -87,7 +90,7 @@ def check_values(cfg: SweepConfig) -> None:
             raise UserError(f"{given}: {e}") from None
 
     fixed = " ".join(f"{k}={v!r}" for k, v in cfg.fixed.items())
-    first = job(base, f"--fix {fixed}" if fixed else "the search space")
+    first = job(base, f"--fix {fixed}" if fixed else "the search space")  # the trial's own job
     for name, r in cfg.space_options().ranges.items():
         given = f"--space {name}={cfg.space[name]}"
         whole = isinstance(base.get(name), int) and not isinstance(base.get(name), bool)
@@ -96,13 +99,13 @@ def check_values(cfg: SweepConfig) -> None:
         for end in (r.low, r.high):
             job(base | {name: int(end) if whole else end}, f"{given} (value {end:g})")
     job(base, f"seed {cfg.seed + cfg.seeds - 1}", cfg.seed + cfg.seeds - 1)
-    model = first.model.path if first.model else None
-    check_paths(model=model, data=first.data, retain_model=first.retain_model)
-    for path in (model, first.retain_model):
+    src = first.source
+    check_paths(model=src.model, data=src.data, retain_model=src.retain_model)
+    for path in (src.model, src.retain_model):
         if path is not None:
             check_remote_code(path, False, NO_REMOTE_CODE)
-    if first.retain_logs is not None and not Path(first.retain_logs).expanduser().is_file():
-        raise UserError(f"retain logs {first.retain_logs!r} is not a file")
+    if src.retain_logs is not None and not Path(src.retain_logs).expanduser().is_file():
+        raise UserError(f"retain logs {src.retain_logs!r} is not a file")
 
 
 def check_resume(home: Path) -> None:
@@ -110,10 +113,10 @@ def check_resume(home: Path) -> None:
     reference metrics it reuses instead of computing them again."""
     import json
 
-    from sweeps.manifest import read_manifest
+    from sweeps.experiment import read_manifest, references_path
 
     read_manifest(home)
-    for path in sorted((home / "reference").glob("*.json")):
+    for path in sorted(references_path(home).glob("*.json")):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -57,11 +57,6 @@ def make_sampler(
     return optuna.samplers.GridSampler(grid_space(method, preset, defaults or {}, fixed), seed=seed)
 
 
-def journal(path: Path) -> JournalStorage:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
 class ExperimentJournal(JournalFileBackend):
     """A journal file named relative to the experiment: Ray pickles the searcher, and with it
     the study's storage, into its state, and the unpickled one must find the journal where the
@@ -101,6 +96,13 @@ class UnlearnSearch(OptunaSearch):
     """OptunaSearch that (1) tells FAIL, with the cause, for errored, diverged or non-finite trials
     instead of leaving them RUNNING (Ray logs the tell error and moves on), and (2) forwards the
     utility-floor violation as an Optuna constraint (feasible iff <= 0)."""
+
+    def _setup_study(self, mode: str | list[str]) -> None:
+        super()._setup_study(mode)
+        # optuna-dashboard and optuna.visualization name the axes from the study's metric names
+        # (else "Objective 0"): the objective keys, as the trials report them
+        if self._ot_study.metric_names is None:
+            self._ot_study.set_metric_names(list(self._metric))
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)

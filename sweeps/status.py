@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unlearn_core.errors import UserError
-
-
-def load_study(home: Path, method: str):
-    """The method's Optuna study, or one line naming the journal that cannot be read."""
-    import optuna
-
-    from sweeps.launch import journal_path, study_name
-    from sweeps.search import journal
-
-    path = journal_path(home, method)
-    try:
-        return optuna.load_study(study_name=study_name(method), storage=journal(path))
-    except Exception as e:  # a corrupted journal raises from deep inside optuna
-        raise UserError(f"cannot read {path}: {(str(e).splitlines() or [repr(e)])[0]}") from e
+from sweeps.experiment import journal_path, load_study, read_manifest
 
 
 def study_summary(home: Path) -> list[str]:
     from optuna.trial import TrialState
 
-    from sweeps.launch import journal_path, read_manifest
     from sweeps.objectives import get_objectives
 
     lines = []

@@ -18,18 +18,15 @@ import numpy as np
 import torch
 from ray import tune
 
+from search_spaces._common import OPTIMIZER_KEYS
 from sweeps import faults
-from sweeps.config import SweepConfig, hparam_names
+from sweeps.config import SweepConfig, hparam_names, make_job, sweep_from_dict
 from sweeps.objectives import get_objectives, objective_values
 from sweeps.relocate import inside
 from unlearn_core.errors import TrialDiverged
-from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import JobConfig, run_job
-from unlearn_core.models import ModelConfig
-from unlearn_core.train import LoopState, TrainConfig
-
-VERSION = "0.1.0"
-OPTIMIZER_KEYS = ("lr", "epochs", "warmup_epochs", "weight_decay")
+from unlearn_core.train import LoopState
+from unlearn_core.version import VERSION
 
 
 @dataclass(frozen=True)
@@ -46,41 +43,8 @@ class TrialSpec:
         return make_job(self.sweep, self.params, seed, self.reference)
 
 
-def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None) -> JobConfig:
-    """The JobConfig of one configuration and seed."""
-    train = TrainConfig(
-        lr=params["lr"],
-        epochs=int(params["epochs"]),
-        batch_size=s.batch_size,
-        grad_accum=s.grad_accum,
-        warmup_epochs=params["warmup_epochs"],
-        weight_decay=params["weight_decay"],
-        seed=seed,
-    )
-    hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
-    model = ModelConfig(s.model, lora_r=s.lora_r) if s.model else None
-    if model is None and s.lora_r:
-        from unlearn_core.benchmarks import resolve
-
-        model = ModelConfig(resolve(s.benchmark, s.split).target_model, lora_r=s.lora_r)
-    return JobConfig(
-        method=s.method,
-        hparams=hp,
-        benchmark=s.benchmark,
-        split=s.split,
-        train=train,
-        eval=EvalConfig(),
-        model=model,
-        data=s.data,
-        retain_model=s.retain_model,
-        retain_logs=s.retain_logs,
-        reference=reference,
-        prompt=s.prompt(),
-    )
-
-
 def trial_spec(config: dict) -> TrialSpec:
-    sweep = SweepConfig(**{**config["sweep"], "objectives": tuple(config["sweep"]["objectives"])})
+    sweep = sweep_from_dict(config["sweep"])
     params = {
         k: v for k, v in config.items() if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)
     }

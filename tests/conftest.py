@@ -154,7 +154,7 @@ def run_watched(args: list[str], out: Path, env: dict, timeout: float = 600):
     console = out.parent / f"{out.name}.console"
     with console.open("w") as f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeps.cli", *args], env=env, stdout=f, stderr=f, text=True
+            [sys.executable, "-m", "unlearn_sweep", *args], env=env, stdout=f, stderr=f, text=True
         )
         seen: set = set()
         deadline = time.monotonic() + timeout

@@ -20,8 +20,8 @@ from optuna.distributions import FloatDistribution
 from analysis import export, pareto
 from analysis.load import load
 from analysis.params import SearchRange, importances, near_bounds
-from sweeps.cli import main
 from unlearn_core.errors import UserError
+from unlearn_sweep.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -176,19 +176,9 @@ def test_load_counts_every_trial_with_its_status(experiment):
     assert exp.target == TARGET
 
 
-def test_layout_constants_match_the_sweep_writer(tmp_path):
-    from analysis.load import MANIFEST, OPTIMIZER_KEYS
-    from search_spaces._common import OPTIMIZER_KEYS as SPACE_KEYS
-    from sweeps import launch
-
-    assert MANIFEST == launch.MANIFEST and OPTIMIZER_KEYS == SPACE_KEYS
-    assert launch.results_path(tmp_path, "npo") == tmp_path / "results" / "npo.jsonl"
-    assert launch.journal_path(tmp_path, "npo") == tmp_path / "optuna" / "npo.journal"
-
-
 def test_analysis_never_imports_ray():
     code = (
-        "import sys, analysis.cli, analysis.report, analysis.export, analysis.summary\n"
+        "import sys, unlearn_sweep.analyze, analysis.report, analysis.export, analysis.summary\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'ray')\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
@@ -333,48 +323,32 @@ def test_bad_rules_are_refused(kwargs, message):
 
 # --- export files -------------------------------------------------------------------------------
 
-FIELDS = {
-    "method",
-    "benchmark",
-    "split",
-    "hparams",
-    "train",
-    "model",
-    "lora_r",
-    "objectives",
-    "metrics",
-    "trial_id",
-    "epoch",
-    "version",
-    "rule",
-}
+JOB_FIELDS = {"method", "hparams", "source", "train", "eval", "trust_remote_code", "reference"}
+INFO_FIELDS = {"trial", "epoch", "objectives", "metrics", "rule", "version"}
 
 
-def test_export_writes_yaml_and_json_with_only_the_listed_fields(experiment, capsys):
+def test_export_writes_the_job_and_an_info_section(experiment, capsys):
+    from unlearn_core.job import job_from_dict
+
     assert main(["export", str(experiment), "--rule", "max-forget", "--openunlearning"]) == 0
     out = capsys.readouterr().out
     assert "trainer=NPO" in out and "trainer.method_args.beta=" in out
     for method in ("npo", "grad_diff"):
         doc = yaml.safe_load((experiment / "best" / f"{method}.yaml").read_text())
         assert doc == json.loads((experiment / "best" / f"{method}.json").read_text())
-        assert set(doc) == FIELDS and doc["method"] == method
-        assert set(doc["train"]) == {
-            "lr",
-            "epochs",
-            "warmup_epochs",
-            "weight_decay",
-            "batch_size",
-            "grad_accum",
-            "seed",
-            "stop_after",
-        }
-        assert doc["objectives"]["model_utility"] >= 0.9 * TARGET["model_utility"]
-        assert doc["rule"] == {"name": "max-forget", "min_utility_frac": 0.9}
+        assert set(doc) == {"job", "info"} and set(doc["job"]) == JOB_FIELDS
+        assert set(doc["info"]) == INFO_FIELDS
+        job = job_from_dict(doc["job"])  # what `unlearn --config` runs
+        assert job.method == method and job.reference is None
+        assert doc["info"]["objectives"]["model_utility"] >= 0.9 * TARGET["model_utility"]
+        assert doc["info"]["rule"] == {"name": "max-forget", "min_utility_frac": 0.9}
         assert "host" not in json.dumps(doc) and "node" not in json.dumps(doc)
-        stop = doc["train"]["stop_after"]
-        assert (stop is None) == (doc["epoch"] == doc["train"]["epochs"])
-        assert stop is None or 1 <= stop < doc["train"]["epochs"]
-    assert set(yaml.safe_load((experiment / "best" / "npo.yaml").read_text())["hparams"]) == {
+        stop = job.train.stop_after
+        assert (stop is None) == (doc["info"]["epoch"] == job.train.epochs)
+        assert stop is None or 1 <= stop < job.train.epochs
+    assert set(
+        yaml.safe_load((experiment / "best" / "npo.yaml").read_text())["job"]["hparams"]
+    ) == {
         "beta",
         "alpha",
         "gamma",
@@ -385,14 +359,15 @@ def test_record_keeps_the_trial_schedule_and_stops_early(experiment):
     rows, (exp,) = load([experiment])
     row = rows[(rows["method"] == "npo") & (rows["trial_index"] == 6) & (rows["epoch"] == 2)]
     doc = export.record(exp, row.iloc[0], export.Rule("knee"), KEYS, ["forget_quality"])
-    assert doc["train"]["epochs"] == 4 and doc["train"]["stop_after"] == 2 and doc["epoch"] == 2
-    assert isinstance(doc["train"]["epochs"], int) and doc["rule"] == {"name": "knee"}
+    train = doc["job"]["train"]
+    assert train["epochs"] == 4 and train["stop_after"] == 2 and doc["info"]["epoch"] == 2
+    assert isinstance(train["epochs"], int) and doc["info"]["rule"] == {"name": "knee"}
     text = export.openunlearning_overrides(doc)
     for part in (
         "trainer=NPO",
         "forget_split=forget10",
         "retain_split=retain90",
-        f"trainer.args.learning_rate={doc['train']['lr']!r}",
+        f"trainer.args.learning_rate={train['lr']!r}",
         "trainer.args.num_train_epochs=4",
         "trainer.args.save_strategy=epoch",
         "trainer.args.per_device_train_batch_size=8",

@@ -23,9 +23,10 @@ from analysis import pareto
 from analysis.summary import analyze
 from search_spaces import SPACES
 from search_spaces._common import SpaceOptions
-from sweeps.cli import main
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import OBJECTIVES, get_objectives, objective_values
+from unlearn_core.source import Source
+from unlearn_sweep.cli import main
 
 # --- a fake document-benchmark experiment -------------------------------------------------------
 
@@ -120,7 +121,7 @@ def write_doc_experiment(
     metrics_of = _muse_metrics if "muse" in benchmark else _dusk_metrics
     cfg = SweepConfig(
         method=method,
-        benchmark=benchmark,
+        source=Source(benchmark),
         trials=len(trials),
         objectives=objectives,
         utility_floor=0.1,
@@ -137,7 +138,7 @@ def write_doc_experiment(
     }
     (home / "unlearn_sweep.json").write_text(json.dumps(manifest, indent=2))
     (home / "reference").mkdir()
-    bench = f"{benchmark}-{cfg.split}"
+    bench = f"{benchmark}-{cfg.source.split}"
     (home / "reference" / f"target-{bench}.json").write_text(json.dumps(target))
     (home / "reference" / f"retain-{bench}.json").write_text(json.dumps(retain))
     (home / "optuna").mkdir()
@@ -425,12 +426,13 @@ def test_each_export_rule_picks_the_hand_expected_trial(which, args, picked, req
     home = request.getfixturevalue(which)
     assert main(["export", str(home), *args]) == 0
     doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
-    assert doc["trial_id"] == picked
     assert doc == json.loads((home / "best" / "npo.json").read_text())
+    job, doc = doc["job"], doc["info"]
+    assert doc["trial"] == picked
     trials = MUSE_TRIALS if which == "muse" else DUSK_TRIALS
     keys = list(doc["objectives"])
     assert [doc["objectives"][k] for k in keys] == pytest.approx(trials[picked][:2])
-    assert doc["train"]["stop_after"] is None and doc["rule"]["name"] == args[1]
+    assert job["train"]["stop_after"] is None and doc["rule"]["name"] == args[1]
     assert "min_forget_quality" not in doc["rule"]
     assert f"npo: trial {picked} epoch" in capsys.readouterr().out
 
@@ -500,7 +502,7 @@ def test_three_objectives_analyse_and_export(tmp_path, capsys):
     assert main(["analyze", str(home)]) == 0
     assert "hypervolume uses all three" in (home / "report.md").read_text()
     assert main(["export", str(home), "--rule", "max-forget"]) == 0
-    assert yaml.safe_load((home / "best" / "npo.yaml").read_text())["trial_id"] == "B"
+    assert yaml.safe_load((home / "best" / "npo.yaml").read_text())["info"]["trial"] == "B"
     capsys.readouterr()
 
 
@@ -515,7 +517,7 @@ def test_one_objective_analyses_and_exports(tmp_path, capsys):
     assert "trial (sampling order)" in (home / "analysis" / "pareto.html").read_text()
     for rule in ("knee", "weighted"):
         assert main(["export", str(home), "--rule", rule]) == 0
-        assert yaml.safe_load((home / "best" / "npo.yaml").read_text())["trial_id"] == "D"
+        assert yaml.safe_load((home / "best" / "npo.yaml").read_text())["info"]["trial"] == "D"
     capsys.readouterr()
     assert main(["export", str(home), "--rule", "max-forget"]) == 2
     assert "needs a forget and a utility objective" in capsys.readouterr().err

@@ -497,7 +497,7 @@ def test_the_table_covers_every_category():
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     prepare, args, message, root, monkeypatch, capsys
 ):
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     if prepare is not None:
         if prepare.__code__.co_argcount == 2:
@@ -549,7 +549,7 @@ def test_a_full_disk_mid_sweep_is_one_line_and_resume_finishes(tmp_path):
         pytest.skip("needs a tmpfs mount (root)")
 
     def cli(*args):
-        cmd = [sys.executable, "-m", "sweeps.cli", *args]
+        cmd = [sys.executable, "-m", "unlearn_sweep", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
     try:
@@ -567,7 +567,7 @@ def test_a_full_disk_mid_sweep_is_one_line_and_resume_finishes(tmp_path):
 
 
 def test_analyze_output_writes_elsewhere_and_leaves_the_experiment_as_it_was(root, capsys):
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     (root / "exp" / "analysis").write_text("a file where the plots go: the folder is not ours")
     before = snapshot(root / "exp")

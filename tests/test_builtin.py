@@ -18,6 +18,7 @@ from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import JobConfig, evaluate_model, get_reference, run_job
 from unlearn_core.metrics import tofu
 from unlearn_core.models import ModelConfig, load_model, load_tokenizer
+from unlearn_core.source import Source
 from unlearn_core.tofu_eval import aggregate, per_sample
 from unlearn_core.train import TrainConfig
 
@@ -72,8 +73,7 @@ def test_cache_key_changes_with_settings():
 JOB = JobConfig(
     method="npo",
     hparams={"beta": 0.1, "alpha": 1.0},
-    benchmark=NAME,
-    split="forget10",
+    source=Source(NAME, "forget10"),
     train=TrainConfig(lr=5e-4, epochs=3, batch_size=8, grad_accum=1, seed=0),
 )
 
@@ -104,11 +104,11 @@ def test_same_seed_same_metrics(small_benchmark):
 def test_mistyped_paths_fail_before_any_build(tmp_path, monkeypatch, small_benchmark):
     monkeypatch.setenv("UNLEARN_SWEEP_CACHE", str(tmp_path / "cache"))
     with pytest.raises(UserError, match="'/no/such/model' is not a model folder: it does not"):
-        run_job(JobConfig(method="npo", model=ModelConfig("/no/such/model")))
+        run_job(JobConfig(method="npo", source=Source(model="/no/such/model")))
     with pytest.raises(UserError, match="'~/no/such/model' is not a model folder"):
-        evaluate_model("~/no/such/model", "tiny-tofu", "forget10", EvalConfig())
+        evaluate_model(Source(model="~/no/such/model"), EvalConfig())
     with pytest.raises(UserError, match="data path './no/such/data' is not a folder"):
-        run_job(JobConfig(method="npo", data="./no/such/data"))
+        run_job(JobConfig(method="npo", source=Source(data="./no/such/data")))
     with pytest.raises(UserError, match="'/no/retain' is not a model folder"):
         resolve("tofu", "forget10", model=str(small_benchmark["target"]), retain_model="/no/retain")
     assert not (tmp_path / "cache").exists()  # nothing of the default benchmark was built
@@ -119,7 +119,7 @@ def test_altpo_jobs_sample_alternates_once_from_the_target(small_benchmark):
     from unlearn_core.methods import METHODS
 
     views, cpu = METHODS["altpo"].views, torch.device("cpu")
-    job = JobConfig(method="altpo", benchmark=NAME, eval=EvalConfig(generate=False))
+    job = JobConfig(method="altpo", source=Source(NAME), eval=EvalConfig(generate=False))
     ctx = job_context(job, views, cpu)
     assert len(ctx.forget) == 80 and all("forget_alt" in ex for ex in ctx.forget)
     rows = alternates(

@@ -13,7 +13,7 @@ from unlearn_core.methods import METHODS
 
 def cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "unlearn_sweep", *args], capture_output=True, text=True, cwd=cwd
     )
 
 
@@ -110,7 +110,7 @@ BAD_SWEEPS = [
 @pytest.mark.parametrize("args,message", BAD_SWEEPS, ids=[" ".join(a) for a, _ in BAD_SWEEPS])
 def test_bad_sweeps_fail_before_any_trial(args, message, tmp_path, monkeypatch, capsys):
     # in-process (the subprocess path of main() is covered above): one start-up for the table
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     monkeypatch.chdir(tmp_path)
     try:
@@ -154,3 +154,96 @@ def test_methods_lists_registry():
     for name in METHODS:
         assert name in out.stdout
     assert "beta=0.1" in out.stdout
+
+
+BAD_EXPORTS = [
+    ("job:\n  method: npo\n  shell: rm -rf /\n", "job has no field 'shell'; accepted: method"),
+    ("job:\n  method: npo\n  train:\n    lr: fast\n", "job.train.lr must be float, got 'fast'"),
+    ("job:\n  method: npo\n  source:\n    benchmark: mmlu\n", "unknown benchmark 'mmlu'"),
+    ("job:\n  method: npo\n  source:\n    prompt:\n      template: x\n", "unknown prompt template"),
+    ("method: npo\nsplit: forget10\n", "is not an exported config; it needs the keys job"),
+    ("job:\n  method: npo\nnotes: x\n", "unknown key 'notes'; accepted: job, info"),
+]
+
+
+@pytest.mark.parametrize("doc,message", BAD_EXPORTS, ids=[m for _, m in BAD_EXPORTS])
+def test_bad_exported_configs_are_one_line_exit_2(doc, message, tmp_path, monkeypatch, capsys):
+    from unlearn_sweep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "best.yaml").write_text(doc)
+    code = main(["unlearn", "--config", "best.yaml"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: best.yaml"), err
+    assert message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]
+
+
+def test_flags_given_with_config_override_the_files_values():
+    from unlearn_core.data.format import PromptFormat
+    from unlearn_core.job import JobConfig, job_from_dict, job_to_dict
+    from unlearn_core.source import Source
+    from unlearn_sweep.cli import build_parser, job_dict
+
+    exported = job_to_dict(
+        JobConfig(
+            method="npo",
+            hparams={"beta": 0.2, "alpha": 2.0},
+            source=Source(
+                "tiny-tofu-small", prompt=PromptFormat(template="base", date_string="1 Jan 2026")
+            ),
+        )
+    )
+    args = build_parser().parse_args(["unlearn", "--config", "x.yaml"])
+    assert job_from_dict(job_dict(args, exported)) == job_from_dict(exported)  # nothing given
+    flags = ["--lr", "0.5", "--hp", "beta=0.3", "--template", "chat", "--split", "forget05"]
+    job = job_from_dict(
+        job_dict(build_parser().parse_args(["unlearn", "--config", "x", *flags]), exported)
+    )
+    assert job.train.lr == 0.5 and job.train.epochs == 10  # the rest: the file's (TrainConfig's)
+    assert job.hparams == {"beta": 0.3, "alpha": 2.0} and job.source.split == "forget05"
+    assert job.source.prompt == PromptFormat(template="chat", date_string="1 Jan 2026")
+    assert job.source.benchmark == "tiny-tofu-small"
+
+
+def _options(command: str) -> list:
+    from unlearn_sweep.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
+    return [a for a in sub.choices[command]._actions if a.option_strings and a.dest != "help"]
+
+
+@pytest.mark.parametrize("command", ["unlearn", "evaluate", "sweep"])
+def test_every_option_has_help_and_its_default(command):
+    for a in _options(command):
+        assert a.help and (a.required or "default" in a.help), a.option_strings
+    flags = {a.dest for a in _options(command)}
+    assert {"benchmark", "split", "data", "template", "system_prompt", "date_string"} <= flags
+
+
+def test_flags_are_the_dataclass_fields_and_the_sweep_file_keys():
+    import dataclasses
+
+    from sweeps.config import SweepConfig, load_yaml_keys
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS
+    from unlearn_core.train import TrainConfig
+
+    sweep = {a.dest for a in _options("sweep")}
+    fields = {f.name for f in dataclasses.fields(SweepConfig)} - {"source", "method", "fixed"}
+    assert fields | set(SOURCE_KEYS) | set(PROMPT_KEYS) <= sweep
+    # the file names them as the flags do (methods and fixed: --method's list, --fix's mapping)
+    assert load_yaml_keys() == (sweep - {"config", "fix"}) | {"methods", "fixed"}
+    unlearn = {a.dest for a in _options("unlearn")}
+    assert {"lr", "epochs", "batch_size", "schedule", "seed"} <= unlearn
+    assert {"lr", "epochs", "batch_size", "schedule", "seed"} <= {
+        f.name for f in dataclasses.fields(TrainConfig)
+    }
+
+
+def test_version(capsys):
+    from unlearn_core.version import VERSION
+    from unlearn_sweep.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"unlearn-sweep {VERSION}"

@@ -15,6 +15,7 @@ import pytest
 from unlearn_core import builtin
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import evaluate_model
+from unlearn_core.source import Source
 
 NAMES = ("tiny-muse-small", "tiny-dusk-small")
 
@@ -26,13 +27,13 @@ def doc_models():
 
 def cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "unlearn_sweep", *args], capture_output=True, text=True, cwd=cwd
     )
 
 
 def test_targets_memorise_and_retrain_models_do_not(doc_models):
     m = {
-        (n, k): evaluate_model(str(doc_models[n][k]), n, "forget", EvalConfig())[0]
+        (n, k): evaluate_model(Source(n, "forget", model=str(doc_models[n][k])), EvalConfig())[0]
         for n in NAMES
         for k in ("full", "retrain")
     }
@@ -94,12 +95,13 @@ def test_unlearn_prints_the_benchmark_metrics(doc_models, name, shown, tmp_path)
     before, after = (float(v) for v in rows["forget_verbmem_ROUGE"])
     assert after < before  # NPO on the forget documents lowers their verbatim recall
     saved = json.loads((tmp_path / "m" / "metrics.json").read_text())
-    assert saved["job"]["benchmark"] == name and saved["job"]["split"] == "forget"
+    assert saved["job"]["source"]["benchmark"] == name
+    assert saved["job"]["source"]["split"] == "forget"
 
 
 def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
     from analysis.load import load_study
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     for name, keys in (
         ("tiny-muse-small", ("forget_verbmem_ROUGE", "model_utility")),
@@ -149,7 +151,9 @@ def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
         assert (home / "report.md").is_file() and (home / "analysis" / "pareto.png").is_file()
         assert main(["export", str(home), "--rule", "knee"]) == 0
         best = json.loads((home / "best" / "grad_ascent.json").read_text())
-        assert best["benchmark"] == name and set(best["objectives"]) == set(keys)
+        assert best["job"]["source"]["benchmark"] == name and set(
+            best["info"]["objectives"]
+        ) == set(keys)
 
 
 BAD = [
@@ -181,7 +185,7 @@ BAD = [
     ),
     (
         ["unlearn", "--method", "npo", "--benchmark", "tiny-muse-small", "--template", "alpaca"],
-        "invalid choice: 'alpaca'",
+        "unknown prompt template 'alpaca'; accepted: chat, llama2, base",
     ),
 ]
 try:
@@ -230,19 +234,18 @@ def test_no_network_when_data_and_models_are_local(doc_models, small_benchmark, 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     cfg = EvalConfig(generate=False)
-    m, _ = evaluate_model(
-        str(doc_models["tiny-muse-small"]["full"]), "tiny-muse-small", "forget", cfg
-    )
+    model = str(doc_models["tiny-muse-small"]["full"])
+    m, _ = evaluate_model(Source("tiny-muse-small", "forget", model=model), cfg)
     assert "privleak" in m
     # the `tofu` benchmark (the hub path) on a local copy of the data and local models
-    m, _ = evaluate_model(
-        str(small_benchmark["target"]),
+    local_tofu = Source(
         "tofu",
         "forget10",
-        cfg,
         data=str(small_benchmark["data"]),
+        model=str(small_benchmark["target"]),
         retain_model=str(small_benchmark["retain"]),
     )
+    m, _ = evaluate_model(local_tofu, cfg)
     assert "forget_quality" in m
     assert attempts == []
     # the retain model's reference was computed once and cached for the next run
@@ -256,14 +259,7 @@ def test_no_network_when_data_and_models_are_local(doc_models, small_benchmark, 
         retain_model=str(small_benchmark["retain"]),
     )
     assert setup.reference_cache.is_file()
-    again, _ = evaluate_model(
-        str(small_benchmark["target"]),
-        "tofu",
-        "forget10",
-        cfg,
-        data=str(small_benchmark["data"]),
-        retain_model=str(small_benchmark["retain"]),
-    )
+    again, _ = evaluate_model(local_tofu, cfg)
     assert again["forget_quality"] == m["forget_quality"]
 
 

@@ -78,7 +78,7 @@ def _trials(home: Path) -> list[tuple]:
     """Per Optuna trial number: state, params, values, and every metric row Ray reported."""
     import optuna
 
-    from sweeps.search import journal
+    from sweeps.experiment import journal
 
     study = optuna.load_study(study_name="npo", storage=journal(home / "optuna" / "npo.journal"))
     rows = [json.loads(ln) for ln in (home / "results" / "npo.jsonl").open()]
@@ -100,7 +100,7 @@ def test_same_sweep_twice_gives_identical_trials(tmp_path, small_sweep):
         [
             sys.executable,
             "-m",
-            "sweeps.cli",
+            "unlearn_sweep",
             *SMALL_SWEEP,
             "--output",
             str(tmp_path),
@@ -123,7 +123,8 @@ def test_a_journal_cut_mid_line_is_repaired_and_the_study_continues(tmp_path):
     append joins it, the new trial's creation is lost and Optuna fails on the next trial."""
     import optuna
 
-    from sweeps.search import journal, repair_journal
+    from sweeps.experiment import journal
+    from sweeps.search import repair_journal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = tmp_path / "npo.journal"

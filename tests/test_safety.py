@@ -38,7 +38,7 @@ def test_the_private_cluster_listens_on_loopback_only(small_sweep):
 def _study(home: Path):
     import optuna
 
-    from sweeps.search import journal
+    from sweeps.experiment import journal
 
     return optuna.load_study(study_name="npo", storage=journal(home / "optuna" / "npo.journal"))
 
@@ -49,7 +49,7 @@ def _param_sets(study, states=None) -> list[str]:
 
 def _cli(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", *args],
+        [sys.executable, "-m", "unlearn_sweep", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -134,7 +134,8 @@ def test_an_interrupted_experiment_moved_then_resumed_finishes_there(interrupted
 def test_a_moved_finished_experiment_and_one_driver_at_a_time(
     small_sweep, tmp_path, capsys, caplog
 ):
-    from sweeps.lock import LOCK, experiment_lock
+    from sweeps.experiment import LOCK
+    from sweeps.lock import experiment_lock
 
     old, new = tmp_path / "a" / "exp", tmp_path / "b" / "new"
     original = snapshot(small_sweep[0])  # where the copied experiment was made
@@ -167,7 +168,8 @@ def test_a_moved_finished_experiment_and_one_driver_at_a_time(
 
 def test_a_lock_naming_another_host_is_refused_with_what_to_do(tmp_path):
     """Its holder cannot be checked from here (a folder shared between machines)."""
-    from sweeps.lock import LOCK, experiment_lock
+    from sweeps.experiment import LOCK
+    from sweeps.lock import experiment_lock
     from unlearn_core.errors import UserError
 
     lock = tmp_path / LOCK

@@ -1,6 +1,7 @@
 """Search spaces: one per registered method, every sampled point builds the method's Hparams and a
 TrainConfig, Optuna records what the space returns (and a FixedTrial replays it), and --fix,
---space overrides and both presets behave; bad ranges are user errors."""
+--space overrides and both presets behave; bad ranges are user errors; the study is told its
+metric names."""
 
 from __future__ import annotations
 
@@ -180,3 +181,19 @@ def test_bad_range_objects_are_user_errors():
         Range(0.0, 1.0, log=True)
     with pytest.raises(UserError, match="unknown preset"):
         SpaceOptions("huge")
+
+
+def test_the_study_is_told_its_objective_keys(tmp_path):
+    """optuna-dashboard and optuna.visualization read metric_names (else "Objective 0")."""
+    from search_spaces._common import SpaceOptions
+    from sweeps import experiment
+    from sweeps.objectives import DEFAULTS, get_objectives
+    from sweeps.search import make_searcher
+
+    objs = get_objectives(list(DEFAULTS["tofu"]))
+    keys, modes = [o.key for o in objs], [o.mode for o in objs]
+    storage = experiment.journal(experiment.journal_path(tmp_path, "npo"))
+    make_searcher("npo", "tpe", 0, SpaceOptions("tiny"), keys, modes, storage, "npo", None)
+    study = experiment.load_study(tmp_path, "npo")
+    assert study.metric_names == ["log10_forget_quality", "model_utility"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]

@@ -18,7 +18,7 @@ SWEEP = ["sweep", "--method", "npo", "--benchmark", "tiny-tofu-small", "--trials
 
 def run_main(args: list[str], capsys) -> tuple[int, list[str], str]:
     """The CLI in process (one start-up for many cases); -> (exit code, stderr lines, stdout)."""
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     try:
         code = main(args)
@@ -43,7 +43,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 def experiment(small_sweep):
     """The shared 2-trial sweep (run with secrets in its environment), analysed and exported
     with the secrets set too."""
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     home, console = small_sweep
     with pytest.MonkeyPatch.context() as mp:
@@ -115,9 +115,9 @@ def test_models_load_without_remote_code_by_default(monkeypatch, small_benchmark
 
 def test_cli_passes_trust_remote_code_only_when_given(monkeypatch, small_benchmark):
     import unlearn_core.job
-    from sweeps.cli import main
-    from sweeps.config import SweepConfig
-    from sweeps.trainable import make_job
+    from sweeps.config import SweepConfig, make_job
+    from unlearn_core.source import Source
+    from unlearn_sweep.cli import main
 
     seen = []
 
@@ -125,7 +125,7 @@ def test_cli_passes_trust_remote_code_only_when_given(monkeypatch, small_benchma
         seen.append(
             kwargs["trust_remote_code"]
             if "trust_remote_code" in kwargs
-            else args[0].model.trust_remote_code
+            else args[0].trust_remote_code
         )
         raise Stop
 
@@ -138,9 +138,9 @@ def test_cli_passes_trust_remote_code_only_when_given(monkeypatch, small_benchma
                 main([*command, "--model", target, *flags])
     assert seen == [False, True, False, True]
     # a sweep has no such flag: its trials never run a model repository's code
-    sweep = SweepConfig(method="npo", benchmark="tiny-tofu-small", model=target)
+    sweep = SweepConfig(method="npo", source=Source("tiny-tofu-small", model=target))
     params = {"lr": 1e-3, "epochs": 1, "warmup_epochs": 0.0, "weight_decay": 0.0}
-    assert make_job(sweep, params, 0, None).model.trust_remote_code is False
+    assert make_job(sweep, params, 0, None).trust_remote_code is False
 
 
 def test_remote_code_flag_is_refused_by_sweep(tmp_path, monkeypatch, capsys):

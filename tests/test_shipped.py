@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweeps.cli import main
 from unlearn_core import builtin, shipped
 from unlearn_core.errors import UserError
+from unlearn_sweep.cli import main
 
 
 @pytest.mark.parametrize("name", list(builtin.VARIANTS))

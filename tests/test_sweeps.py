@@ -15,7 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -28,7 +27,7 @@ def sweep_cmd(*args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "sweeps.cli",
+        "unlearn_sweep",
         "sweep",
         "--benchmark",
         "tiny-tofu-small",
@@ -43,11 +42,9 @@ def sweep_cmd(*args: str) -> list[str]:
 
 
 def load_study(home, method="npo"):
-    from sweeps.search import journal
+    from sweeps import experiment
 
-    return optuna.load_study(
-        study_name=method, storage=journal(home / "optuna" / f"{method}.journal")
-    )
+    return experiment.load_study(home, method)
 
 
 def results(home, method="npo"):
@@ -86,6 +83,7 @@ def fault_sweep(tmp_path_factory, small_benchmark):
 def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
     home, *_ = fault_sweep
     study = load_study(home)
+    assert study.metric_names == ["log10_forget_quality", "model_utility"]  # for the dashboard
     states = [t.state for t in study.trials]
     assert len(states) == 5 and TrialState.RUNNING not in states
     assert states.count(TrialState.COMPLETE) == 4 and states.count(TrialState.FAIL) == 1
@@ -136,7 +134,7 @@ def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
 
 
 def test_real_sweep_is_analysed_and_exported(fault_sweep):
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     home, *_ = fault_sweep
     assert main(["analyze", str(home)]) == 0
@@ -149,21 +147,20 @@ def test_real_sweep_is_analysed_and_exported(fault_sweep):
     assert main(["export", str(home), "--rule", "knee"]) == 0
     doc = yaml.safe_load((home / "best" / "npo.yaml").read_text())
     assert doc == json.loads((home / "best" / "npo.json").read_text())
-    assert doc["split"] == "forget10"
-    assert set(doc["hparams"]) == {"beta", "alpha", "gamma"}
+    job, doc = doc["job"], doc["info"]
+    assert job["source"]["split"] == "forget10"
+    assert set(job["hparams"]) == {"beta", "alpha", "gamma"}
     row = next(
         r
         for r in reversed(results(home))
-        if r["event"] == "result"
-        and r["trial_id"] == doc["trial_id"]
-        and r["epoch"] == doc["epoch"]
+        if r["event"] == "result" and r["trial_id"] == doc["trial"] and r["epoch"] == doc["epoch"]
     )
     assert doc["metrics"]["forget_quality"] == row["forget_quality"]
     assert doc["objectives"]["model_utility"] == row["model_utility"]
 
 
 def test_exported_config_reproduces_the_sweep(fault_sweep):
-    from sweeps.cli import main
+    from unlearn_sweep.cli import main
 
     home, *_ = fault_sweep
     assert main(["export", str(home), "--rule", "max-utility", "--min-forget-quality", "0"]) == 0
@@ -173,7 +170,7 @@ def test_exported_config_reproduces_the_sweep(fault_sweep):
         [
             sys.executable,
             "-m",
-            "sweeps.cli",
+            "unlearn_sweep",
             "unlearn",
             "--config",
             str(home / "best" / "npo.yaml"),
@@ -184,15 +181,63 @@ def test_exported_config_reproduces_the_sweep(fault_sweep):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    now = _sweep_and_now(run)
+    assert {"forget_quality", "model_utility", "forget_Q_A_ROUGE"} <= set(now)
+    for k, (sweep, again) in now.items():
+        assert again == pytest.approx(sweep, rel=1e-3), k
+    assert now["model_utility"][0] == pytest.approx(
+        doc["info"]["metrics"]["model_utility"], rel=1e-3
+    )
+
+
+def _sweep_and_now(run) -> dict[str, tuple[float, float]]:
+    """The `sweep X   now Y` lines `unlearn --config` prints, by metric."""
     now = {}
     for line in run.stdout.splitlines():
         parts = line.split()
         if len(parts) == 5 and parts[1] == "sweep" and parts[3] == "now":
             now[parts[0]] = (float(parts[2]), float(parts[4]))
+    return now
+
+
+def test_export_of_a_sweep_with_prompt_settings_reruns_its_job(tmp_path, small_benchmark):
+    """The reproduced bug of issue 13: the prompt settings travel with the exported job."""
+    from unlearn_core.job import job_from_dict
+    from unlearn_sweep.cli import main
+
+    prompt = ["--template", "base", "--system-prompt", "", "--date-string", "1 Jan 2026"]
+    cmd = [sys.executable, "-m", "unlearn_sweep", "sweep", "--benchmark", "tiny-tofu-small"]
+    cmd += ["--method", "grad_ascent", "--trials", "1", "--fix", "epochs=1", *prompt]
+    run = subprocess.run(
+        [*cmd, "--output", str(tmp_path), "--name", "p"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    home = tmp_path / "p"
+    assert main(["export", str(home), "--rule", "knee"]) == 0
+    best = home / "best" / "grad_ascent.yaml"
+    job = yaml.safe_load(best.read_text())["job"]
+    assert job["source"]["prompt"] == {
+        "template": "base",
+        "system_prompt": None,
+        "date_string": "1 Jan 2026",
+        "max_length": 512,
+    }
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the threads a 1-CPU trial ran with
+    out = tmp_path / "again"
+    again = ["unlearn", "--config", str(best), "--output", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "unlearn_sweep", *again],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    ran = json.loads((out / "metrics.json").read_text())["job"]
+    assert job_from_dict(ran) == job_from_dict(job)  # the same job, prompt included
+    now = _sweep_and_now(run)
     assert {"forget_quality", "model_utility", "forget_Q_A_ROUGE"} <= set(now)
     for k, (sweep, again) in now.items():
         assert again == pytest.approx(sweep, rel=1e-3), k
-    assert now["model_utility"][0] == pytest.approx(doc["metrics"]["model_utility"], rel=1e-3)
 
 
 def test_utility_floor_stops_after_patience_evaluations_in_a_row():
@@ -327,7 +372,7 @@ def test_a_trial_a_stale_state_restores_is_reported_again_without_training(fault
     before = results(home)
     env = {**{k: v for k, v in env.items() if k != "UNLEARN_SWEEP_FAULTS"}, MARK: uuid.uuid4().hex}
     run = subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", "resume", str(home)],
+        [sys.executable, "-m", "unlearn_sweep", "resume", str(home)],
         env=env,
         capture_output=True,
         text=True,

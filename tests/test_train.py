@@ -182,18 +182,17 @@ def test_job_dict_round_trip_is_json_and_yaml_safe():
 
     from unlearn_core.evaluate import EvalConfig
     from unlearn_core.job import JobConfig, job_from_dict, job_to_dict
-    from unlearn_core.models import ModelConfig
+    from unlearn_core.source import Source
 
     job = JobConfig(
         method="grun",
         hparams={"layers": (0, 1), "gate_weight": 2.0},
-        split="forget05",
         train=TrainConfig(lr=3e-4, epochs=5, stop_after=3, schedule="cosine"),
         eval=EvalConfig(generate=False),
-        model=ModelConfig("org/model", lora_r=8, lora_targets=("q_proj", "v_proj")),
+        source=Source(split="forget05", model="org/model", lora_r=8),
     )
     d = job_to_dict(job)
-    assert d["train"]["stop_after"] == 3 and d["model"]["lora_targets"] == ["q_proj", "v_proj"]
+    assert d["train"]["stop_after"] == 3 and d["hparams"]["layers"] == [0, 1]
     assert json.loads(json.dumps(d)) == d and yaml.safe_load(yaml.safe_dump(d)) == d
     assert job_from_dict(d) == job and job_to_dict(job_from_dict(d)) == d
     assert job_from_dict({"method": "npo"}) == JobConfig(method="npo")
@@ -205,7 +204,7 @@ def test_job_dict_round_trip_is_json_and_yaml_safe():
     [
         ({"method": "npo", "epochs": 3}, "job has no field 'epochs'; accepted: method, hparams,"),
         ({"method": "npo", "train": {"epoch": 3}}, "job.train has no field 'epoch'; accepted: lr,"),
-        ({"method": "npo", "model": {"path": "a/b", "lora": 8}}, "job.model has no field 'lora'"),
+        ({"method": "npo", "source": {"lora": 8}}, "job.source has no field 'lora'"),
         ({"method": "npo", "train": {"epochs": "3"}}, "job.train.epochs must be int"),
         ({"method": "npo", "train": {"lr": True}}, "job.train.lr must be float"),
         ({"hparams": {}}, "job needs field 'method'"),

@@ -127,13 +127,17 @@ def default_format(benchmark: str) -> PromptFormat:
 
 
 def prompt_format(
-    benchmark: str, template: str | None, system_prompt: str | None, date_string: str | None
+    benchmark: str,
+    template: str | None,
+    system_prompt: str | None,
+    date_string: str | None,
+    base: PromptFormat | None = None,
 ) -> PromptFormat | None:
-    """A user's prompt settings over the benchmark's default (None when none is given);
-    system_prompt "" means no system message."""
+    """A user's prompt settings over `base` (None: the benchmark's default); None when nothing
+    is given and there is no base. system_prompt "" means no system message."""
     if template is None and system_prompt is None and date_string is None:
-        return None
-    base = default_format(benchmark)
+        return base
+    base = base or default_format(benchmark)
     system = base.system_prompt if system_prompt is None else (system_prompt or None)
     return dataclasses.replace(
         base,

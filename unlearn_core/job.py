@@ -14,16 +14,7 @@ from typing import Any
 import torch
 
 from unlearn_core import doc_eval
-from unlearn_core.benchmarks import (
-    Setup,
-    check_method,
-    check_split,
-    default_split,
-    eval_data,
-    get_benchmark,
-    resolve,
-    write_json,
-)
+from unlearn_core.benchmarks import Setup, check_method, eval_data, get_benchmark, write_json
 from unlearn_core.config import from_plain, to_plain
 from unlearn_core.data import documents
 from unlearn_core.data.format import PromptFormat
@@ -36,7 +27,7 @@ from unlearn_core.methods import altpo, get_method
 from unlearn_core.metrics import privacy
 from unlearn_core.metrics.open_unlearning import read_tofu_eval, split_truth_ratio
 from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
-from unlearn_core.paths import check_paths
+from unlearn_core.source import Source
 from unlearn_core.tofu_eval import (
     RetainReference,
     TofuEvalData,
@@ -56,23 +47,15 @@ class JobConfig:
 
     method: str
     hparams: dict[str, Any] = field(default_factory=dict)
-    benchmark: str = "tiny-tofu"
-    split: str | None = None  # None: the benchmark's default (forget10; MUSE/DUSK: forget)
+    source: Source = Source()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
-    model: ModelConfig | None = None  # None: the benchmark's target model
-    data: str | None = None
-    retain_model: str | None = None
-    retain_logs: str | None = None
+    trust_remote_code: bool = False  # let the model repository's code run (sweeps never do)
     reference: str | None = None  # a RetainReference JSON computed once (sweeps share one)
-    prompt: PromptFormat | None = None  # None: the benchmark's (benchmarks.default_format)
 
     def __post_init__(self) -> None:
         get_method(self.method).make_hparams(self.hparams)  # fail at construction, not mid-run
-        if self.split is None:
-            object.__setattr__(self, "split", default_split(self.benchmark))
-        check_split(self.benchmark, self.split)
-        check_method(self.benchmark, self.method, get_method(self.method).views)
+        check_method(self.source.benchmark, self.method, get_method(self.method).views)
 
 
 def job_to_dict(job: JobConfig) -> dict:
@@ -226,6 +209,7 @@ class Context:
     """What a job reads besides the model: built once per process and reused across sweep trials."""
 
     setup: Setup
+    model: ModelConfig  # the model the job trains (the source's target)
     tok: Any
     data: TofuEvalData | DocEvalData
     reference: Reference
@@ -235,29 +219,16 @@ class Context:
 
 @functools.lru_cache(maxsize=2)
 def _context(
-    benchmark: str,
-    split: str,
-    model: ModelConfig | None,
-    data: str | None,
-    retain_model: str | None,
-    retain_logs: str | None,
+    source: Source,
+    trust_remote_code: bool,
     reference_path: str | None,
     eval_cfg: EvalConfig,
     seed: int,
     views: tuple[str, ...],
     device: torch.device,
-    fmt: PromptFormat | None = None,
 ) -> Context:
-    setup = resolve(
-        benchmark,
-        split,
-        model=model.path if model else None,
-        data=data,
-        retain_model=retain_model,
-        retain_logs=retain_logs,
-        fmt=fmt,
-    )
-    model = model or ModelConfig(setup.target_model)
+    setup = source.resolve()  # the one place a source is resolved (and built-in models built)
+    model = source.target(setup, trust_remote_code)
     tok = load_tokenizer(model.path, model.trust_remote_code)
     evaluation = eval_data(setup)
     if reference_path:
@@ -267,29 +238,18 @@ def _context(
     if setup.family == "tofu" and len(reference.forget_truth_ratio) != len(evaluation.forget):
         raise UserError(
             f"the retain reference has {len(reference.forget_truth_ratio)} forget "
-            f"samples but {split} has {len(evaluation.forget)}: one for another split?"
+            f"samples but {setup.split} has {len(evaluation.forget)}: one for another split?"
         )
     forget, retain = training_examples(setup, tok, views, seed, model, device)
     if not forget:
-        raise UserError(f"split {split} has no forget rows")
-    return Context(setup, tok, evaluation, reference, forget, retain)
+        raise UserError(f"split {setup.split} has no forget rows")
+    return Context(setup, model, tok, evaluation, reference, forget, retain)
 
 
 def job_context(job: JobConfig, views: tuple[str, ...], device: torch.device) -> Context:
     """The job's context, cached per process (sweep trials in a reused worker share it)."""
     return _context(
-        job.benchmark,
-        job.split,
-        job.model,
-        job.data,
-        job.retain_model,
-        job.retain_logs,
-        job.reference,
-        job.eval,
-        job.train.seed,
-        views,
-        device,
-        job.prompt,
+        job.source, job.trust_remote_code, job.reference, job.eval, job.train.seed, views, device
     )
 
 
@@ -305,14 +265,12 @@ def run_job(
     """Evaluate, unlearn, evaluate. With eval_every = k > 0 the model is evaluated after every k-th
     epoch and the last; `on_epoch(epoch, metrics, state)` then sees each evaluation with the
     resumable loop state, and the last one is `after`. `resume` continues an interrupted run."""
-    check_paths(
-        model=job.model.path if job.model else None, data=job.data, retain_model=job.retain_model
-    )  # before any built-in benchmark is built
+    job.source.check_paths()  # before any built-in benchmark is built
     method = get_method(job.method)
     hp = method.make_hparams(job.hparams)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ctx = job_context(job, method.views, device)
-    model = load_model(job.model or ModelConfig(ctx.setup.target_model), device)
+    model = load_model(ctx.model, device)
     ref_model = frozen_reference(model) if method.needs_reference(hp) else None
 
     def evaluate(m: torch.nn.Module) -> tuple[dict, dict]:
@@ -351,33 +309,21 @@ def run_job(
 
 
 def evaluate_model(
-    path: str,
-    benchmark: str,
-    split: str,
+    source: Source,
     cfg: EvalConfig,
-    data: str | None = None,
-    retain_model: str | None = None,
-    retain_logs: str | None = None,
     trust_remote_code: bool = False,
     device: torch.device | None = None,
-    fmt: PromptFormat | None = None,
 ) -> tuple[dict[str, float], dict]:
-    """Aggregate metrics and per-sample values of a saved model on one benchmark split."""
-    check_paths(model=path, data=data, retain_model=retain_model)
-    setup = resolve(
-        benchmark,
-        split,
-        model=path,
-        data=data,
-        retain_model=retain_model,
-        retain_logs=retain_logs,
-        fmt=fmt,
-    )
+    """Aggregate metrics and per-sample values of a saved model (`source.model`) on one
+    benchmark split."""
+    assert source.model is not None, "evaluate_model evaluates a given model"
+    source.check_paths()
+    setup = source.resolve()
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tok = load_tokenizer(path, trust_remote_code)
+    tok = load_tokenizer(source.model, trust_remote_code)
     data = eval_data(setup)
     reference = get_reference(setup, tok, cfg, device, data)
-    model = load_model(ModelConfig(path, trust_remote_code=trust_remote_code), device)
+    model = load_model(ModelConfig(source.model, trust_remote_code=trust_remote_code), device)
     model.eval()
     ps = per_sample_any(model, tok, setup, data, cfg, progress=True)
     return aggregate_any(ps, setup, reference), ps
@@ -408,7 +354,7 @@ def save_job(out: Path, job: JobConfig, res: JobResult) -> None:
     """The unlearned model (merged if LoRA), its tokenizer, and metrics.json."""
     out.mkdir(parents=True, exist_ok=True)
     model = res.model
-    if job.model is not None and job.model.lora_r > 0:
+    if job.source.lora_r > 0:
         model = model.merge_and_unload()
     model.save_pretrained(out)
     res.tokenizer.save_pretrained(out)

@@ -28,15 +28,15 @@ SEED_MAX = 2**32 - 1  # numpy (and Optuna's samplers) take seeds in 0..2**32-1
 class TrainConfig:
     """Optimiser and schedule. Defaults follow open-unlearning's TOFU setup (effective batch 32)."""
 
-    lr: float = 1e-5
-    epochs: int = 10
+    lr: float = 1e-5  # AdamW's peak learning rate
+    epochs: int = 10  # passes over the forget set
     batch_size: int = 8  # per device
-    grad_accum: int = 4
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    schedule: str = "linear"
+    grad_accum: int = 4  # gradient accumulation steps (effective batch = batch_size x grad_accum)
+    weight_decay: float = 0.01  # AdamW's decoupled weight decay
+    warmup_epochs: float = 1.0  # linear warmup, in epochs (fractions allowed)
+    schedule: str = "linear"  # learning-rate decay after warmup: linear, cosine or constant
     max_grad_norm: float = 1.0  # 0 disables clipping
-    seed: int = 0
+    seed: int = 0  # of the model's training randomness and the data order
     # stop after this many epochs of an `epochs`-long schedule (warmup, decay and total steps
     # still follow `epochs`), to reproduce a sweep trial evaluated mid-schedule; None: all
     stop_after: int | None = None
@@ -168,6 +168,48 @@ def make_batch(
     return batch
 
 
+def _restore(
+    resume: LoopState,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    order_gen: torch.Generator,
+    pair_gen: torch.Generator,
+) -> tuple[int, int, list[dict]]:
+    """Load an interrupted run's weights, optimizer, schedule and RNG streams; returns its
+    (step, epochs done, logs). Called after the scheduler exists: its constructor resets the
+    optimizer's lr, which the loaded optimizer and scheduler states then overwrite."""
+    model.load_state_dict(resume.model, strict=False)
+    opt.load_state_dict(copy.deepcopy(resume.optimizer))
+    sched.load_state_dict(copy.deepcopy(resume.scheduler))
+    order_gen.set_state(resume.order_gen.clone())
+    pair_gen.set_state(resume.pair_gen.clone())
+    return resume.step, resume.epoch, list(resume.logs)
+
+
+def _snapshot(
+    epoch: int,
+    step: int,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    order_gen: torch.Generator,
+    pair_gen: torch.Generator,
+    logs: list[dict],
+) -> LoopState:
+    """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
+    return LoopState(
+        epoch,
+        step,
+        _model_state(model),
+        copy.deepcopy(opt.state_dict()),
+        copy.deepcopy(sched.state_dict()),
+        order_gen.get_state(),
+        pair_gen.get_state(),
+        list(logs),
+    )
+
+
 def unlearn(
     model: torch.nn.Module,
     method: Method,
@@ -202,14 +244,7 @@ def unlearn(
     pair_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + 1 + rank)  # one per rank
     step, first_epoch, logs = 0, 0, []
     if resume is not None:
-        # after the scheduler exists: its constructor resets the optimizer's lr, which the
-        # loaded optimizer and scheduler states then overwrite with the interrupted run's
-        model.load_state_dict(resume.model, strict=False)
-        opt.load_state_dict(copy.deepcopy(resume.optimizer))
-        sched.load_state_dict(copy.deepcopy(resume.scheduler))
-        order_gen.set_state(resume.order_gen.clone())
-        pair_gen.set_state(resume.pair_gen.clone())
-        step, first_epoch, logs = resume.step, resume.epoch, list(resume.logs)
+        step, first_epoch, logs = _restore(resume, model, opt, sched, order_gen, pair_gen)
     model, opt = acc.prepare(model, opt)
     start = time.perf_counter()
     bar = tqdm(
@@ -237,16 +272,7 @@ def unlearn(
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
-            state = LoopState(
-                epoch + 1,
-                step,
-                _model_state(plain),
-                copy.deepcopy(opt.state_dict()),
-                copy.deepcopy(sched.state_dict()),
-                order_gen.get_state(),
-                pair_gen.get_state(),
-                list(logs),
-            )
+            state = _snapshot(epoch + 1, step, plain, opt, sched, order_gen, pair_gen, logs)
             on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
     bar.close()
     model.eval()

@@ -21,6 +21,7 @@ from search_spaces._common import SpaceOptions, default_point
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import get_objectives, objective_values
 from unlearn_core.methods import get_method
+from unlearn_core.source import Source
 
 # the built-in tiny-tofu-small target and retain models on forget10, as a real sweep measured them
 TARGET = {
@@ -229,8 +230,7 @@ def write_experiment(
     cfgs = [
         SweepConfig(
             method=m,
-            benchmark="tiny-tofu-small",
-            split="forget10",
+            source=Source("tiny-tofu-small", "forget10"),
             trials=trials,
             seed=seed,
             **sweep,

@@ -28,8 +28,9 @@ CHAT_TEMPLATE = (
 class PromptFormat:
     """How a question becomes a prompt: the tokenizer's chat template, Llama-2 [INST] or base QA."""
 
-    template: str = "chat"
-    # e.g. "You are a helpful assistant." for Llama-3 (open-unlearning)
+    template: str = "chat"  # chat: the tokenizer's template; llama2: [INST]; base: Question/Answer
+    # the chat template's system message, e.g. "You are a helpful assistant." (open-unlearning's
+    # Llama-3); "" on the command line: none
     system_prompt: str | None = None
     date_string: str | None = None  # Llama-3 templates insert today's date; pin it to reproduce
     max_length: int = 512

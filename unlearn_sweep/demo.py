@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from sweeps.cli import main as cli
+from sweeps import experiment
+from unlearn_sweep.cli import main as cli
 
 METHODS = ("grad_diff", "npo", "simnpo", "idk_dpo", "me_gd", "rmu")
 TRIALS = 4  # per method: the reference defaults first, then 3 chosen by TPE
@@ -57,15 +58,16 @@ def main() -> int:
     print("\n== exporting the knee point of each method's front", flush=True)
     if code := cli(["export", str(home), "--rule", "knee"]):
         return code
-    analysis = home / "analysis"
+    analysis, best = experiment.plots_path(home), experiment.best_path(home, "npo", ".yaml")
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     print(
         f"  Pareto plot:      {analysis / 'pareto.png'}  (interactive: {analysis / 'pareto.html'})"
     )
-    print(f"  report:           {home / 'report.md'}  and  {home / 'report.html'}")
+    md, html = experiment.report_path(home, ".md"), experiment.report_path(home, ".html")
+    print(f"  report:           {md}  and  {html}")
     print(
-        f"  exported configs: {home / 'best'}/<method>.yaml  "
-        f"(rerun one: unlearn-sweep unlearn --config {home / 'best' / 'npo.yaml'})"
+        f"  exported configs: {best.parent}/<method>.yaml  "
+        f"(rerun one: unlearn-sweep unlearn --config {best})"
     )
     return 0
 

@@ -1,5 +1,5 @@
-"""`unlearn-sweep analyze` and `unlearn-sweep export`: the subcommands sweeps/cli.py adds with
-`add_parsers(sub)` and dispatches through `COMMANDS`. Everything is computed and validated
+"""`unlearn-sweep analyze` and `unlearn-sweep export`: the subcommands the command line adds
+with `add_parsers(sub)` and dispatches through `COMMANDS`. Everything is computed and validated
 before the first file is written."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from analysis.files import check_inside
+from sweeps.experiment import best_dir, comparison_path, plots_path
 from unlearn_core.errors import UserError
 from unlearn_core.write_errors import probe
 
@@ -96,7 +97,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
             check_inside(out.parent, [out, *targets(out)])
         else:
             check_inside(out, targets(out))
-        probe(out / "analysis", "the report", WHERE_ELSE)
+        probe(plots_path(out), "the report", WHERE_ELSE)
     with _report_write_errors():
         _write_reports(singles, both, homes, outs, write_report)
 
@@ -109,7 +110,7 @@ def report_folders(homes: list[Path], output: str | None) -> dict[str, Path]:
     base = Path(output).expanduser().absolute() if output else None
     outs = {str(h): (base if len(homes) == 1 else base / h.name) if base else h for h in homes}
     if len(homes) > 1:
-        outs["comparison"] = (base or homes[0]) / "comparison"
+        outs["comparison"] = comparison_path(base or homes[0])
     return outs
 
 
@@ -130,7 +131,7 @@ def _write_reports(singles, both, homes, outs, write_report) -> None:
         files = write_report(a, out, a.experiments[0].name)
         print(f"== {home}")
         _print_fronts(a)
-        print(f"\nreport: {files[0]}\n        {files[1]}\nplots:  {out / 'analysis'}")
+        print(f"\nreport: {files[0]}\n        {files[1]}\nplots:  {plots_path(out)}")
     if both is not None:
         out = outs["comparison"]
         files = write_report(both, out, " vs ".join(h.name for h in homes))
@@ -174,17 +175,19 @@ def cmd_export(args: argparse.Namespace) -> None:
         )
     records = export.select(exp, rows, rule)
     overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning else []
-    probe(exp.home / "best", "the exported configs", "the experiment is unchanged")
+    probe(best_dir(exp.home), "the exported configs", "the experiment is unchanged")
     with _report_write_errors():
         paths = export.write(exp, records)  # refuses a symlinked best/ or file before writing
     for r, yaml_path in zip(records, paths[::2], strict=True):
-        objs = ", ".join(f"{k} {v:.4g}" for k, v in r["objectives"].items())
-        stop = f" (stop after epoch {r['epoch']})" if r["train"]["stop_after"] else ""
+        job, info = r["job"], r["info"]
+        objs = ", ".join(f"{k} {v:.4g}" for k, v in info["objectives"].items())
+        stop = f" (stop after epoch {info['epoch']})" if job["train"]["stop_after"] else ""
         print(
-            f"{r['method']}: trial {r['trial_id']} epoch {r['epoch']}{stop}, {objs} -> {yaml_path}"
+            f"{job['method']}: trial {info['trial']} epoch {info['epoch']}{stop}, {objs} -> "
+            f"{yaml_path}"
         )
     for r, text in zip(records, overrides, strict=False):
-        print(f"\n# open-unlearning equivalent of {r['method']}:\n{text}")
+        print(f"\n# open-unlearning equivalent of {r['job']['method']}:\n{text}")
 
 
 COMMANDS = {"analyze": cmd_analyze, "export": cmd_export}

@@ -1,5 +1,7 @@
-"""The one command line, `unlearn-sweep`: prepare, unlearn, evaluate, methods (sweeps come later).
-User errors print one line and exit 2; nothing is written before the inputs are validated."""
+"""The one command line, `unlearn-sweep`: prepare, methods, unlearn, evaluate, sweep, resume,
+status, analyze, export. The flags of unlearn, evaluate and sweep are generated from the config
+dataclasses (flags.py). User errors print one line and exit 2; nothing is written before the
+inputs are validated."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from analysis import cli as analysis_cli
 from sweeps.interrupt import Interrupted
 from unlearn_core.errors import TrialDiverged, UserError
 from unlearn_core.write_errors import reported
+from unlearn_sweep import analyze as analysis_cli
 
 SHOWN = (
     "forget_quality",
@@ -55,40 +57,66 @@ def _hparams(items: list[str]) -> dict:
     return out
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--benchmark",
-        default="tiny-tofu",
-        help="tiny-tofu | tiny-tofu-small | tiny-muse | tiny-dusk | tofu | muse-news | "
-        "muse-books | dusk",
+def _add_source_args(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """The Source flags (where data, target, reference and prompt come from)."""
+    from unlearn_core.benchmarks import BENCHMARKS
+    from unlearn_core.data.format import TEMPLATES, PromptFormat
+    from unlearn_core.source import PROMPT_KEYS, Source
+    from unlearn_sweep.flags import add_fields
+
+    add_fields(p, Source, names, choices={"benchmark": tuple(BENCHMARKS)})
+    add_fields(
+        p,
+        PromptFormat,
+        PROMPT_KEYS,
+        choices={"template": TEMPLATES},
+        shown=dict.fromkeys(PROMPT_KEYS, "the benchmark's"),
     )
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--split", help="TOFU: forget01 | forget05 | forget10 (default); MUSE, DUSK: forget"
+        "--trust-remote-code", action="store_true", help="let model repo code run (default: off)"
     )
-    p.add_argument("--data", help="data folder or hub id (default: the benchmark's)")
-    p.add_argument("--retain-model", help="retain/retrain model for forget_quality or privleak")
+    p.add_argument("--eval-batch-size", type=int, help="sequences per forward pass (default: 64)")
     p.add_argument(
-        "--retain-logs", help="open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of the retain model"
+        "--no-generate", action="store_true", help="no generation, no ROUGE/utility (default: off)"
     )
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model repo code to run")
-    p.add_argument(
-        "--template",
-        choices=("chat", "llama2", "base"),
-        help="prompt format: the tokenizer's chat template, Llama-2 [INST], or "
-        "'Question: ...\nAnswer:' (default: the benchmark's)",
-    )
-    p.add_argument("--system-prompt", help="chat template system message ('' for none)")
-    p.add_argument(
-        "--date-string",
-        help="date the chat template prints (Llama-3), pinned to "
-        "reproduce; default for TOFU: 10 Apr 2025",
-    )
-    p.add_argument("--eval-batch-size", type=int, default=64)
-    p.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE/utility)")
+
+
+# TrainConfig fields the `unlearn` command sets; a flag left out keeps the field's default (or
+# the value in the --config file), so each default lives only in TrainConfig.
+TRAIN_FLAGS = (
+    "lr",
+    "epochs",
+    "batch_size",
+    "grad_accum",
+    "weight_decay",
+    "warmup_epochs",
+    "schedule",
+    "seed",
+)
+# SweepConfig fields given as flags of their own name; objectives, space and fixed have flags
+# of their own shape (a comma-separated list, repeatable NAME=... pairs)
+SWEEP_SHAPED = ("method", "source", "objectives", "space", "fixed")
+
+
+def _sweep_keys() -> tuple[str, ...]:
+    from sweeps.config import SweepConfig
+
+    return tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not in SWEEP_SHAPED)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from search_spaces._common import PRESETS
+    from sweeps.config import SAMPLERS, SweepConfig
+    from unlearn_core.source import SOURCE_KEYS
+    from unlearn_core.train import SCHEDULES, TrainConfig
+    from unlearn_core.version import VERSION
+    from unlearn_sweep.flags import add_fields
+
     ap = _Parser(prog="unlearn-sweep", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"unlearn-sweep {VERSION}")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser(
@@ -111,35 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
 
     p = sub.add_parser("unlearn", help="run one unlearning job and print metrics before/after")
-    p.add_argument("--method", help="a method (see `unlearn-sweep methods`)")
-    p.add_argument("--config", help="an exported config (best/<method>.yaml) to run again")
+    p.add_argument(
+        "--method", help="a method (see `unlearn-sweep methods`; default: the --config file's)"
+    )
+    p.add_argument(
+        "--config",
+        help="an exported config (best/<method>.yaml) to run again; the flags given override "
+        "its values (default: none)",
+    )
     p.add_argument(
         "--hp",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable)",
+        help="a method hyperparameter, e.g. --hp beta=0.1 (repeatable; default: the method's "
+        "reference defaults)",
     )
-    _add_model_args(p)
-    p.add_argument("--model", help="model folder or hub id (default: the benchmark's target)")
-    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 = full fine-tuning")
-    for name, typ, default in (
-        ("lr", float, 1e-5),
-        ("epochs", int, 10),
-        ("batch-size", int, 8),
-        ("grad-accum", int, 4),
-        ("weight-decay", float, 0.01),
-        ("warmup-epochs", float, 1.0),
-        ("seed", int, 0),
-    ):
-        p.add_argument(f"--{name}", type=typ, default=default)
-    p.add_argument("--schedule", default="linear", help="linear | cosine | constant")
-    p.add_argument("--eval-every-epoch", action="store_true")
-    p.add_argument("--output", help="folder for the unlearned model and metrics.json")
+    _add_source_args(p, SOURCE_KEYS)
+    _add_eval_args(p)
+    add_fields(p, TrainConfig, TRAIN_FLAGS, choices={"schedule": SCHEDULES})
+    p.add_argument(
+        "--eval-every-epoch",
+        action="store_true",
+        help="evaluate after every epoch, not only the last (default: off)",
+    )
+    p.add_argument(
+        "--output", help="folder for the unlearned model and metrics.json (default: none, unsaved)"
+    )
 
     p = sub.add_parser("sweep", help="multi-objective hyperparameter sweep, one study per method")
-    p.add_argument("--config", help="a sweep YAML file (keys = the options below)")
-    p.add_argument("--method", help="a method, a comma-separated list, or 'all'")
+    p.add_argument(
+        "--config",
+        help="a sweep YAML file: keys are the options below (fixed: the --fix mapping, "
+        "methods: --method's list); flags override it (default: none)",
+    )
+    p.add_argument(
+        "--method", help="a method, a comma-separated list, or 'all' (default: the file's)"
+    )
     p.add_argument("--name", help="experiment name (default: derived from the methods)")
     p.add_argument("--output", help="folder holding experiments (default: ./experiments)")
     p.add_argument(
@@ -152,16 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--space",
         action="append",
         metavar="NAME=LOW:HIGH[:log|:int]",
-        help="override a search range (repeatable)",
+        help="override a search range (repeatable; default: the method's space)",
     )
     p.add_argument(
         "--fix",
         action="append",
         metavar="NAME=VALUE",
-        help="fix a parameter instead of searching it (repeatable)",
+        help="fix a parameter instead of searching it (repeatable; default: none)",
     )
-    for flag, typ in SWEEP_FLAGS:
-        p.add_argument(f"--{flag}", type=typ)
+    add_fields(
+        p,
+        SweepConfig,
+        _sweep_keys(),
+        choices={"sampler": SAMPLERS, "preset": ("auto", *PRESETS)},
+    )
+    _add_source_args(p, SOURCE_KEYS)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep")
     p.add_argument("experiment")
@@ -170,61 +211,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
 
     p = sub.add_parser("evaluate", help="evaluate a saved model on a benchmark split")
-    p.add_argument("--model", required=True)
-    _add_model_args(p)
+    p.add_argument("--model", required=True, help="the model folder or hub id to evaluate")
+    _add_source_args(p, tuple(k for k in SOURCE_KEYS if k not in ("model", "lora_r")))
+    _add_eval_args(p)
     p.add_argument(
         "--downstream",
         help="comma-separated lm-evaluation-harness tasks to add, e.g. "
-        "arc_challenge,mmlu (needs the [downstream] extra)",
+        "arc_challenge,mmlu (needs the [downstream] extra; default: none)",
     )
-    p.add_argument("--output", help="file for the metrics JSON")
+    p.add_argument("--output", help="file for the metrics JSON (default: none, printed only)")
     analysis_cli.add_parsers(sub)
     return ap
-
-
-SWEEP_FLAGS = (
-    ("benchmark", str),
-    ("split", str),
-    ("trials", int),
-    ("sampler", str),
-    ("seed", int),
-    ("preset", str),
-    ("batch-size", int),
-    ("grad-accum", int),
-    ("eval-every", int),
-    ("utility-floor", float),
-    ("floor-patience", int),
-    ("seeds", int),
-    ("cpus-per-trial", float),
-    ("gpus-per-trial", float),
-    ("max-concurrent", int),
-    ("address", str),
-    ("storage", str),
-    ("max-failures", int),
-    ("keep-checkpoints", int),
-    ("model", str),
-    ("lora-r", int),
-    ("data", str),
-    ("retain-model", str),
-    ("retain-logs", str),
-    ("template", str),
-    ("system-prompt", str),
-    ("date-string", str),
-)
 
 
 def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     """SweepConfigs from the YAML file (if any) with command-line flags taking precedence."""
     from search_spaces import SPACES
     from sweeps.config import SweepConfig, load_yaml
-    from unlearn_core.benchmarks import default_split, fits
+    from unlearn_core.benchmarks import fits
     from unlearn_core.methods import METHODS
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, source_from_options
 
     opts = load_yaml(args.config) if args.config else {}
-    for flag, _ in SWEEP_FLAGS:
-        value = getattr(args, flag.replace("-", "_"))
-        if value is not None:
-            opts[flag.replace("-", "_")] = value
+    opts |= _given(args, *_sweep_keys(), *SOURCE_KEYS, *PROMPT_KEYS)
     if args.objectives:
         opts["objectives"] = args.objectives.split(",")
     if args.space:
@@ -239,10 +248,12 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     opts.pop("method", None)
     if not methods:
         raise UserError("give --method (a method, a comma-separated list, or 'all')")
+    source = source_from_options(
+        {k: opts.pop(k) for k in (*SOURCE_KEYS, *PROMPT_KEYS) if k in opts}
+    )
     if isinstance(methods, str):
-        bench = opts.get("benchmark", "tiny-tofu")
         methods = (
-            [m for m in SPACES if fits(bench, METHODS[m].views)]
+            [m for m in SPACES if fits(source.benchmark, METHODS[m].views)]
             if methods == "all"
             else methods.split(",")
         )
@@ -252,8 +263,8 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
         or "-".join(
             [
                 "all" if len(methods) > 3 else "+".join(methods),
-                opts.get("benchmark", "tiny-tofu"),
-                opts.get("split") or default_split(opts.get("benchmark", "tiny-tofu")),
+                source.benchmark,
+                source.split,
             ]
         )
     )
@@ -262,7 +273,7 @@ def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
     if "objectives" in opts:
         opts["objectives"] = tuple(opts["objectives"])
     try:
-        cfgs = [SweepConfig(method=m, **opts) for m in methods]
+        cfgs = [SweepConfig(method=m, source=source, **opts) for m in methods]
     except TypeError as e:
         raise UserError(f"bad sweep option: {e}") from None
     if "/" in name or name in ("", ".", ".."):
@@ -298,18 +309,18 @@ def cmd_resume(args: argparse.Namespace) -> None:
 def _resumable(home: Path) -> Iterator[None]:
     """A Ctrl-C that Tune did not catch (before its loop, or a second one) names `resume` too,
     once the experiment has its manifest."""
-    from sweeps.manifest import MANIFEST
+    from sweeps.experiment import manifest_path
 
     try:
         yield
     except KeyboardInterrupt:
-        if not (home / MANIFEST).is_file():
+        if not manifest_path(home).is_file():
             raise
         raise Interrupted(home) from None
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from sweeps.launch import read_manifest
+    from sweeps.experiment import read_manifest
 
     home = Path(args.experiment).expanduser().absolute()
     read_manifest(home)
@@ -323,17 +334,12 @@ def _print_status(home: Path) -> None:
         print(line)
 
 
-def _split(args: argparse.Namespace) -> str:
-    from unlearn_core.benchmarks import default_split
+def _source(args: argparse.Namespace):
+    """The Source the flags of `evaluate` name."""
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, source_from_options
 
-    return args.split or default_split(args.benchmark)
-
-
-def _prompt(args: argparse.Namespace):
-    """The prompt format from --template/--system-prompt/--date-string over the benchmark's."""
-    from unlearn_core.benchmarks import prompt_format
-
-    return prompt_format(args.benchmark, args.template, args.system_prompt, args.date_string)
+    keys = [k for k in SOURCE_KEYS if k != "lora_r"]  # evaluate trains nothing: no --lora-r
+    return source_from_options(_given(args, *keys, *PROMPT_KEYS))
 
 
 def _print_metrics(before: dict | None, after: dict) -> None:
@@ -427,121 +433,86 @@ def cmd_methods(args: argparse.Namespace) -> None:
 def _eval_config(args: argparse.Namespace):
     from unlearn_core.evaluate import EvalConfig
 
-    if args.eval_batch_size <= 0:
+    if args.eval_batch_size is not None and args.eval_batch_size <= 0:
         raise UserError(f"--eval-batch-size must be positive, got {args.eval_batch_size}")
-    return EvalConfig(batch_size=args.eval_batch_size, generate=not args.no_generate)
+    given = {} if args.eval_batch_size is None else {"batch_size": args.eval_batch_size}
+    return EvalConfig(**given, generate=not args.no_generate)
 
 
-EXPORT_KEYS = {"method", "benchmark", "split", "hparams", "train", "model", "lora_r"}
-# the keys of an export whose type is not JobConfig's (it names the model by its path)
-EXPORT_TYPES = {"model": str | None, "lora_r": int, "hparams": dict | None, "train": dict}
-EXPORT_INFO = {"objectives", "metrics", "trial_id", "epoch", "version", "rule"}
+EXPORT_SECTIONS = ("job", "info")
 
 
-def job_from_export(path: str, args: argparse.Namespace):
-    """The JobConfig of an exported config (`export` writes them) and the metrics the sweep
-    measured; data and reference-model paths are not exported, so they come from the flags."""
+def read_export(path: str) -> tuple[dict, dict]:
+    """The job and info sections of an exported config (`export` writes them); the job section
+    is checked on its own here, so a bad file is named before any flag is applied."""
     from sweeps.config import read_yaml
-    from unlearn_core.config import check_fields
-    from unlearn_core.job import JobConfig
-    from unlearn_core.models import ModelConfig
-    from unlearn_core.train import TrainConfig
+    from unlearn_core.job import job_from_dict
 
     doc = read_yaml(path, f"config {path!r} does not exist; give an exported best/<method>.yaml")
-    need = EXPORT_KEYS - {"model", "lora_r"}
-    if not isinstance(doc, dict) or not need <= set(doc):
-        raise UserError(
-            f"{path} is not an exported config; it needs the keys {', '.join(sorted(need))}"
-        )
-    unknown = sorted(set(doc) - EXPORT_KEYS - EXPORT_INFO)
+    if not isinstance(doc, dict) or "job" not in doc:
+        raise UserError(f"{path} is not an exported config; it needs the keys job and info")
+    unknown = sorted(set(doc) - set(EXPORT_SECTIONS))
     if unknown:
         raise UserError(
-            f"{path}: unknown key {unknown[0]!r}; accepted: "
-            f"{', '.join(sorted(EXPORT_KEYS | EXPORT_INFO))}"
+            f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(EXPORT_SECTIONS)}"
         )
-    doc = check_fields(doc, JobConfig, path, EXPORT_TYPES)  # one line naming key, type, value
-    if args.method and args.method != doc["method"]:
-        raise UserError(f"--method {args.method} contradicts {path} (method {doc['method']})")
-    if not isinstance(doc["train"], dict) or not isinstance(doc["hparams"] or {}, dict):
-        raise UserError(f"{path}: train and hparams must be mappings")
     try:
-        train = TrainConfig(**doc["train"])
-    except (TypeError, UserError) as e:
-        raise UserError(f"{path}: bad train section: {e}") from None
-    model = None
-    if doc.get("model") or doc.get("lora_r"):
-        from unlearn_core.benchmarks import resolve
+        job_from_dict(doc["job"])
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    info = doc.get("info") or {}
+    return doc["job"], info if isinstance(info, dict) else {}
 
-        base = doc.get("model") or resolve(doc["benchmark"], doc["split"]).target_model
-        model = ModelConfig(
-            base, lora_r=int(doc.get("lora_r") or 0), trust_remote_code=args.trust_remote_code
+
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def job_dict(args: argparse.Namespace, base: dict) -> dict:
+    """`base` (an export's job section, or {}) with every flag given on the command line over
+    it; what no one gives keeps the JobConfig field's default."""
+    from unlearn_core.config import to_plain
+    from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, source_from_options
+
+    d = dict(base)
+    if args.method and base.get("method", args.method) != args.method:
+        raise UserError(
+            f"--method {args.method} contradicts the config's method {base['method']} (its "
+            "hyperparameters are that method's)"
         )
-    job = JobConfig(
-        method=doc["method"],
-        hparams=dict(doc["hparams"] or {}),
-        benchmark=doc["benchmark"],
-        split=doc["split"],
-        train=train,
-        eval=_eval_config(args),
-        model=model,
-        data=args.data,
-        retain_model=args.retain_model,
-        retain_logs=args.retain_logs,
-    )
-    return job, doc.get("metrics") or {}
+    d |= _given(args, "method")
+    d["hparams"] = dict(base.get("hparams") or {}) | _hparams(args.hp)
+    flags = _given(args, *SOURCE_KEYS, *PROMPT_KEYS)
+    d["source"] = to_plain(source_from_options(flags, base.get("source")))
+    d["train"] = dict(base.get("train") or {}) | _given(args, *TRAIN_FLAGS)
+    d["eval"] = dict(base.get("eval") or {})
+    checked = dataclasses.asdict(_eval_config(args))  # the two eval flags
+    if args.eval_batch_size is not None:
+        d["eval"]["batch_size"] = checked["batch_size"]
+    if args.no_generate:
+        d["eval"]["generate"] = False
+    if args.trust_remote_code:
+        d["trust_remote_code"] = True
+    return d
 
 
 def cmd_unlearn(args: argparse.Namespace) -> None:
-    from unlearn_core.job import JobConfig, run_job
-    from unlearn_core.models import ModelConfig
-    from unlearn_core.train import TrainConfig
+    from unlearn_core.job import job_from_dict, run_job
 
-    if args.config:
-        job, expected = job_from_export(args.config, args)
-        out = _check_output(args.output)
-        res = run_job(job, progress=True)
-        _finish_unlearn(job, res, out)
-        both = [k for k in expected if k in res.after]
-        shown = [k for k in SHOWN if k in both] + sorted(k for k in both if k not in SHOWN)
-        if shown:
-            print(f"\nagainst what the sweep measured ({args.config}):")
-            for k in shown:
-                print(f"  {k:28s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
-        return
-    if not args.method:
+    base, info = read_export(args.config) if args.config else ({}, {})
+    if not args.method and not base:
         raise UserError("give --method (see `unlearn-sweep methods`) or --config best/METHOD.yaml")
-    train = TrainConfig(
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs,
-        schedule=args.schedule,
-        seed=args.seed,
-    )
-    model = None
-    if args.model or args.lora_r:
-        from unlearn_core.benchmarks import resolve
-
-        path = args.model or resolve(args.benchmark, _split(args)).target_model
-        model = ModelConfig(path, lora_r=args.lora_r, trust_remote_code=args.trust_remote_code)
-    job = JobConfig(
-        method=args.method,
-        hparams=_hparams(args.hp),
-        benchmark=args.benchmark,
-        split=_split(args),
-        train=train,
-        eval=_eval_config(args),
-        model=model,
-        data=args.data,
-        retain_model=args.retain_model,
-        retain_logs=args.retain_logs,
-        prompt=_prompt(args),
-    )
+    job = job_from_dict(job_dict(args, base))
     out = _check_output(args.output)
     res = run_job(job, eval_every=1 if args.eval_every_epoch else 0, progress=True)
     _finish_unlearn(job, res, out)
+    expected = info.get("metrics") or {}
+    both = [k for k in expected if k in res.after]
+    shown = [k for k in SHOWN if k in both] + sorted(k for k in both if k not in SHOWN)
+    if shown:
+        print(f"\nagainst what the sweep measured ({args.config}):")
+        for k in shown:
+            print(f"  {k:28s} sweep {expected[k]:12.4g}   now {res.after[k]:12.4g}")
 
 
 def _finish_unlearn(job, res, out: Path | None) -> None:
@@ -568,24 +539,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from unlearn_core.downstream import require_lm_eval
 
         require_lm_eval()  # before the evaluation, not after it
-    metrics, _ = evaluate_model(
-        args.model,
-        args.benchmark,
-        _split(args),
-        _eval_config(args),
-        data=args.data,
-        retain_model=args.retain_model,
-        retain_logs=args.retain_logs,
-        trust_remote_code=args.trust_remote_code,
-        fmt=_prompt(args),
-    )
+    cfg = _eval_config(args)
+    metrics, _ = evaluate_model(_source(args), cfg, trust_remote_code=args.trust_remote_code)
     if args.downstream:
         from unlearn_core.downstream import downstream
         from unlearn_core.models import ModelConfig, load_model, load_tokenizer
 
         model = load_model(ModelConfig(args.model, trust_remote_code=args.trust_remote_code))
         tok = load_tokenizer(args.model, args.trust_remote_code)
-        metrics |= downstream(model.eval(), tok, args.downstream.split(","), args.eval_batch_size)
+        metrics |= downstream(model.eval(), tok, args.downstream.split(","), cfg.batch_size)
     _print_metrics(None, metrics)
     if out is not None:
         out.write_text(json.dumps(metrics, indent=2))

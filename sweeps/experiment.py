@@ -1,0 +1,176 @@
+"""The experiment folder, owned here: every path in it is spelled once, below, and the manifest
+(written first by every sweep: only folders that carry it are resumed or analysed, since resuming
+unpickles Ray's state) and the Optuna studies are read here. Light on purpose: analysis imports it
+without torch or ray (optuna loads only when a study is read)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from unlearn_core.errors import UserError
+
+MANIFEST = "unlearn_sweep.json"
+LOCK = ".driver.lock"  # held by the one driver of the folder (sweeps/lock.py)
+
+
+def manifest_path(home: Path) -> Path:
+    return home / MANIFEST
+
+
+def lock_path(home: Path) -> Path:
+    return home / LOCK
+
+
+def sweep_yaml_path(home: Path) -> Path:
+    """The manifest's sweeps as YAML, for people (nothing reads it back)."""
+    return home / "sweep.yaml"
+
+
+def journal_path(home: Path, method: str) -> Path:
+    """The method's Optuna study: the source of truth for trial states and values."""
+    return home / "optuna" / f"{method}.journal"
+
+
+def results_path(home: Path, method: str) -> Path:
+    """One JSON line per reported epoch and trial end (sweeps.callbacks.ResultsLog)."""
+    return home / "results" / f"{method}.jsonl"
+
+
+def references_path(home: Path) -> Path:
+    """The retain reference and the reference models' metrics, computed once per sweep."""
+    return home / "reference"
+
+
+def reference_path(home: Path, benchmark: str, split: str) -> Path:
+    """The RetainReference every trial of the sweep reads (computed once)."""
+    return references_path(home) / f"{benchmark}-{split}.json"
+
+
+def model_metrics_path(home: Path, model: str, benchmark: str, split: str) -> Path:
+    """A reference model's aggregate metrics; model: target | retain."""
+    return references_path(home) / f"{model}-{benchmark}-{split}.json"
+
+
+def ray_path(home: Path) -> Path:
+    """Ray's storage (trial checkpoints, experiment state) unless --storage names another."""
+    return home / "ray"
+
+
+def driver_memory_path(home: Path) -> Path:
+    return home / "driver_memory.jsonl"
+
+
+def best_dir(home: Path) -> Path:
+    """`export`'s folder of best configurations."""
+    return home / "best"
+
+
+def best_path(home: Path, method: str, suffix: str) -> Path:
+    """An exported configuration: `.yaml` (what `unlearn --config` reads) or its `.json` mirror."""
+    return best_dir(home) / f"{method}{suffix}"
+
+
+def report_path(home: Path, suffix: str) -> Path:
+    """`analyze`'s report: `.md` or `.html`, in the folder (or in its comparison_path)."""
+    return home / f"report{suffix}"
+
+
+def plots_path(home: Path) -> Path:
+    """`analyze`'s plots (PNG and interactive HTML), next to the report."""
+    return home / "analysis"
+
+
+def comparison_path(home: Path) -> Path:
+    """Where `analyze` writes the side-by-side report of several folders (in the first)."""
+    return home / "comparison"
+
+
+def read_manifest(home: Path) -> dict:
+    """The manifest of `home`; anything else is refused with one line naming why."""
+    path = manifest_path(home)
+    if not home.is_dir():
+        raise UserError(f"{home} is not a folder")
+    if not path.is_file():
+        raise UserError(f"{home} is not an unlearn-sweep experiment (no {MANIFEST})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # not JSON, or not even text
+        raise UserError(f"{path} is corrupted: {e}") from e
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("tool") != "unlearn-sweep"
+        or not isinstance(data.get("sweeps"), list)
+    ):
+        raise UserError(f"{path} is not an unlearn-sweep manifest")
+    for i, sweep in enumerate(data["sweeps"]):
+        problem = _sweep_problem(sweep)
+        if problem:
+            raise UserError(f"{path}: sweep {i + 1} {problem}; the manifest is damaged")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict) or not all(isinstance(d, dict) for d in defaults.values()):
+        raise UserError(f"{path}: defaults must map each method to its parameters")
+    return data
+
+
+# What every reader of a sweep entry relies on (the rest is checked where it is used: resume
+# builds a SweepConfig from it, analysis checks the objectives' names)
+SWEEP_FIELDS = {"method": str, "objectives": list, "trials": int}
+OPTIONAL_FIELDS = {"source": dict, "seed": int, "batch_size": int, "grad_accum": int}
+SOURCE_FIELDS = {"benchmark": str, "split": str}
+
+
+def _typed(entry: dict, required: dict, optional: dict) -> str | None:
+    for key, kind in required.items() | optional.items():
+        if key not in entry and key in optional:
+            continue
+        value = entry.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"has {key} {value!r}, not a {kind.__name__}"
+    return None
+
+
+def _sweep_problem(sweep: object) -> str | None:
+    """Why a manifest's sweep entry is not what `to_dict` writes, or None."""
+    if not isinstance(sweep, dict):
+        return "is not a mapping"
+    problem = _typed(sweep, SWEEP_FIELDS, OPTIONAL_FIELDS)
+    problem = problem or _typed(sweep.get("source", {}), {}, SOURCE_FIELDS)
+    if problem:
+        return problem
+    if not re.fullmatch(r"[a-z0-9_]+", sweep["method"]):  # it names files: no path in it
+        return f"names method {sweep['method']!r}"
+    if not sweep["objectives"] or not all(isinstance(o, str) for o in sweep["objectives"]):
+        return f"has objectives {sweep['objectives']!r}, not a list of names"
+    return None
+
+
+def study_name(method: str) -> str:
+    return method  # one study per method and folder
+
+
+def journal(path: Path):
+    """The Optuna journal storage at `path` (its folder created)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def load_study(home: Path, method: str):
+    """The method's Optuna study, None if the sweep never started it, or one line naming the
+    journal that cannot be read."""
+    import optuna
+
+    path = journal_path(home, method)
+    if not path.is_file():
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=study_name(method), storage=journal(path))
+    except Exception as e:  # a damaged journal raises from deep inside optuna (several types)
+        raise UserError(f"cannot read {path}: {(str(e).splitlines() or [repr(e)])[0]}") from e
