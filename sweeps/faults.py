@@ -13,18 +13,15 @@ trial from firing again, so a killed trial is retried from its checkpoint and fi
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import hashlib
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from unlearn_core import methods as method_registry
 from unlearn_core.errors import UserError
 
 ENV = "UNLEARN_SWEEP_FAULTS"
@@ -92,47 +89,31 @@ def _start_index(folder: Path, trial_id: str) -> int:
 
 @dataclasses.dataclass
 class Armed:
-    """Set `ready` once the trial may fault (after its first report); fires on the next loss."""
+    """Set `ready` once the trial may fault (after its first report); fires on the next loss,
+    which reaches it through the loop's loss hook (`on_loss`, unlearn_core.train.LossHook)."""
 
     kind: str | None
     marker: Path
     ready: bool = False
 
-    def fire(self) -> None:
-        self.marker.write_text(self.kind or "")
+    def on_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        if not self.ready or self.kind is None or self.marker.exists():
+            return loss
+        self.marker.write_text(self.kind)
         if self.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if self.kind == "raise":
             raise RuntimeError("injected fault (UNLEARN_SWEEP_FAULTS)")
+        return loss * torch.tensor(float("nan"))  # nan: the loop's divergence check sees it
 
 
-@contextlib.contextmanager
-def injected(method: str, folder: Path, trial_id: str | None) -> Iterator[Armed | None]:
-    """Within the block, the method's loss carries this trial's fault (if the switch is on).
-    `folder` keeps the start order and which trials already faulted (the experiment's)."""
+def armed(folder: Path, trial_id: str | None) -> Armed | None:
+    """This trial's fault, if the switch is on (None: off). `folder` keeps the start order and
+    which trials already faulted (the experiment's)."""
     spec = os.environ.get(ENV, "")
     if not spec or trial_id is None:
-        yield None
-        return
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / f"{trial_id}.fired"
     kind = None if marker.exists() else choose(spec, _start_index(folder, trial_id))
-    armed = Armed(kind, marker)
-    if kind is None:
-        yield armed
-        return
-    original = method_registry.METHODS[method]
-
-    def loss(batch, model, ref_model, hp):
-        total, logs = original.loss(batch, model, ref_model, hp)
-        if armed.ready and not marker.exists():
-            armed.fire()
-            if kind == "nan":
-                total = total * torch.tensor(float("nan"))
-        return total, logs
-
-    method_registry.METHODS[method] = dataclasses.replace(original, loss=loss)
-    try:
-        yield armed
-    finally:
-        method_registry.METHODS[method] = original
+    return Armed(kind, marker)

@@ -225,22 +225,6 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
     """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started."""
     from ray import tune
 
-    from sweeps.callbacks import (
-        DriverMemory,
-        Progress,
-        ResultsLog,
-        StateBackup,
-        _readable,
-        check_checkpoints,
-        repair_state,
-    )
-    from sweeps.search import (
-        MovableGenerator,
-        make_searcher,
-        repair_journal,
-        searcher_journal,
-        trials_left,
-    )
     from sweeps.trainable import trainable
 
     storage_path = (
@@ -258,23 +242,7 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
         "reference": relative(home, reference),  # the trial resolves it (sweeps/relocate.py)
         "utility_floor": floor,
     }
-    local = "://" not in exp_dir
-    if repair_journal(journal_path(home, cfg.method)):  # the journal is always in the folder
-        log.warning(
-            "the Optuna journal's last line was cut off by the interruption; removed it "
-            "(kept in %s.cut)",
-            journal_path(home, cfg.method).name,
-        )
-    if local and Path(exp_dir).is_dir():
-        for name in repair_state(Path(exp_dir)):
-            log.warning("%s was cut off by the interruption; restored its last complete copy", name)
-        broken = [p.name for p in Path(exp_dir).glob("experiment_state-*.json") if not _readable(p)]
-        if broken:
-            raise UserError(
-                f"{exp_dir}/{broken[0]} is corrupted and has no complete backup; "
-                "the finished trials stay in the study and results, start a new sweep"
-            )
-        check_checkpoints(Path(exp_dir))
+    repair(cfg, home, exp_dir)
     if tune.Tuner.can_restore(exp_dir):
         # the constants are passed again: trials the restored searcher creates need them
         tuner = tune.Tuner.restore(
@@ -285,57 +253,93 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
             param_space=constants,
         )
     else:
-        storage = searcher_journal(home, journal_path(home, cfg.method))
-        # without Ray's state (a new sweep, or its folder gone) the journal says what is left
-        left, existing = trials_left(storage, study_name(cfg.method), cfg.trials)
-        if left == 0:
-            reconcile(home, cfg.method)
-            return
-        keys = [o.key for o in get_objectives(list(cfg.objectives))]
-        modes = [o.mode for o in get_objectives(list(cfg.objectives))]
-        searcher = make_searcher(
-            cfg.method,
-            cfg.sampler,
-            cfg.seed + existing,  # a sampler seeded as before would suggest the same values
-            cfg.space_options(),
-            keys,
-            modes,
-            storage,
-            study_name(cfg.method),
-            defaults_point(cfg),
-            defaults_first=not existing,  # a continued study evaluated them first already
-        )
-        n = slots(cfg)
-        stored_inside = relative(home, storage_path) if local else None
-        if stored_inside is not None and Path(stored_inside).is_absolute():
-            stored_inside = None  # a --storage outside the experiment stays where it is
-        tuner = tune.Tuner(
-            fn,
-            param_space=constants,
-            tune_config=tune.TuneConfig(
-                # Tune's own wrapping for max_concurrent_trials, movable (sweeps/search.py)
-                search_alg=MovableGenerator(searcher, n, stored_inside),
-                num_samples=left,
-                reuse_actors=cfg.gpus_per_trial == 0,
-            ),
-            run_config=tune.RunConfig(
-                name=cfg.method,
-                storage_path=storage_path,
-                verbose=0,
-                stop=UtilityFloor(floor, cfg.floor_patience) if cfg.utility_floor > 0 else None,
-                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
-                callbacks=[
-                    ResultsLog(relative(home, folder.results_path(home, cfg.method)), cfg.method),
-                    Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
-                    DriverMemory(relative(home, folder.driver_memory_path(home)), cfg.method),
-                ]
-                + ([StateBackup(relative(home, exp_dir))] if local else []),
-            ),
-        )
-    if fit(tuner):  # the interrupted trials stay RUNNING in the study: `resume` finishes them
+        tuner = new_tuner(cfg, home, fn, constants, storage_path, floor)
+    if tuner is not None and fit(tuner):  # interrupted trials stay RUNNING: `resume` ends them
         raise Interrupted(home)
     reconcile(home, cfg.method)
+
+
+def repair(cfg: SweepConfig, home: Path, exp_dir: str) -> None:
+    """Mend what an interrupted driver can leave cut off (the journal's last line, Ray's state
+    files) before anything reads them; refuse, naming it, what cannot be mended."""
+    from sweeps.callbacks import _readable, check_checkpoints, repair_state
+    from sweeps.search import repair_journal
+
+    if repair_journal(journal_path(home, cfg.method)):  # the journal is always in the folder
+        log.warning(
+            "the Optuna journal's last line was cut off by the interruption; removed it "
+            "(kept in %s.cut)",
+            journal_path(home, cfg.method).name,
+        )
+    if "://" in exp_dir or not Path(exp_dir).is_dir():
+        return
+    for name in repair_state(Path(exp_dir)):
+        log.warning("%s was cut off by the interruption; restored its last complete copy", name)
+    broken = [p.name for p in Path(exp_dir).glob("experiment_state-*.json") if not _readable(p)]
+    if broken:
+        raise UserError(
+            f"{exp_dir}/{broken[0]} is corrupted and has no complete backup; "
+            "the finished trials stay in the study and results, start a new sweep"
+        )
+    check_checkpoints(Path(exp_dir))
+
+
+def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: str, floor: float):
+    """A Tuner for the trials the study still lacks (None: it has them all); without Ray's state
+    (a new sweep, or its folder gone) the journal says what is left."""
+    from ray import tune
+
+    from sweeps.callbacks import DriverMemory, Progress, ResultsLog, StateBackup
+    from sweeps.search import MovableGenerator, make_searcher, searcher_journal, trials_left
+
+    storage = searcher_journal(home, journal_path(home, cfg.method))
+    left, existing = trials_left(storage, study_name(cfg.method), cfg.trials)
+    if left == 0:
+        return None
+    objectives = get_objectives(list(cfg.objectives))
+    keys, modes = [o.key for o in objectives], [o.mode for o in objectives]
+    searcher = make_searcher(
+        cfg.method,
+        cfg.sampler,
+        cfg.seed + existing,  # a sampler seeded as before would suggest the same values
+        cfg.space_options(),
+        keys,
+        modes,
+        storage,
+        study_name(cfg.method),
+        defaults_point(cfg),
+        defaults_first=not existing,  # a continued study evaluated them first already
+    )
+    local = "://" not in storage_path
+    stored_inside = relative(home, storage_path) if local else None
+    if stored_inside is not None and Path(stored_inside).is_absolute():
+        stored_inside = None  # a --storage outside the experiment stays where it is
+    callbacks = [
+        ResultsLog(relative(home, folder.results_path(home, cfg.method)), cfg.method),
+        Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
+        DriverMemory(relative(home, folder.driver_memory_path(home)), cfg.method),
+    ]
+    if local:
+        callbacks.append(StateBackup(relative(home, f"{storage_path.rstrip('/')}/{cfg.method}")))
+    return tune.Tuner(
+        fn,
+        param_space=constants,
+        tune_config=tune.TuneConfig(
+            # Tune's own wrapping for max_concurrent_trials, movable (sweeps/search.py)
+            search_alg=MovableGenerator(searcher, slots(cfg), stored_inside),
+            num_samples=left,
+            reuse_actors=cfg.gpus_per_trial == 0,
+        ),
+        run_config=tune.RunConfig(
+            name=cfg.method,
+            storage_path=storage_path,
+            verbose=0,
+            stop=UtilityFloor(floor, cfg.floor_patience) if cfg.utility_floor > 0 else None,
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+            callbacks=callbacks,
+        ),
+    )
 
 
 class UtilityFloor(Stopper):

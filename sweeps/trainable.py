@@ -108,7 +108,7 @@ def trainable(config: dict) -> None:
             return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
-    fault_hook: list = []
+    fault = faults.armed(Path(spec.experiment) / "faults", _trial_id())
     for seed_index in range(progress["seed_index"], sweep.seeds):
         seed = sweep.seed + seed_index
         job = spec.job(seed)
@@ -120,23 +120,20 @@ def trainable(config: dict) -> None:
                 _report(spec, objectives, epoch, [row], [seed], started, device, state, progress)
             else:  # reported together once every seed has run
                 progress["epoch_metrics"][str(epoch)].append(row)
-            for armed in fault_hook:  # an injected fault may fire from now on
-                armed.ready = True
+            if fault is not None:  # an injected fault may fire from now on
+                fault.ready = True
 
+        if fault is not None:  # a one-epoch or resumed trial already has its checkpoint
+            fault.ready = job.train.epochs == 1 or loop is not None
         try:
-            with faults.injected(
-                sweep.method, Path(spec.experiment) / "faults", _trial_id()
-            ) as armed:
-                if armed is not None:
-                    armed.ready = job.train.epochs == 1 or loop is not None
-                    fault_hook[:] = [armed]
-                run_job(
-                    job,
-                    eval_before=False,
-                    eval_every=sweep.eval_every,
-                    on_epoch=on_epoch,
-                    resume=loop,
-                )
+            run_job(
+                job,
+                eval_before=False,
+                eval_every=sweep.eval_every,
+                on_epoch=on_epoch,
+                resume=loop,
+                on_loss=fault.on_loss if fault is not None else None,
+            )
         except TrialDiverged as e:
             # Deterministic, so retrying is pointless: end the trial with the cause and no
             # objective values; the searcher records it as FAILED.

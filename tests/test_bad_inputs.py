@@ -20,10 +20,9 @@ from fixtures_analysis.fake import write_experiment
 
 SWEEP = ["sweep", "--method", "npo", "--benchmark", "tiny-tofu-small", "--trials", "2"]
 UNLEARN = ["unlearn", "--method", "npo", "--benchmark", "tiny-tofu-small", "--epochs", "1"]
-EXPORT = {
+EXPORT = {  # the job section of an export (analysis/export.py writes it under `job`)
     "method": "npo",
-    "benchmark": "tiny-tofu-small",
-    "split": "forget10",
+    "source": {"benchmark": "tiny-tofu-small", "split": "forget10"},
     "hparams": {"beta": 0.1},
     "train": {"lr": 0.001, "epochs": 1, "batch_size": 8, "grad_accum": 4, "seed": 0},
 }
@@ -75,7 +74,7 @@ def export_file(**change):
         for key, value in change.items():
             section, _, field = key.partition("__")
             (doc[section] if field else doc)[field or section] = value
-        write(root, "best.yaml", yaml.safe_dump(doc))
+        write(root, "best.yaml", yaml.safe_dump({"job": doc, "info": {}}))
 
     return prepare
 

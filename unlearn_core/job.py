@@ -36,7 +36,7 @@ from unlearn_core.tofu_eval import (
     reference_from,
     to_jsonable,
 )
-from unlearn_core.train import LoopState, TrainConfig, TrainResult, unlearn
+from unlearn_core.train import LoopState, LossHook, TrainConfig, TrainResult, unlearn
 
 log = logging.getLogger(__name__)
 
@@ -261,10 +261,12 @@ def run_job(
     on_epoch: Callable[[int, dict, LoopState], None] | None = None,
     resume: LoopState | None = None,
     progress: bool = False,
+    on_loss: LossHook | None = None,
 ) -> JobResult:
     """Evaluate, unlearn, evaluate. With eval_every = k > 0 the model is evaluated after every k-th
     epoch and the last; `on_epoch(epoch, metrics, state)` then sees each evaluation with the
-    resumable loop state, and the last one is `after`. `resume` continues an interrupted run."""
+    resumable loop state, and the last one is `after`. `resume` continues an interrupted run;
+    `on_loss` sees every loss (train.LossHook)."""
     job.source.check_paths()  # before any built-in benchmark is built
     method = get_method(job.method)
     hp = method.make_hparams(job.hparams)
@@ -303,6 +305,7 @@ def run_job(
         on_epoch_end=epoch_end if eval_every else None,
         progress=progress,
         resume=resume,
+        on_loss=on_loss,
     )
     after, ps = last[0] if last else evaluate(model)
     return JobResult(before, after, result, ps, epochs, model, ctx.tok)

@@ -93,6 +93,9 @@ class LoopState:
 # on_epoch_end(epoch, model, state): model is what an evaluation should see (finalized copy for
 # task-vector methods); state is the resumable loop state.
 EpochCallback = Callable[[int, torch.nn.Module, LoopState], None]
+# on_loss(loss) -> loss: sees each micro-batch's loss before the divergence check and returns the
+# one to back-propagate (sweeps/faults.py injects its faults here).
+LossHook = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _model_state(model: torch.nn.Module) -> dict:
@@ -223,6 +226,7 @@ def unlearn(
     accelerator: Accelerator | None = None,
     progress: bool = False,
     resume: LoopState | None = None,
+    on_loss: LossHook | None = None,
 ) -> TrainResult:
     """Run `method` on (forget, retain) for cfg.last_epoch epochs of a cfg.epochs schedule; raises
     TrialDiverged on a non-finite loss.
@@ -259,12 +263,8 @@ def unlearn(
         for first in range(0, len(micro), cfg.grad_accum):
             group = micro[first : first + cfg.grad_accum]
             batches = [make_batch(forget, retain, f, r, pad_id, acc.device, step) for f, r in group]
-            parts = _accumulate(acc, model, method, hp, ref_model, batches, step)
-            if cfg.max_grad_norm > 0:
-                acc.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            parts = _accumulate(acc, model, method, hp, ref_model, batches, step, on_loss)
+            _update(acc, params, opt, sched, cfg.max_grad_norm)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
@@ -304,19 +304,37 @@ def _optimizer(
 
 
 def _accumulate(
-    acc: Accelerator, model, method: Method, hp, ref_model, batches: list[dict], step: int
+    acc: Accelerator,
+    model,
+    method: Method,
+    hp,
+    ref_model,
+    batches: list[dict],
+    step: int,
+    on_loss: LossHook | None = None,
 ) -> dict[str, float]:
     """Forward/backward over the micro-batches of one optimizer step; averaged logs."""
     parts: dict[str, float] = {"loss": 0.0}
     for j, batch in enumerate(batches):
         with acc.no_sync(model) if j < len(batches) - 1 else nullcontext():
             loss, logged = method.loss(batch, model, ref_model, hp)
+            if on_loss is not None:
+                loss = on_loss(loss)
             if not torch.isfinite(loss):
                 raise TrialDiverged(step, loss.item())
             acc.backward(loss / len(batches))
         for k, v in {"loss": loss.item(), **logged}.items():
             parts[k] = parts.get(k, 0.0) + v / len(batches)
     return parts
+
+
+def _update(acc: Accelerator, params: list, opt, sched, max_grad_norm: float) -> None:
+    """One optimizer step on the accumulated gradients: clip, step, advance the schedule."""
+    if max_grad_norm > 0:
+        acc.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def _finalized(model: torch.nn.Module, method: Method, hp: object, ref_model) -> torch.nn.Module:
