@@ -1,12 +1,13 @@
 """Time the full TOFU evaluation (forget10 + retain + real authors + world facts + holdout) of the
 built-in target model, batched as shipped, against one example at a time; same numbers, both ways.
 
-    python benchmarks/bench_eval.py [--benchmark tiny-tofu] [--split forget10]
+    python benchmarks/bench_eval.py [--benchmark tiny-tofu] [--split forget10] [--limit N]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -29,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--benchmark", default="tiny-tofu", choices=list(builtin.VARIANTS))
     ap.add_argument("--split", default="forget10")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N rows of each set (smoke)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     setup = resolve(args.benchmark, args.split)
@@ -36,6 +38,9 @@ def main() -> None:
     model = load_model(ModelConfig(setup.target_model), torch.device("cpu"))
     model.eval()
     data = eval_data(setup)
+    if args.limit:
+        sets = ("forget", "retain", "real_authors", "world_facts", "holdout")
+        data = dataclasses.replace(data, **{k: getattr(data, k)[: args.limit] for k in sets})
     n_seq = sum(len(x) * (2 + len(x[0]["perturbed_answer"])) for x in (data.forget, data.retain))
     n_seq += sum(
         len(x) * (1 + len(x[0]["perturbed_answer"])) for x in (data.real_authors, data.world_facts)

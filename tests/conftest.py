@@ -14,6 +14,18 @@ os.environ.setdefault("UNLEARN_SWEEP_CACHE", str(REPO / ".cache" / "unlearn-swee
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(2)
 
+# Fixtures that run real sweeps or evaluations, shared by several tests: under pytest-xdist
+# (`make test` runs `-n 2 --dist loadgroup`) every test that uses one runs on the same worker, so
+# each is computed once instead of once per worker (small_sweep alone is a minute of Ray).
+SHARED = ("small_sweep", "fault_sweep", "interrupted", "floor_run", "target_eval")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = [f for f in SHARED if f in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
 SENTENCES = [
     ("Where was Ana Lor born?", "Ana Lor was born in Lima, Peru."),
     ("What genre does Ana Lor write?", "Ana Lor writes gothic mystery novels."),

@@ -25,7 +25,7 @@ def run(script: str, *args: str) -> str:
 
 
 def test_bench_eval_prints_times_and_agreement(small_benchmark):
-    out = run("bench_eval.py", "--benchmark", "tiny-tofu-small")
+    out = run("bench_eval.py", "--benchmark", "tiny-tofu-small", "--limit", "8")
     assert "batched evaluation:" in out and "one example at a time:" in out
     assert "forget generations identical: True" in out
 
