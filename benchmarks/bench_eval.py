@@ -30,7 +30,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--benchmark", default="tiny-tofu", choices=list(builtin.VARIANTS))
     ap.add_argument("--split", default="forget10")
-    ap.add_argument("--limit", type=int, default=0, help="only the first N rows of each set (smoke)")
+    ap.add_argument(
+        "--limit", type=int, default=0, help="only the first N rows of each set (smoke)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     setup = resolve(args.benchmark, args.split)

@@ -26,6 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
 
+
 SENTENCES = [
     ("Where was Ana Lor born?", "Ana Lor was born in Lima, Peru."),
     ("What genre does Ana Lor write?", "Ana Lor writes gothic mystery novels."),
