@@ -225,8 +225,8 @@ def record(
                 for k, v in asdict(rule).items()
                 if k == "name" or _rule_uses(rule.name, k, keys)
             },
-            "version": str(row["version"])
-            if isinstance(row.get("version"), str)
+            "version": str(row["run_version"])
+            if isinstance(row.get("run_version"), str)
             else str(exp.manifest.get("version")),
         },
     }

@@ -15,6 +15,7 @@ import pandas as pd
 from sweeps import experiment as folder
 from sweeps.experiment import load_study, read_manifest
 from sweeps.objectives import BY_KEY, OBJECTIVES
+from sweeps.rows import EVENTS, IDENTITY, SECTIONS
 from unlearn_core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -22,52 +23,12 @@ log = logging.getLogger(__name__)
 # infeasible); a trial that ended without objectives adds one "diverged" or "failed" row; a trial
 # with no result yet is one "running" row. trial_status is the same word for the whole trial.
 STATUSES = ("complete", "stopped", "diverged", "failed", "running")
-# Ray's bookkeeping and per-trial descriptors: everything else numeric in a result is a metric.
-NOT_METRICS = {
-    "event",
-    "trial_id",
-    "method",
-    "params",
-    "config",
-    "hostname",
-    "host",
-    "node_ip",
-    "pid",
-    "date",
-    "timestamp",
-    "time_this_iter_s",
-    "time_total_s",
-    "time_since_restore",
-    "iterations_since_restore",
-    "training_iteration",
-    "checkpoint_dir_name",
-    "should_checkpoint",
-    "done",
-    "experiment_tag",
-    "epoch",
-    "seeds",
-    "seed",
-    "device",
-    "version",
-    "utility_floor",
-    "utility_violation",
-    "optimizer_steps",
-    "effective_batch",
-    "world_size",
-    "wall_time_s",
-    "diverged",
-    "failure",
-}
-RUN_KEYS = (
-    "optimizer_steps",
-    "effective_batch",
-    "world_size",
-    "wall_time_s",
-    "device",
-    "version",
-    "utility_floor",
-    "utility_violation",
-)
+# The loader's own numeric columns: identifiers and counts, not metrics. The row's sections
+# (sweeps/rows.py) give the rest: params as p_<name>, run (bookkeeping) as run_<name>, and the
+# objectives and metrics under their own names.
+OWN_COLUMNS = ("number", "epoch", "epochs", "retries", "trial_index", "is_default")
+# run fields the loader lifts into columns of its own (identity), not repeated as run_<name>
+LIFTED = ("epoch", "seeds", "failure")
 
 
 @dataclass(frozen=True)
@@ -142,7 +103,7 @@ def objective_value(metrics: dict, key: str) -> float | None:
 def _events(path: Path) -> list[dict]:
     """The rows ResultsLog wrote. A line that is not JSON is refused (the file is damaged) unless
     it is the last (mid-write while a sweep runs); a JSON line that is not a row ResultsLog writes
-    is skipped, and the count logged."""
+    is skipped, and the count logged (with those in the flat format of an older version)."""
     if not path.is_file():
         return []
     try:
@@ -151,7 +112,7 @@ def _events(path: Path) -> list[dict]:
         raise UserError(f"{path} is damaged: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
-    events, skipped = [], 0
+    events, skipped, flat = [], 0, 0
     for i, line in enumerate(lines):
         try:
             ev = json.loads(line)
@@ -164,12 +125,20 @@ def _events(path: Path) -> list[dict]:
             events.append(ev)
         else:
             skipped += 1
+            flat += _is_flat_row(ev)
     if skipped:
-        log.warning("%s: skipped %d line(s) that are not result rows", path, skipped)
+        log.warning(
+            "%s: skipped %d line(s) that are not result rows%s",
+            path,
+            skipped,
+            f" ({flat} in the flat format of unlearn-sweep before sectioned rows: rerun the "
+            "sweep with this version to analyse them)"
+            if flat
+            else "",
+        )
     return events
 
 
-EVENTS = ("result", "complete", "error", "retry")
 NUMBER_FIELDS = ("diverged", "utility_violation", "utility_floor", "time")
 
 
@@ -177,27 +146,42 @@ def _number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _is_flat_row(ev: object) -> bool:
+    """A row of an older version: the metrics, objectives and bookkeeping side by side."""
+    return (
+        isinstance(ev, dict)
+        and ev.get("event") in EVENTS
+        and isinstance(ev.get("trial_id"), str)
+        and not set(ev) <= {*IDENTITY, *SECTIONS}
+    )
+
+
 def _is_row(ev: object) -> bool:
-    """A row as sweeps/callbacks.py's ResultsLog writes it: a string trial id, a known event,
-    flat params, a whole-number epoch on a result that did not diverge."""
+    """A row as sweeps/callbacks.py's ResultsLog writes it (sweeps/rows.py): a string trial id, a
+    known event, nothing outside the sections, each a JSON object; flat params, numeric
+    objectives and metrics, and a whole-number epoch on a result that did not diverge."""
     if not isinstance(ev, dict) or not isinstance(ev.get("trial_id"), str):
         return False
-    params = ev.get("params", {})
-    if ev.get("event") not in EVENTS or not isinstance(params, dict):
+    if ev.get("event") not in EVENTS or not set(ev) <= {*IDENTITY, *SECTIONS}:
         return False
+    if not all(isinstance(ev.get(s, {}), dict) for s in SECTIONS):
+        return False
+    params, objectives, metrics, run = (ev.get(s, {}) for s in SECTIONS)
     if not all(isinstance(v, int | float | str) for v in params.values()):
         return False
-    if any(k in ev and not _number(ev[k]) for k in NUMBER_FIELDS):
+    if not all(_number(v) for v in (*objectives.values(), *metrics.values())):
         return False
-    if any(k in ev and not isinstance(ev[k], str) for k in ("error", "failure")):
+    if any(k in run and not _number(run[k]) for k in NUMBER_FIELDS):
         return False
-    seeds = ev.get("seeds", [])
+    if any(k in run and not isinstance(run[k], str) for k in ("error", "failure")):
+        return False
+    seeds = run.get("seeds", [])
     if not isinstance(seeds, list) or not all(_number(s) for s in seeds):
         return False
-    epoch = ev.get("epoch")
+    epoch = run.get("epoch")
     return (
         ev["event"] != "result"
-        or bool(ev.get("diverged"))
+        or bool(run.get("diverged"))
         or (_number(epoch) and float(epoch).is_integer())
     )
 
@@ -210,14 +194,14 @@ def _trials_from_log(events: list[dict]) -> dict[str, dict]:
             ev["trial_id"], {"params": {}, "rows": {}, "end": None, "error": None, "retries": 0}
         )
         t["params"] = ev.get("params") or t["params"]
-        kind = ev["event"]
+        kind, run = ev["event"], ev.get("run", {})
         if kind == "result":
-            key = "diverged" if ev.get("diverged") else ev.get("epoch")
+            key = "diverged" if run.get("diverged") else run.get("epoch")
             t["rows"][key] = ev  # a retry or resume repeats epochs: the last one stands
         elif kind == "complete":
             t["end"] = "complete"
         elif kind == "error":
-            t["end"], t["error"] = "error", ev.get("error", "error")
+            t["end"], t["error"] = "error", run.get("error", "error")
         elif kind == "retry":
             t["retries"] += 1
             t["end"] = None
@@ -265,11 +249,16 @@ def _trial_status(t: dict) -> str:
         return "diverged"
     if t["end"] == "error" or (ot is not None and ot.state.name == "FAIL"):
         return "failed"
-    if rows and rows[-1].get("utility_violation", -1.0) > 0:
+    if rows and _violation(rows[-1]) > 0:
         return "stopped"
     if t["end"] == "complete" or (ot is not None and ot.state.name == "COMPLETE"):
         return "complete"
     return "running"
+
+
+def _violation(ev: dict) -> float:
+    """How far an evaluated epoch fell below the utility floor (> 0: infeasible)."""
+    return ev.get("run", {}).get("utility_violation", -1.0)
 
 
 def _row(
@@ -284,8 +273,9 @@ def _row(
     ot = t.get("optuna")
     params = t["params"] or (dict(ot.params) if ot is not None else {})
     ev = ev or {}
+    run = ev.get("run", {})
     failure = (
-        ev.get("failure")
+        run.get("failure")
         or t.get("error")
         or (ot.user_attrs.get("failure") if ot is not None else None)
     )
@@ -294,25 +284,18 @@ def _row(
         "method": method,
         "trial_id": trial_id,
         "number": ot.number if ot is not None else np.nan,
-        "epoch": ev.get("epoch", np.nan),
+        "epoch": run.get("epoch", np.nan),
         "epochs": params.get("epochs", np.nan),
         "status": status,
         "trial_status": trial_status,
         "failure": failure if trial_status in ("failed", "diverged") else None,
         "retries": t.get("retries", 0),
-        "seeds": ev.get("seeds"),
+        "seeds": run.get("seeds"),
     }
     row["params"] = dict(params)  # as sampled, with their types (ints stay ints)
     row |= {f"p_{k}": v for k, v in params.items()}
-    row |= {
-        k: v
-        for k, v in ev.items()
-        if k not in NOT_METRICS
-        and not k.startswith("hp/")
-        and isinstance(v, int | float)
-        and not isinstance(v, bool)
-    }
-    row |= {k: ev[k] for k in RUN_KEYS if k in ev}
+    row |= ev.get("metrics", {}) | ev.get("objectives", {})
+    row |= {f"run_{k}": v for k, v in run.items() if k not in LIFTED}
     return row
 
 
@@ -326,7 +309,7 @@ def method_rows(exp: Experiment, method: str) -> list[dict]:
             if key == "diverged":
                 rows.append(_row(exp, method, trial_id, t, "diverged", ev, status))
             else:
-                feasible = ev.get("utility_violation", -1.0) <= 0
+                feasible = _violation(ev) <= 0
                 rows.append(
                     _row(
                         exp, method, trial_id, t, "complete" if feasible else "stopped", ev, status
@@ -340,9 +323,9 @@ def method_rows(exp: Experiment, method: str) -> list[dict]:
         ev = None
         if ot.state.name == "COMPLETE":  # its result lines are missing: keep Optuna's values
             violation = ot.constraints.get("utility_floor", -1.0)
-            ev = dict(zip(keys, ot.values, strict=True)) | {
-                "utility_violation": violation,
-                "epoch": ot.user_attrs.get("epoch"),
+            ev = {
+                "objectives": dict(zip(keys, ot.values, strict=True)),
+                "run": {"utility_violation": violation, "epoch": ot.user_attrs.get("epoch")},
             }
             status = "complete" if violation <= 0 else "stopped"
         else:
@@ -420,14 +403,14 @@ def trial_name(row: pd.Series) -> str:
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
-    """Aggregate metrics (and objectives) of the rows: every numeric column that is not a
-    parameter, an identifier or run bookkeeping."""
-    skip = {"number", "epoch", "epochs", "retries", "trial_index", "is_default", *RUN_KEYS}
+    """Aggregate metrics (and objectives) of the rows: the numeric columns of their metrics and
+    objectives sections, which are neither the loader's own nor a params (p_) or run (run_)
+    column."""
     return [
         c
         for c in df.columns
-        if c not in skip
-        and not c.startswith("p_")
+        if c not in OWN_COLUMNS
+        and not c.startswith(("p_", "run_"))
         and pd.api.types.is_numeric_dtype(df[c])
         and df[c].dtype != bool
     ]

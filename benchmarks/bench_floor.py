@@ -41,8 +41,8 @@ def trial_phase_s(home: Path) -> float:
         for path in (home / "results").glob("*.jsonl")
         for line in path.read_text().splitlines()
     ]
-    rows = [r for r in rows if r.get("event") == "result" and "wall_time_s" in r]
-    return max(r["timestamp"] for r in rows) - min(r["timestamp"] - r["wall_time_s"] for r in rows)
+    runs = [r["run"] for r in rows if r.get("event") == "result" and "wall_time_s" in r["run"]]
+    return max(r["timestamp"] for r in runs) - min(r["timestamp"] - r["wall_time_s"] for r in runs)
 
 
 def hv(df: pd.DataFrame, min_utility: float = 0.0) -> float:
@@ -65,7 +65,7 @@ def summarise(home: Path, floor_utility: float) -> dict:
             df.loc[df["trial_status"].isin(("failed", "diverged")), "trial_index"].nunique()
         ),
         "epochs_run": int(last["epoch"].sum()),
-        "optimizer_steps": float(last["optimizer_steps"].sum()),
+        "optimizer_steps": float(last["run_optimizer_steps"].sum()),
         "wall_s": json.loads(run.read_text())["wall_s"] if run.is_file() else None,
         "trial_phase_s": trial_phase_s(home),
         "hv": hv(df),

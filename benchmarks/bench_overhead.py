@@ -105,8 +105,8 @@ def _trial_phase_seconds(home: Path) -> float:
     import json
 
     rows = [json.loads(line) for line in next((home / "results").glob("*.jsonl")).open()]
-    rows = [r for r in rows if r.get("event") == "result" and "wall_time_s" in r]
-    return max(r["timestamp"] for r in rows) - min(r["timestamp"] - r["wall_time_s"] for r in rows)
+    runs = [r["run"] for r in rows if r.get("event") == "result" and "wall_time_s" in r["run"]]
+    return max(r["timestamp"] for r in runs) - min(r["timestamp"] - r["wall_time_s"] for r in runs)
 
 
 if __name__ == "__main__":

@@ -227,7 +227,7 @@ def summarise(home: Path, trials: int, budgets: list[int]) -> dict:
         "folder": str(home),
         "curve": curve,
         "hv": {str(b): curve[b - 1] for b in budgets},
-        "optimizer_steps": float(last["optimizer_steps"].sum()),
+        "optimizer_steps": float(last["run_optimizer_steps"].sum()),
         "wall_s": json.loads(run.read_text())["wall_s"] if run.is_file() else None,
         "order": trial_params(df)[:trials],
     }

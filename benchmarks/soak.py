@@ -157,7 +157,7 @@ def account(home: Path, method: str, trials: int) -> dict:
     study = load_study(home, method)
     rows = results(home, method)
     ray_done = {r["trial_id"] for r in rows if r["event"] in ("complete", "error")}
-    errors = {r["trial_id"]: r.get("error", "") for r in rows if r["event"] == "error"}
+    errors = {r["trial_id"]: r["run"].get("error", "") for r in rows if r["event"] == "error"}
     every_fail = [t for t in study.trials if t.state == TrialState.FAIL]
     lost = [t for t in every_fail if t.user_attrs.get("failure", "").startswith("lost")]
     fails = [t for t in every_fail if t not in lost]

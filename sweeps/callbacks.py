@@ -16,11 +16,12 @@ from ray.tune import Callback
 
 from sweeps.objectives import BY_KEY
 from sweeps.relocate import inside
+from sweeps.rows import log_row
 
 
 class ResultsLog(Callback):
-    """Appends to `<experiment>/results/<method>.jsonl`; analysis de-duplicates by
-    (trial, epoch)."""
+    """Appends rows in sections (sweeps/rows.py) to `<experiment>/results/<method>.jsonl`;
+    analysis de-duplicates by (trial, epoch)."""
 
     def __init__(self, path: str, method: str) -> None:
         self.path = path  # relative to the experiment (sweeps/relocate.py)
@@ -43,51 +44,23 @@ class ResultsLog(Callback):
         return first
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        keep = {k: v for k, v in result.items() if k not in ("config", "hostname", "node_ip")}
-        self._write(
-            {
-                "event": "result",
-                "trial_id": trial.trial_id,
-                "method": self.method,
-                "params": _params(trial.config),
-                **keep,
-            }
-        )
+        self._write(log_row("result", trial.trial_id, self.method, _params(trial.config), result))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if not self._first_completion(trial.trial_id):
             return  # a resumed sweep re-reported a trial that had finished
-        self._write(
-            {
-                "event": "complete",
-                "trial_id": trial.trial_id,
-                "method": self.method,
-                "params": _params(trial.config),
-                "time": time.time(),
-            }
-        )
+        params = _params(trial.config)
+        self._write(log_row("complete", trial.trial_id, self.method, params, time=time.time()))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._write(
-            {
-                "event": "error",
-                "trial_id": trial.trial_id,
-                "method": self.method,
-                "params": _params(trial.config),
-                "error": _error_text(trial),
-                "time": time.time(),
-            }
-        )
+        params, error = _params(trial.config), _error_text(trial)
+        row = log_row("error", trial.trial_id, self.method, params, error=error, time=time.time())
+        self._write(row)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        error = _error_text(trial)
         self._write(
-            {
-                "event": "retry",
-                "trial_id": trial.trial_id,
-                "method": self.method,
-                "error": _error_text(trial),
-                "time": time.time(),
-            }
+            log_row("retry", trial.trial_id, self.method, None, error=error, time=time.time())
         )
 
 
@@ -101,27 +74,29 @@ class Progress(Callback):
         self.last: dict[str, dict] = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if all(k in result for k in self.objectives) or "failure" in result:
+        # Ray hands callbacks the report nested: its sections (sweeps/rows.py)
+        run = result.get("run", {})
+        if all(k in result.get("objectives", {}) for k in self.objectives) or "failure" in run:
             self.last[trial.trial_id] = result
 
     def _line(self, trials, trial, what: str, ended: str) -> None:
         # Ray updates the ending trial's status after the callbacks: count it as `ended`
         status = [ended if t is trial else t.status for t in trials]
         diverged = sum(
-            s == "TERMINATED" and "failure" in self.last.get(t.trial_id, {})
+            s == "TERMINATED" and "failure" in self.last.get(t.trial_id, {}).get("run", {})
             for t, s in zip(trials, status, strict=True)
         )
         done = status.count("TERMINATED") - diverged
         failed = status.count("ERROR") + diverged
         running = status.count("RUNNING")
         feasible = [
-            r
+            r["objectives"]
             for r in self.last.values()
-            if "failure" not in r and r.get("utility_violation", 0) <= 0
+            if "failure" not in r["run"] and r["run"].get("utility_violation", 0) <= 0
         ]
         pick = {"max": max, "min": min}
         best = {
-            k: pick[mode]((r[k] for r in feasible if k in r and math.isfinite(r[k])), default=None)
+            k: pick[mode]((v[k] for v in feasible if k in v and math.isfinite(v[k])), default=None)
             for k, mode in self.objectives.items()
         }
         shown = ", ".join(f"best {k} {v:.3g}" for k, v in best.items() if v is not None)
@@ -136,12 +111,13 @@ class Progress(Callback):
         r = self.last.get(trial.trial_id)
         if r is None:
             what = "ended without objectives"
-        elif "failure" in r:
-            what = f"FAILED: {r['failure']}"
+        elif "failure" in r["run"]:
+            what = f"FAILED: {r['run']['failure']}"
         else:
-            shown = ", ".join(f"{BY_KEY[k].name(2)} {r[k]:.3g}" for k in self.objectives)
-            what = f"finished: {shown} (epoch {r['epoch']})"
-            if r.get("utility_violation", 0) > 0:
+            values, run = r["objectives"], r["run"]
+            shown = ", ".join(f"{BY_KEY[k].name(2)} {values[k]:.3g}" for k in self.objectives)
+            what = f"finished: {shown} (epoch {run['epoch']})"
+            if run.get("utility_violation", 0) > 0:
                 what += ", stopped by the utility floor"
         self._line(trials, trial, what, "TERMINATED")
 

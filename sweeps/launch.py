@@ -353,9 +353,11 @@ class UtilityFloor(Stopper):
         self.below: dict[str, int] = {}
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if "model_utility" not in result:
+        # Ray hands stoppers the report nested: its sections (sweeps/rows.py)
+        utility = result.get("metrics", {}).get("model_utility")
+        if utility is None:
             return False
-        low = result["model_utility"] < self.floor
+        low = utility < self.floor
         self.below[trial_id] = self.below.get(trial_id, 0) + 1 if low else 0
         return self.below[trial_id] >= self.patience
 

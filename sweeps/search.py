@@ -18,6 +18,9 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions
 from sweeps.relocate import inside, relative
+from sweeps.rows import ray_name
+
+OBJECTIVE = ray_name("objectives", "")  # the prefix of the objectives' names for Ray
 
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
@@ -102,7 +105,7 @@ class UnlearnSearch(OptunaSearch):
         # optuna-dashboard and optuna.visualization name the axes from the study's metric names
         # (else "Objective 0"): the objective keys, as the trials report them
         if self._ot_study.metric_names is None:
-            self._ot_study.set_metric_names(list(self._metric))
+            self._ot_study.set_metric_names([m.removeprefix(OBJECTIVE) for m in self._metric])
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -120,17 +123,20 @@ class UnlearnSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
             return None
         ot_trial.set_user_attr("ray_trial_id", trial_id)
-        values = [result.get(m) for m in self.metric] if result else []
+        # `result` is flat: Ray names a reported section's fields "<section>/<key>"
+        result = result or {}
+        values = [result.get(m) for m in self.metric]
         finite = values and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
         if error or not finite:
-            cause = "error" if error else (result or {}).get("failure", "no finite objectives")
+            failure = result.get(ray_name("run", "failure"), "no finite objectives")
+            cause = "error" if error else failure
             ot_trial.set_user_attr("failure", str(cause))
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return None
-        ot_trial.set_user_attr("epoch", int(result.get("epoch", 0)))
-        if "utility_violation" in result:
-            ot_trial.set_constraint("utility_floor", float(result["utility_violation"]))
+        ot_trial.set_user_attr("epoch", int(result.get(ray_name("run", "epoch"), 0)))
+        if (violation := result.get(ray_name("run", "utility_violation"))) is not None:
+            ot_trial.set_constraint("utility_floor", float(violation))
         return super().on_trial_complete(trial_id, result, error)
 
 
@@ -151,7 +157,7 @@ def make_searcher(
     assert opts.preset in PRESETS
     return UnlearnSearch(
         space=partial(SPACES[method], opts=opts),
-        metric=keys,
+        metric=[ray_name("objectives", k) for k in keys],
         mode=modes,
         sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed),
         study_name=study_name,

@@ -19,7 +19,7 @@ import torch
 from ray import tune
 
 from search_spaces._common import OPTIMIZER_KEYS
-from sweeps import faults
+from sweeps import faults, rows
 from sweeps.config import SweepConfig, hparam_names, make_job, sweep_from_dict
 from sweeps.objectives import get_objectives, objective_values
 from sweeps.relocate import inside
@@ -115,11 +115,11 @@ def trainable(config: dict) -> None:
 
         def on_epoch(epoch: int, metrics: dict, state: LoopState, seed=seed) -> None:
             progress["epoch_metrics"].setdefault(str(epoch), [])
-            row = {**metrics, "optimizer_steps": state.step}
+            seen = {"metrics": metrics, "optimizer_steps": state.step}
             if sweep.seeds == 1:
-                _report(spec, objectives, epoch, [row], [seed], started, device, state, progress)
+                _report(spec, objectives, epoch, [seen], [seed], started, device, state, progress)
             else:  # reported together once every seed has run
-                progress["epoch_metrics"][str(epoch)].append(row)
+                progress["epoch_metrics"][str(epoch)].append(seen)
             if fault is not None:  # an injected fault may fire from now on
                 fault.ready = True
 
@@ -137,15 +137,15 @@ def trainable(config: dict) -> None:
         except TrialDiverged as e:
             # Deterministic, so retrying is pointless: end the trial with the cause and no
             # objective values; the searcher records it as FAILED.
-            tune.report({"diverged": 1.0, "failure": str(e), "seed": seed})
+            tune.report(rows.report({"diverged": 1.0, "failure": str(e), "seeds": [seed]}))
             return
         loop = None
         progress["seed_index"] = seed_index + 1
     if sweep.seeds > 1:
         seeds = [sweep.seed + i for i in range(sweep.seeds)]
         for epoch in sorted(progress["epoch_metrics"], key=int):
-            rows = progress["epoch_metrics"][epoch]
-            _report(spec, objectives, int(epoch), rows, seeds, started, device, None, progress)
+            evals = progress["epoch_metrics"][epoch]
+            _report(spec, objectives, int(epoch), evals, seeds, started, device, None, progress)
     gc.collect()
 
 
@@ -153,23 +153,22 @@ def _report(
     spec: TrialSpec,
     objectives,
     epoch: int,
-    rows: list[dict],
+    evals: list[dict],
     seeds: list[int],
     started: float,
     device: str,
     state: LoopState | None,
     progress: dict,
 ) -> None:
-    metrics = _summary(rows)
+    """One epoch's row (sweeps/rows.py): `evals` holds each seed's metrics and optimizer steps.
+    The sampled params are Ray's trial config: ResultsLog writes them."""
+    metrics = _summary([e["metrics"] for e in evals])
     values = objective_values(metrics, objectives)  # raises on NaN: the trial fails, nothing told
     job = spec.job(seeds[0])
-    record = {
-        **metrics,
-        **values,
+    run = {
         "epoch": epoch,
         "seeds": seeds,
-        "method": spec.sweep.method,
-        **{f"hp/{k}": v for k, v in spec.params.items()},
+        "optimizer_steps": evals[0]["optimizer_steps"],  # the seeds share one schedule
         "effective_batch": job.train.batch_size * job.train.grad_accum,
         "world_size": 1,
         "wall_time_s": time.perf_counter() - started,
@@ -180,6 +179,7 @@ def _report(
         "utility_violation": spec.utility_floor - metrics["model_utility"],
     }
     assert all(math.isfinite(v) for v in values.values()), "objectives must be finite"
+    record = rows.report(run, values, metrics)
     progress["last"] = record
     if state is None:  # several seeds: reported at the trial's end, nothing left to resume
         tune.report(record)

@@ -18,7 +18,7 @@ from fixtures_analysis.fake import TARGET, write_experiment
 from optuna.distributions import FloatDistribution
 
 from analysis import export, pareto
-from analysis.load import load
+from analysis.load import load, metric_columns
 from analysis.params import SearchRange, importances, near_bounds
 from unlearn_core.errors import UserError
 from unlearn_sweep.cli import main
@@ -168,12 +168,34 @@ def test_load_counts_every_trial_with_its_status(experiment):
         "log10_forget_quality",
         "privleak",
         "abs_privleak",
-        "optimizer_steps",
-        "wall_time_s",
+        "run_optimizer_steps",
+        "run_wall_time_s",
+        "run_timestamp",  # Ray's own bookkeeping, in the run section
         "seeds",
     } <= set(rows.columns)
-    assert not any(c.startswith("hp/") or c in ("pid", "node_ip", "host") for c in rows.columns)
+    assert not any(c.startswith("run_") for c in metric_columns(rows))
+    assert not {"run_config", "run_node_ip", "run_hostname", "run_trial_id"} & set(rows.columns)
     assert exp.target == TARGET
+
+
+def test_a_new_run_field_is_never_a_metric(tmp_path):
+    """Bookkeeping under `run` (a field this version has never heard of, or one Ray adds beside
+    the sections) reaches the table as a run_ column, never the metrics or an export."""
+    home = write_experiment(tmp_path / "exp", methods=("npo",), trials=4, outcomes={})
+    path = home / "results" / "npo.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    for ev in lines:
+        if ev["event"] == "result":
+            ev["run"] |= {"gpu_peak_mem_mb": 812.5, "tokens_seen": 4096}
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    rows, (exp,) = load([home])
+    assert {"run_gpu_peak_mem_mb", "run_tokens_seen"} <= set(rows.columns)
+    names = metric_columns(rows)
+    assert "forget_quality" in names and not {"gpu_peak_mem_mb", "tokens_seen"} & set(names)
+    assert not any(c.startswith("run_") for c in names)
+    (doc,) = export.select(exp, rows, export.Rule("knee"))
+    assert "forget_quality" in doc["info"]["metrics"]
+    assert not {"gpu_peak_mem_mb", "tokens_seen"} & set(doc["info"]["metrics"])
 
 
 def test_analysis_never_imports_ray():

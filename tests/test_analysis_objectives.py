@@ -23,6 +23,7 @@ from analysis import pareto
 from analysis.summary import analyze
 from search_spaces import SPACES
 from search_spaces._common import SpaceOptions
+from sweeps import rows
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import OBJECTIVES, get_objectives, objective_values
 from unlearn_core.source import Source
@@ -158,57 +159,33 @@ def write_doc_experiment(
         params = SPACES[method](trial, SpaceOptions("tiny"))
         trial.set_user_attr("ray_trial_id", tid)
         if status == "crashed":
-            lines.append(
-                {
-                    "event": "error",
-                    "trial_id": tid,
-                    "method": method,
-                    "params": params,
-                    "error": "RuntimeError: CUDA error: out of memory",
-                    "time": 1.8e9,
-                }
-            )
+            error = "RuntimeError: CUDA error: out of memory"
+            lines.append(rows.log_row("error", tid, method, params, error=error, time=1.8e9))
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
         epoch = int(params["epochs"])
         m = metrics_of(forget, keep)
         violation = floor - m["model_utility"]
         assert (violation > 0) == (status == "stopped"), tid
-        lines.append(
-            {
-                "event": "result",
-                "trial_id": tid,
-                "method": method,
-                "params": params,
-                **m,
-                **objective_values(m, objs),
-                "optimizer_steps": 3 * epoch,
-                "epoch": epoch,
-                "seeds": [0],
-                **{f"hp/{k}": v for k, v in params.items()},
-                "effective_batch": 32,
-                "world_size": 1,
-                "wall_time_s": 1.0,
-                "device": "cpu",
-                "host": "node-7",
-                "version": "0.1.0",
-                "utility_floor": floor,
-                "utility_violation": violation,
-                **_ray_fields(tid, epoch, 1.8e9),
-            }
-        )
-        lines.append(
-            {
-                "event": "complete",
-                "trial_id": tid,
-                "method": method,
-                "params": params,
-                "time": 1.8e9,
-            }
-        )
+        run = {
+            "optimizer_steps": 3 * epoch,
+            "epoch": epoch,
+            "seeds": [0],
+            "effective_batch": 32,
+            "world_size": 1,
+            "wall_time_s": 1.0,
+            "device": "cpu",
+            "host": "node-7",
+            "version": "0.1.0",
+            "utility_floor": floor,
+            "utility_violation": violation,
+        }
+        report = rows.report(run, objective_values(m, objs), m) | _ray_fields(tid, epoch, 1.8e9)
+        lines.append(rows.log_row("result", tid, method, params, report))
+        lines.append(rows.log_row("complete", tid, method, params, time=1.8e9))
         trial.set_user_attr("epoch", epoch)
         trial.set_constraint("utility_floor", violation)
-        study.tell(trial, [lines[-2][o.key] for o in objs])
+        study.tell(trial, [lines[-2]["objectives"][o.key] for o in objs])
     (home / "results").mkdir()
     (home / "results" / f"{method}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return home

@@ -526,11 +526,30 @@ def test_lines_that_are_not_result_rows_are_skipped_and_counted(root, caplog):
     from analysis.load import load
 
     with (root / "exp" / "results" / "npo.jsonl").open("a") as f:
-        f.write(NOT_A_ROW + '{"event": "result", "trial_id": "t", "epoch": "x"}\n')
+        f.write(NOT_A_ROW + '{"event": "result", "trial_id": "t", "run": {"epoch": "x"}}\n')
+        f.write('{"event": "result", "trial_id": "t", "metrics": {"forget_quality": "high"}}\n')
     before, _ = load([write_experiment(root / "again", methods=("npo",), trials=3)])
     rows, _ = load([root / "exp"])
     assert len(rows) == len(before)
-    assert "skipped 3 line(s) that are not result rows" in caplog.text
+    assert "skipped 4 line(s) that are not result rows\n" in caplog.text
+
+
+def test_rows_in_the_flat_format_of_an_older_version_are_skipped_with_one_line(root, caplog):
+    """Before sectioned rows (params, objectives, metrics, run) a row held its metrics and
+    bookkeeping side by side: such lines are skipped, counted and named, never read as rows."""
+    from analysis.load import load
+
+    flat = {"event": "result", "trial_id": "t", "method": "npo", "params": {"lr": 1e-3}}
+    flat |= {"forget_quality": 0.5, "model_utility": 0.8, "epoch": 1, "wall_time_s": 2.0}
+    end = {"event": "complete", "trial_id": "t", "method": "npo", "params": {}, "time": 1.8e9}
+    with (root / "exp" / "results" / "npo.jsonl").open("a") as f:
+        f.write(json.dumps(flat) + "\n" + json.dumps(end) + "\n")
+    before, _ = load([write_experiment(root / "again", methods=("npo",), trials=3)])
+    rows, _ = load([root / "exp"])
+    assert len(rows) == len(before) and "t" not in set(rows["trial_id"])
+    (line,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "skipped 2 line(s) that are not result rows (2 in the flat format" in line
+    assert "\n" not in line
 
 
 @pytest.mark.slow

@@ -137,15 +137,16 @@ def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
         rows = [
             json.loads(x) for x in (home / "results" / "grad_ascent.jsonl").read_text().splitlines()
         ]
-        assert all(k in r for r in rows if "epoch" in r for k in keys)
+        assert all(k in r["objectives"] for r in rows if r["event"] == "result" for k in keys)
         for t in study.trials:  # the study holds the objectives of the trial's last report
             mine = [
                 r
                 for r in rows
-                if r.get("trial_id") == t.user_attrs["ray_trial_id"] and "epoch" in r
+                if r["trial_id"] == t.user_attrs["ray_trial_id"] and r["event"] == "result"
             ]
-            last = max(mine, key=lambda r: r["epoch"])
-            assert last["epoch"] == 2 and t.values == pytest.approx([last[k] for k in keys])
+            last = max(mine, key=lambda r: r["run"]["epoch"])
+            values = [last["objectives"][k] for k in keys]
+            assert last["run"]["epoch"] == 2 and t.values == pytest.approx(values)
         # the analysis reads the sweep's own objectives: front, plots, report and an export
         assert main(["analyze", str(home)]) == 0
         assert (home / "report.md").is_file() and (home / "analysis" / "pareto.png").is_file()

@@ -14,9 +14,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-# what differs between two runs of the same trial: clocks, processes, Ray's ids
+# what differs between two runs of the same trial (in the row's run section): clocks, processes
 VOLATILE = {
-    "trial_id",
     "wall_time_s",
     "host",
     "timestamp",
@@ -25,8 +24,6 @@ VOLATILE = {
     "time_total_s",
     "time_since_restore",
     "pid",
-    "hostname",
-    "node_ip",
 }
 
 
@@ -85,7 +82,8 @@ def _trials(home: Path) -> list[tuple]:
     out = []
     for t in study.trials:
         mine = [
-            {k: v for k, v in r.items() if k not in VOLATILE}
+            {k: v for k, v in r.items() if k != "trial_id"}  # Ray's ids differ
+            | {"run": {k: v for k, v in r["run"].items() if k not in VOLATILE}}
             for r in rows
             if r["trial_id"] == t.user_attrs["ray_trial_id"] and r["event"] == "result"
         ]

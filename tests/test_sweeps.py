@@ -95,12 +95,16 @@ def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
             continue
         ray_id = t.user_attrs["ray_trial_id"]
         last = [r for r in rows if r["event"] == "result" and r["trial_id"] == ray_id][-1]
-        assert t.values == [last["log10_forget_quality"], last["model_utility"]]
+        values = last["objectives"]
+        assert t.values == [values["log10_forget_quality"], values["model_utility"]]
+        assert values["model_utility"] == last["metrics"]["model_utility"]
         assert t.params == {k: v for k, v in last["params"].items() if k in t.params}
-        assert t.constraints == {"utility_floor": last["utility_violation"]}
+        assert t.constraints == {"utility_floor": last["run"]["utility_violation"]}
+        assert t.user_attrs["epoch"] == last["run"]["epoch"]
     # the diverged trial reported the cause, never objective values
-    diverged = [r for r in rows if r.get("diverged")]
-    assert len(diverged) == 1 and "log10_forget_quality" not in diverged[0]
+    diverged = [r for r in rows if r["run"].get("diverged")]
+    assert len(diverged) == 1 and "objectives" not in diverged[0]
+    assert "loss became non-finite" in diverged[0]["run"]["failure"]
     # the defaults were evaluated first
     first = study.trials[0].params
     assert first["lr"] == 1e-3 and first["beta"] == 0.1 and first["alpha"] == 1.0
@@ -112,16 +116,16 @@ def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
     retried = {r["trial_id"] for r in rows if r["event"] == "retry"}
     assert len(retried) == 1
     (tid,) = retried
-    epochs = [r["epoch"] for r in rows if r["event"] == "result" and r["trial_id"] == tid]
-    assert epochs == [1, 2]  # epoch 1 was not trained again: the retry restored its checkpoint
-    steps = [r["optimizer_steps"] for r in rows if r["event"] == "result" and r["trial_id"] == tid]
-    assert steps[1] == 2 * steps[0]
-    every = [r for r in rows if r["event"] == "result" and "seeds" in r]
-    for r in every:  # each row carries what reproduces it
+    mine = [r["run"] for r in rows if r["event"] == "result" and r["trial_id"] == tid]
+    assert [r["epoch"] for r in mine] == [1, 2]  # epoch 1 not trained again: the checkpoint
+    assert mine[1]["optimizer_steps"] == 2 * mine[0]["optimizer_steps"]
+    every = [r for r in rows if r["event"] == "result" and "objectives" in r]
+    for r in every:  # each row carries what reproduces it, in its sections
+        assert set(r) == {"event", "trial_id", "method", "params", "objectives", "metrics", "run"}
+        assert {"lr", "beta", "alpha", "gamma", "epochs"} <= set(r["params"])
+        assert set(r["objectives"]) == {"log10_forget_quality", "model_utility"}
+        assert {"forget_quality", "model_utility", "forget_Q_A_ROUGE"} <= set(r["metrics"])
         assert {
-            "method",
-            "hp/lr",
-            "hp/beta",
             "seeds",
             "effective_batch",
             "optimizer_steps",
@@ -130,7 +134,9 @@ def test_killed_trial_resumes_from_its_checkpoint(fault_sweep):
             "wall_time_s",
             "device",
             "version",
-        } <= set(r)
+            "training_iteration",  # Ray's own bookkeeping joins the run section
+        } <= set(r["run"])
+        assert not {"config", "node_ip", "hostname", "trial_id"} & set(r["run"])
 
 
 def test_real_sweep_is_analysed_and_exported(fault_sweep):
@@ -153,10 +159,12 @@ def test_real_sweep_is_analysed_and_exported(fault_sweep):
     row = next(
         r
         for r in reversed(results(home))
-        if r["event"] == "result" and r["trial_id"] == doc["trial"] and r["epoch"] == doc["epoch"]
+        if r["event"] == "result"
+        and r["trial_id"] == doc["trial"]
+        and r["run"]["epoch"] == doc["epoch"]
     )
-    assert doc["metrics"]["forget_quality"] == row["forget_quality"]
-    assert doc["objectives"]["model_utility"] == row["model_utility"]
+    assert doc["metrics"] == row["metrics"]  # every metric, and nothing else
+    assert doc["objectives"] == row["objectives"]
 
 
 def test_exported_config_reproduces_the_sweep(fault_sweep):
@@ -241,17 +249,21 @@ def test_export_of_a_sweep_with_prompt_settings_reruns_its_job(tmp_path, small_b
 
 
 def test_utility_floor_stops_after_patience_evaluations_in_a_row():
+    from sweeps import rows
     from sweeps.config import SweepConfig
     from sweeps.launch import UtilityFloor
     from unlearn_core.errors import UserError
 
-    assert UtilityFloor(0.5)("a", {"model_utility": 0.49})  # default: the first dip stops it
+    def result(utility: float) -> dict:  # a report as Ray hands it to stoppers: in sections
+        return rows.report({"epoch": 1}, {"model_utility": utility}, {"model_utility": utility})
+
+    assert UtilityFloor(0.5)("a", result(0.49))  # default: the first dip stops it
     floor = UtilityFloor(0.5, patience=2)
-    assert not floor("b", {"model_utility": 0.4})
-    assert not floor("b", {"model_utility": 0.6})  # recovered: the count starts again
-    assert not floor("b", {"model_utility": 0.4})
-    assert floor("b", {"model_utility": 0.3})
-    assert not floor("c", {"diverged": 1.0, "failure": "nan"})  # no utility: nothing to judge
+    assert not floor("b", result(0.4))
+    assert not floor("b", result(0.6))  # recovered: the count starts again
+    assert not floor("b", result(0.4))
+    assert floor("b", result(0.3))
+    assert not floor("c", rows.report({"diverged": 1.0, "failure": "nan"}))  # nothing to judge
     with pytest.raises(UserError, match="floor_patience must be >= 1"):
         SweepConfig(method="npo", floor_patience=0)
 
@@ -383,8 +395,9 @@ def test_a_trial_a_stale_state_restores_is_reported_again_without_training(fault
     assert [r["event"] for r in new] == ["result"] and new[0]["trial_id"] == tid, new
     last = [r for r in before if r["event"] == "result" and r["trial_id"] == tid][-1]
     # the same record: its wall time and step count prove nothing was trained again
-    for key in ("epoch", "optimizer_steps", "wall_time_s", "forget_quality", "model_utility"):
-        assert new[0][key] == last[key], key
+    for key in ("epoch", "optimizer_steps", "wall_time_s"):
+        assert new[0]["run"][key] == last["run"][key], key
+    assert new[0]["metrics"] == last["metrics"] and new[0]["objectives"] == last["objectives"]
     assert [(t.state, t.params, t.values) for t in load_study(home).trials] == study_before
     assert trial_checkpoints(home)[tid] == ["checkpoint_000001"]
     assert not list(Path(env["TMPDIR"]).glob("unlearn-ckpt-*"))

@@ -18,6 +18,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from search_spaces import SPACES
 from search_spaces._common import SpaceOptions, default_point
+from sweeps import rows
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import get_objectives, objective_values
 from unlearn_core.methods import get_method
@@ -65,12 +66,13 @@ def _metrics(params: dict, epoch: int, rng: np.random.Generator) -> dict:
         "privleak": -99.9 / (1 + s),
         "exact_memorization": 0.99 / (1 + 0.2 * s),
         "mia_min_k": 0.5 + 0.5 / (1 + s),
-        "optimizer_steps": 3 * epoch,
     }
 
 
 def _ray_fields(trial_id: str, epoch: int, t0: float) -> dict:
+    """What Ray adds to a trial's report before the callbacks see it (config, the whole of it)."""
     return {
+        "config": {"sweep": {}, "reference": "reference/x.json", "lr": 1e-3},
         "timestamp": int(t0 + 10 * epoch),
         "checkpoint_dir_name": f"checkpoint_{epoch:06d}",
         "should_checkpoint": True,
@@ -82,6 +84,7 @@ def _ray_fields(trial_id: str, epoch: int, t0: float) -> dict:
         "time_total_s": 10.0 * epoch,
         "pid": 4242,
         "node_ip": "10.0.0.7",
+        "hostname": "node-7",
         "time_since_restore": 10.0 * epoch,
         "iterations_since_restore": epoch,
     }
@@ -97,13 +100,10 @@ def _result(
 ) -> dict:
     m = _metrics(params, epoch, rng)
     values = objective_values(m, get_objectives(list(cfg.objectives)))
-    record = {
-        **m,
-        **values,
+    run = {
         "epoch": epoch,
         "seeds": [cfg.seed],
-        "method": cfg.method,
-        **{f"hp/{k}": v for k, v in params.items()},
+        "optimizer_steps": 3 * epoch,
         "effective_batch": cfg.batch_size * cfg.grad_accum,
         "world_size": 1,
         "wall_time_s": 10.0 * epoch,
@@ -113,15 +113,9 @@ def _result(
         "utility_floor": floor,
         "utility_violation": floor - m["model_utility"],
     }
-    # what ResultsLog writes: the event, the trial id, the sampled params, then Ray's result
-    return {
-        "event": "result",
-        "trial_id": trial_id,
-        "method": cfg.method,
-        "params": params,
-        **record,
-        **_ray_fields(trial_id, epoch, 1.8e9),
-    }
+    # what ResultsLog writes of the trainable's report, with Ray's fields as Ray adds them
+    report = rows.report(run, values, m) | _ray_fields(trial_id, epoch, 1.8e9)
+    return rows.log_row("result", trial_id, cfg.method, params, report)
 
 
 def defaults_point(cfg: SweepConfig) -> dict:
@@ -137,42 +131,18 @@ def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: li
     if outcome in ("failed", "crashed"):  # failed: errors in epoch 2 after reporting epoch 1
         if outcome == "failed":
             lines.append(_result(cfg, trial_id, params, 1, floor, rng))
-        lines.append(
-            {
-                "event": "error",
-                "trial_id": trial_id,
-                "method": cfg.method,
-                "params": params,
-                "error": "RuntimeError: CUDA error: out of memory",
-                "time": 1.8e9,
-            }
-        )
+        error = "RuntimeError: CUDA error: out of memory"
+        lines.append(rows.log_row("error", trial_id, cfg.method, params, error=error, time=1.8e9))
         trial.set_user_attr("ray_trial_id", trial_id)
         trial.set_user_attr("failure", "error")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
     if outcome == "diverged":
-        lines.append(
-            {
-                "event": "result",
-                "trial_id": trial_id,
-                "method": cfg.method,
-                "params": params,
-                "diverged": 1.0,
-                "seed": cfg.seed,
-                "failure": "loss became non-finite (nan) at optimizer step 4",
-                **_ray_fields(trial_id, 1, 1.8e9),
-            }
-        )
-        lines.append(
-            {
-                "event": "complete",
-                "trial_id": trial_id,
-                "method": cfg.method,
-                "params": params,
-                "time": 1.8e9,
-            }
-        )
+        failure = "loss became non-finite (nan) at optimizer step 4"
+        run = {"diverged": 1.0, "failure": failure, "seeds": [cfg.seed]}
+        report = rows.report(run) | _ray_fields(trial_id, 1, 1.8e9)
+        lines.append(rows.log_row("result", trial_id, cfg.method, params, report))
+        lines.append(rows.log_row("complete", trial_id, cfg.method, params, time=1.8e9))
         trial.set_user_attr("ray_trial_id", trial_id)
         trial.set_user_attr("failure", "loss became non-finite (nan) at optimizer step 4")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -182,36 +152,23 @@ def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: li
     for epoch in range(1, stop + 1):
         last = _result(cfg, trial_id, params, epoch, floor, rng)
         if outcome == "stopped" and epoch == stop:
-            last["model_utility"] = floor * 0.5  # the stopper ends it here
-            last["utility_violation"] = floor - last["model_utility"]
+            last["metrics"]["model_utility"] = floor * 0.5  # the stopper ends it here
+            if "model_utility" in last["objectives"]:
+                last["objectives"]["model_utility"] = floor * 0.5
+            last["run"]["utility_violation"] = floor * 0.5
         lines.append(last)
         if outcome == "retried" and epoch == 1:  # a worker died: epoch 1 again from scratch
-            lines.append(
-                {
-                    "event": "retry",
-                    "trial_id": trial_id,
-                    "method": cfg.method,
-                    "error": "ray.exceptions.NodeDiedError",
-                    "time": 1.8e9,
-                }
-            )
+            error = "ray.exceptions.NodeDiedError"
+            lines.append(rows.log_row("retry", trial_id, cfg.method, None, error=error, time=1.8e9))
             last = _result(cfg, trial_id, params, 1, floor, rng)
             lines.append(last)
     if outcome == "running":  # no complete event, Optuna trial left RUNNING
         return
-    lines.append(
-        {
-            "event": "complete",
-            "trial_id": trial_id,
-            "method": cfg.method,
-            "params": params,
-            "time": 1.8e9,
-        }
-    )
+    lines.append(rows.log_row("complete", trial_id, cfg.method, params, time=1.8e9))
     trial.set_user_attr("ray_trial_id", trial_id)
-    trial.set_user_attr("epoch", int(last["epoch"]))
-    trial.set_constraint("utility_floor", float(last["utility_violation"]))
-    study.tell(trial, [last[o.key] for o in get_objectives(list(cfg.objectives))])
+    trial.set_user_attr("epoch", int(last["run"]["epoch"]))
+    trial.set_constraint("utility_floor", float(last["run"]["utility_violation"]))
+    study.tell(trial, [last["objectives"][o.key] for o in get_objectives(list(cfg.objectives))])
 
 
 def write_experiment(
