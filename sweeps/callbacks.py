@@ -19,6 +19,36 @@ from sweeps.relocate import inside
 from sweeps.rows import log_row
 
 
+def _completed(path: Path) -> set[str]:
+    """Trial ids with an end line in the results log. The log is read as untrusted: a line a
+    killed driver cut off, or one that is not a row, names no trial (analysis/load.py counts
+    them)."""
+    if not path.is_file():
+        return set()
+    done = set()
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("event") == "complete":
+                if isinstance(row.get("trial_id"), str):
+                    done.add(row["trial_id"])
+    return done
+
+
+def _drop_cut_line(path: Path) -> None:
+    """A killed driver can leave the log's last line unfinished; the next row appended to it
+    would join it and be lost, so the unfinished part is cut first."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 class ResultsLog(Callback):
     """Appends rows in sections (sweeps/rows.py) to `<experiment>/results/<method>.jsonl`;
     analysis de-duplicates by (trial, epoch)."""
@@ -27,18 +57,19 @@ class ResultsLog(Callback):
         self.path = path  # relative to the experiment (sweeps/relocate.py)
         self.method = method
         self.completed: set[str] | None = None  # read from the log once (a resume restores us)
+        self.mended = False
 
     def _write(self, row: dict) -> None:
         inside(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if not self.mended:  # the first write of this driver
+            _drop_cut_line(inside(self.path))
+            self.mended = True
         with open(inside(self.path), "a") as f:
             f.write(json.dumps(row, default=_plain) + "\n")
 
     def _first_completion(self, trial_id: str) -> bool:
         if self.completed is None:
-            lines = inside(self.path).open() if inside(self.path).is_file() else []
-            self.completed = {
-                json.loads(ln)["trial_id"] for ln in lines if '"event": "complete"' in ln
-            }
+            self.completed = _completed(inside(self.path))
         first = trial_id not in self.completed
         self.completed.add(trial_id)
         return first

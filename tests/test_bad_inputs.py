@@ -534,6 +534,30 @@ def test_lines_that_are_not_result_rows_are_skipped_and_counted(root, caplog):
     assert "skipped 4 line(s) that are not result rows\n" in caplog.text
 
 
+def test_a_resumed_driver_reads_past_a_cut_or_foreign_results_line(tmp_path, monkeypatch):
+    """ResultsLog learns which trials already ended from the results log; a line a killed
+    driver cut off, or one that is not a row, must not stop the resumed sweep, and the cut line
+    is dropped before the next row is appended (it would join it)."""
+    from types import SimpleNamespace
+
+    from sweeps.callbacks import ResultsLog
+    from sweeps.relocate import EXPERIMENT_ENV
+
+    monkeypatch.setenv(EXPERIMENT_ENV, str(tmp_path))
+    log = tmp_path / "results" / "npo.jsonl"
+    log.parent.mkdir()
+    done = {"event": "complete", "trial_id": "a", "method": "npo", "params": {}}
+    log.write_text(
+        json.dumps(done) + '\n[1, 2]\n{"event": "complete", "trial_id": 7}\n{"event": "comp'
+    )
+    cb = ResultsLog("results/npo.jsonl", "npo")
+    for trial_id in ("a", "b"):
+        cb.on_trial_complete(0, [], SimpleNamespace(trial_id=trial_id, config={}))
+    lines = log.read_text().splitlines()
+    assert [json.loads(ln)["trial_id"] for ln in lines if "complete" in ln][-1] == "b"
+    assert log.read_text().count('"trial_id": "a"') == 1 and '"comp\n' not in log.read_text()
+
+
 def test_rows_in_the_flat_format_of_an_older_version_are_skipped_with_one_line(root, caplog):
     """Before sectioned rows (params, objectives, metrics, run) a row held its metrics and
     bookkeeping side by side: such lines are skipped, counted and named, never read as rows."""
