@@ -25,7 +25,7 @@ from sweeps.objectives import get_objectives
 from sweeps.relocate import EXPERIMENT_ENV, drive, relative
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
-from unlearn_core.job import aggregate_any, job_context, per_sample_any
+from unlearn_core.job import job_context
 from unlearn_core.methods import get_method
 from unlearn_core.version import VERSION
 
@@ -94,8 +94,9 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     model.eval()
 
     def metrics_of(m: torch.nn.Module) -> dict:
-        return aggregate_any(
-            per_sample_any(m, ctx.tok, ctx.setup, ctx.data, probe.eval), ctx.setup, ctx.reference
+        suite = ctx.setup.suite
+        return suite.aggregate(
+            suite.per_sample(m, ctx.tok, ctx.setup, ctx.data, probe.eval), ctx.reference
         )
 
     metrics = metrics_of(model)

@@ -152,16 +152,16 @@ def test_dusk_model_utility_collapses_with_one_ability():
 
 def test_muse_aggregate_without_generations_is_the_auc_and_privleak():
     ps = _muse_ps(*MIXED, generations=False)
-    assert doc_eval.aggregate(ps, "muse", None) == pytest.approx({"mia_min_k": 0.75})
+    assert doc_eval.aggregate(doc_eval.MUSE, ps, None) == pytest.approx({"mia_min_k": 0.75})
     ref = doc_eval.DocReference("muse-news", "forget", {"mia_min_k": 0.5}, 2)
-    assert doc_eval.aggregate(ps, "muse", ref) == pytest.approx(
+    assert doc_eval.aggregate(doc_eval.MUSE, ps, ref) == pytest.approx(
         {"mia_min_k": 0.75, "privleak": -50.0}
     )
 
 
 def test_muse_aggregate_with_generations_adds_the_reference_privleak():
     ref = doc_eval.DocReference("muse-news", "forget", {"mia_min_k": 0.6}, 2)
-    m = doc_eval.aggregate(_muse_ps(*MIXED), "muse", ref)
+    m = doc_eval.aggregate(doc_eval.MUSE, _muse_ps(*MIXED), ref)
     assert m == pytest.approx(
         {
             "forget_knowmem_ROUGE": 0.5,
@@ -178,16 +178,16 @@ def test_muse_aggregate_with_generations_adds_the_reference_privleak():
 def test_dusk_aggregate_without_generations_is_the_aucs_and_relative_values():
     ps = _dusk_ps(generations=False)
     aucs = {"mia_min_k_plus_plus": 0.75, "retain_mia_min_k_plus_plus": 0.875}
-    assert doc_eval.aggregate(ps, "dusk", None) == pytest.approx(aucs)
+    assert doc_eval.aggregate(doc_eval.DUSK, ps, None) == pytest.approx(aucs)
     ref = doc_eval.DocReference("dusk", "forget", DUSK_RETRAIN, 2)
-    assert doc_eval.aggregate(ps, "dusk", ref) == pytest.approx(
+    assert doc_eval.aggregate(doc_eval.DUSK, ps, ref) == pytest.approx(
         aucs | {"privleak": 50.0, "retain_deviation": 25.0}
     )
 
 
 def test_dusk_aggregate_with_generations_is_the_summary():
     ref = doc_eval.DocReference("dusk", "forget", DUSK_RETRAIN, 2)
-    m = doc_eval.aggregate(_dusk_ps(), "dusk", ref)
+    m = doc_eval.aggregate(doc_eval.DUSK, _dusk_ps(), ref)
     assert m["model_utility"] == pytest.approx(0.4)
     assert m["privleak"] == pytest.approx(50.0)
     assert m["retain_deviation"] == pytest.approx(25.0)
@@ -195,11 +195,11 @@ def test_dusk_aggregate_with_generations_is_the_summary():
 
 def test_reference_from_per_sample_values():
     muse = doc_eval.reference_from(
-        _muse_ps(*MIXED, generations=False), "muse", "muse-news", "forget"
+        doc_eval.MUSE, _muse_ps(*MIXED, generations=False), "muse-news", "forget"
     )
     assert (muse.benchmark, muse.split, muse.n_forget) == ("muse-news", "forget", 2)
     assert muse.values == pytest.approx({"mia_min_k": 0.75})
-    dusk = doc_eval.reference_from(_dusk_ps(generations=False), "dusk", "dusk", "forget")
+    dusk = doc_eval.reference_from(doc_eval.DUSK, _dusk_ps(generations=False), "dusk", "forget")
     assert dusk.n_forget == 2
     assert dusk.values == pytest.approx(
         {"mia_min_k_plus_plus": 0.75, "retain_mia_min_k_plus_plus": 0.875}
@@ -207,7 +207,7 @@ def test_reference_from_per_sample_values():
 
 
 def test_reference_json_round_trip_and_benchmark_check(tmp_path):
-    ref = doc_eval.reference_from(_dusk_ps(generations=False), "dusk", "dusk", "forget")
+    ref = doc_eval.reference_from(doc_eval.DUSK, _dusk_ps(generations=False), "dusk", "forget")
     path = tmp_path / "reference.json"
     path.write_text(json.dumps(ref.to_json()))
     assert doc_eval.DocReference.load(path, "dusk", "forget") == ref

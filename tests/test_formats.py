@@ -8,10 +8,11 @@ import copy
 
 import pytest
 
-from unlearn_core.benchmarks import OPEN_UNLEARNING_CHAT, default_format, prompt_format
+from unlearn_core.benchmarks import default_format, prompt_format
 from unlearn_core.data.format import PromptFormat, answer_text, encode_qa, prompt_text
 from unlearn_core.errors import UserError
 from unlearn_core.logprobs import IGNORE
+from unlearn_core.suites import OPEN_UNLEARNING_CHAT
 
 # The shape of Llama-3.x Instruct's template: a system header carrying the knowledge cutoff and
 # today's date (which falls back to the current day unless date_string is passed), header tags

@@ -18,20 +18,14 @@ from unlearn_core.benchmarks import resolve
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import get_reference
 from unlearn_core.models import load_tokenizer
-
-REFERENCE_SPLITS = {
-    "tofu": ("forget01", "forget05", "forget10"),
-    "muse": ("forget",),
-    "dusk": ("forget",),
-}
+from unlearn_core.suites import SUITES
 
 
 def ship(name: str) -> None:
-    family = builtin.VARIANTS[name].family
     splits = builtin.train_splits(name)
     models = builtin.rebuild(name, splits)
     with builtin.using("rebuilt"):
-        for split in REFERENCE_SPLITS[family]:
+        for split in SUITES[builtin.VARIANTS[name].family].splits:  # every split's reference
             setup = resolve(name, split)
             get_reference(
                 setup, load_tokenizer(setup.target_model), EvalConfig(), torch.device("cpu")

@@ -10,18 +10,17 @@ from pathlib import Path
 
 from unlearn_core import builtin
 from unlearn_core.data.format import PromptFormat
-from unlearn_core.data.tofu import load_config, split_configs
-from unlearn_core.doc_eval import DocEvalData, DocParams, load_eval
+from unlearn_core.doc_eval import DocParams
 from unlearn_core.errors import UserError
 from unlearn_core.paths import check_paths
-from unlearn_core.tofu_eval import TofuEvalData
+from unlearn_core.suites import SUITES, EvalData, Setup, Suite
 
 
 @dataclass(frozen=True)
 class Benchmark:
     description: str
     builtin: bool  # data and models are generated and trained locally on first use
-    family: str = "tofu"  # tofu | muse | dusk: data layout, evaluation suite, objectives
+    family: str = "tofu"  # a SUITES key: data layout, evaluation suite, objectives
     data: str | None = None  # hub id (real benchmarks)
     target: str | None = None  # default target / retrain models on the hub (MUSE, DUSK)
     retrain: str | None = None
@@ -86,30 +85,25 @@ BENCHMARKS = {
         DocParams(chunk_tokens=1024, icl_shots=None),
     ),
 }
-# open-unlearning's TOFU chat format (Llama-3.x Instruct): this system prompt and the date pinned,
-# so results do not change with the day they are computed on. Templates without a system role or
-# date ignore what they do not use; --template llama2 / base and --system-prompt override it.
-OPEN_UNLEARNING_CHAT = PromptFormat(
-    template="chat", system_prompt="You are a helpful assistant.", date_string="10 Apr 2025"
-)
-DOC_SPLITS = ("forget",)  # MUSE and DUSK have one forget set; `--split forget` names it
+
+
+def suite_of(benchmark: str) -> Suite:
+    """The benchmark family's record: splits, views, evaluation, reference, training data."""
+    return SUITES[get_benchmark(benchmark).family]
 
 
 def default_split(benchmark: str) -> str:
-    return "forget10" if get_benchmark(benchmark).family == "tofu" else "forget"
-
-
-DOC_VIEWS = ("forget", "retain")  # document benchmarks train on chunks: no QA-derived views
+    return suite_of(benchmark).default_split
 
 
 def fits(benchmark: str, views: tuple[str, ...]) -> bool:
     """Whether a method reading these batch views can train on the benchmark's data."""
-    return get_benchmark(benchmark).family == "tofu" or set(views) <= set(DOC_VIEWS)
+    return set(views) <= set(suite_of(benchmark).views)
 
 
 def check_method(benchmark: str, method: str, views: tuple[str, ...]) -> None:
     if not fits(benchmark, views):
-        qa_only = next(v for v in views if v not in DOC_VIEWS)
+        qa_only = next(v for v in views if v not in suite_of(benchmark).views)
         raise UserError(
             f"method {method} needs question/answer data (view {qa_only}); "
             f"{benchmark} trains on documents: use a method that reads only the "
@@ -118,12 +112,9 @@ def check_method(benchmark: str, method: str, views: tuple[str, ...]) -> None:
 
 
 def default_format(benchmark: str) -> PromptFormat:
-    """Built-in TOFU: its tokenizer's chat template; TOFU from the hub: open-unlearning's chat
-    format; MUSE/DUSK: the base `Question: ...\nAnswer:` format both evaluate with."""
+    """The prompt format the benchmark's results use (its family's Suite.default_format)."""
     bench = get_benchmark(benchmark)
-    if bench.family != "tofu":
-        return PromptFormat(template="base", max_length=bench.params.chunk_tokens)
-    return PromptFormat() if bench.builtin else OPEN_UNLEARNING_CHAT
+    return SUITES[bench.family].default_format(bench.builtin, bench.params)
 
 
 def prompt_format(
@@ -148,30 +139,9 @@ def prompt_format(
 
 
 def check_split(benchmark: str, split: str) -> None:
-    if get_benchmark(benchmark).family == "tofu":
-        split_configs(split)
-    elif split not in DOC_SPLITS:
-        raise UserError(
-            f"unknown split {split!r} for {benchmark}; accepted: {', '.join(DOC_SPLITS)}"
-        )
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Everything resolved for one (benchmark, split): paths, prompt format, reference source."""
-
-    benchmark: str
-    split: str
-    data: str  # local folder or hub id
-    target_model: str
-    retain_model: str | None  # evaluated once to get the reference, unless retain_logs is given
-    retain_logs: str | None  # an open-unlearning TOFU_EVAL.json of the retain model
-    reference_cache: Path | None
-    fmt: PromptFormat
-
-    @property
-    def family(self) -> str:
-        return get_benchmark(self.benchmark).family
+    splits = suite_of(benchmark).splits
+    if split not in splits:
+        raise UserError(f"unknown split {split!r} for {benchmark}; accepted: {', '.join(splits)}")
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -196,14 +166,15 @@ def resolve(
     check_paths(model=model, data=data, retain_model=retain_model)
     if retain_logs is not None and not Path(retain_logs).is_file():
         raise UserError(f"retain logs {retain_logs!r} do not exist")
-    if retain_logs is not None and bench.family == "dusk":
+    suite = suite_of(name)
+    if retain_logs is not None and suite.reference_from_logs is None:
         raise UserError(
-            "--retain-logs reads open-unlearning TOFU/MUSE logs; DUSK has none: give "
+            f"--retain-logs reads open-unlearning TOFU/MUSE logs; {suite.label} has none: give "
             "--retain-model (its reference is computed once and cached)"
         )
     fmt = fmt or default_format(name)
     if bench.builtin:
-        retain_split = split_configs(split)["retain"] if bench.family == "tofu" else "retrain"
+        retain_split = suite.builtin_retain(split)
         own_retain = not (retain_model or retain_logs)
         needed = ([] if model else ["full"]) + ([retain_split] if own_retain else [])
         built = builtin.model_dirs(name, needed)  # shipped (or rebuilt): nothing trains here
@@ -211,9 +182,9 @@ def resolve(
         retain = retain_model or (str(built[retain_split]) if own_retain else None)
         own_format = None if fmt == default_format(name) else fmt
         cache = builtin.reference_path(name, split, own_format) if own_retain else None
-        return Setup(
-            name, split, str(builtin.data_dir(name)), target, retain, retain_logs, cache, fmt
-        )
+        folder = str(builtin.data_dir(name))
+        facts = {"suite": suite, "params": bench.params, "builtin": True}
+        return Setup(name, split, folder, target, retain, retain_logs, cache, fmt, **facts)
     # real benchmarks: MUSE and DUSK default to their published target and retrain models
     model = model or bench.target
     retain_model = retain_model or (None if retain_logs else bench.retrain)
@@ -223,7 +194,8 @@ def resolve(
         raise UserError("benchmark 'tofu' needs --retain-model or --retain-logs for forget_quality")
     source = data or bench.data
     cache = None if retain_logs else reference_cache(name, split, retain_model, source, fmt)
-    return Setup(name, split, source, model, retain_model, retain_logs, cache, fmt)
+    facts = {"suite": suite, "params": bench.params, "builtin": False}
+    return Setup(name, split, source, model, retain_model, retain_logs, cache, fmt, **facts)
 
 
 def reference_cache(name: str, split: str, retain_model: str, data: str, fmt: PromptFormat) -> Path:
@@ -242,20 +214,9 @@ def reference_cache(name: str, split: str, retain_model: str, data: str, fmt: Pr
     return builtin.cache_root() / "references" / f"{name}-{split}-{key}.json"
 
 
-def eval_data(setup: Setup) -> TofuEvalData | DocEvalData:
+def eval_data(setup: Setup) -> EvalData:
     """The benchmark's evaluation sets for the split (TOFU configs, or MUSE/DUSK sets)."""
-    bench = get_benchmark(setup.benchmark)
-    if bench.family != "tofu":
-        return load_eval(bench.family, setup.data, bench.params)
-    c = split_configs(setup.split)
-    return TofuEvalData(
-        split=setup.split,
-        forget=load_config(setup.data, c["forget_perturbed"]),
-        retain=load_config(setup.data, c["retain_perturbed"]),
-        real_authors=load_config(setup.data, c["real_authors"]),
-        world_facts=load_config(setup.data, c["world_facts"]),
-        holdout=load_config(setup.data, c["holdout"]),
-    )
+    return setup.suite.load_eval(setup)
 
 
 def write_json(path: Path, obj: object) -> None:

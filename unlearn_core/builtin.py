@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,10 +87,42 @@ VARIANTS = {
         SMALL_DOC_MODEL,
     ),
 }
-GENERATORS = {
-    "tofu": tiny_tofu.generate,
-    "muse": tiny_docs.generate_muse,
-    "dusk": tiny_docs.generate_dusk,
+DOC_MODELS = ("full", "retrain")  # document benchmarks: target (all documents), retrain
+
+
+@dataclass(frozen=True)
+class Build:
+    """How a family's tiny variants are generated and their models trained."""
+
+    generate: Callable[[Any], dict]  # the variant's data spec -> its configs
+    corpus: Callable[[dict], list[str]]  # configs -> the tokenizer's training texts
+    models: tuple[str, ...]  # the variant's models ('full' is the target in every family)
+    training: Callable[[dict, str], list]  # configs, model -> its QA rows or texts
+
+
+def _doc_training(kind: str, configs: dict, train_split: str) -> list:
+    texts = tiny_docs.training_texts(
+        kind, configs, "target" if train_split == "full" else "retrain"
+    )
+    return texts + quick_facts(texts)
+
+
+BUILDS = {  # keyed by Variant.family
+    "tofu": Build(
+        tiny_tofu.generate, tiny_tofu.corpus_texts, tiny_tofu.TRAIN_SPLITS, tiny_tofu.training_rows
+    ),
+    "muse": Build(
+        tiny_docs.generate_muse,
+        tiny_docs.corpus_texts,
+        DOC_MODELS,
+        functools.partial(_doc_training, "muse"),
+    ),
+    "dusk": Build(
+        tiny_docs.generate_dusk,
+        tiny_docs.corpus_texts,
+        DOC_MODELS,
+        functools.partial(_doc_training, "dusk"),
+    ),
 }
 
 
@@ -105,7 +138,7 @@ def cache_root() -> Path:
 def _generated(name: str) -> str:
     """The variant's generated data as canonical JSON (0.3 s; its hash keys the whole cache)."""
     v = VARIANTS[name]
-    return json.dumps(GENERATORS[v.family](v.data), sort_keys=True)
+    return json.dumps(BUILDS[v.family].generate(v.data), sort_keys=True)
 
 
 def build_key(name: str) -> str:
@@ -204,12 +237,9 @@ def tokenizer_dir(name: str) -> Path:
     return _part(name, "tokenizer")
 
 
-DOC_MODELS = ("full", "retrain")  # document benchmarks: target (all documents), retrain
-
-
 def train_splits(name: str) -> tuple[str, ...]:
     """The models a variant has: 'full' is the target in every family."""
-    return tiny_tofu.TRAIN_SPLITS if VARIANTS[name].family == "tofu" else DOC_MODELS
+    return BUILDS[VARIANTS[name].family].models
 
 
 def _model_part(name: str, train_split: str) -> str:
@@ -257,10 +287,7 @@ def _build_data(name: str) -> Path:
 
 
 def _corpus(name: str) -> list[str]:
-    configs = json.loads(_generated(name))
-    if VARIANTS[name].family == "tofu":
-        return tiny_tofu.corpus_texts(configs)
-    return tiny_docs.corpus_texts(configs)
+    return BUILDS[VARIANTS[name].family].corpus(json.loads(_generated(name)))
 
 
 def _build_tokenizer(name: str) -> Path:
@@ -295,14 +322,8 @@ def _build_tokenizer(name: str) -> Path:
 def _build_model(name: str, train_split: str) -> Path:
     def build(tmp: Path) -> None:
         v = VARIANTS[name]
-        configs = json.loads(_generated(name))
-        if v.family == "tofu":
-            rows = tiny_tofu.training_rows(configs, train_split)
-            train_tiny_model(_build_tokenizer(name), rows, v.model, tmp)
-            return
-        model = "target" if train_split == "full" else "retrain"
-        texts = tiny_docs.training_texts(v.family, configs, model)
-        train_tiny_model(_build_tokenizer(name), texts + quick_facts(texts), v.model, tmp)
+        examples = BUILDS[v.family].training(json.loads(_generated(name)), train_split)
+        train_tiny_model(_build_tokenizer(name), examples, v.model, tmp)
 
     return _atomic_build(variant_dir(name) / _model_part(name, train_split), build)
 

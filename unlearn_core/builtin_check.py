@@ -10,6 +10,8 @@ import torch
 
 from unlearn_core import builtin
 from unlearn_core.evaluate import EvalConfig
+from unlearn_core.source import Source
+from unlearn_core.suites import SUITES
 
 
 @dataclass(frozen=True)
@@ -59,30 +61,27 @@ BARS = {
     "tiny-dusk": _DUSK,
     "tiny-dusk-small": _DUSK,
 }
-SPLIT = {"tofu": "forget10", "muse": "forget", "dusk": "forget"}
 
 
 def figures(name: str, copy: str) -> dict[str, dict[str, float]]:
-    """{"target": metrics, "retain": metrics} of the shipped or rebuilt copy on its forget split
-    (TOFU: the target's metrics hold the KS test against the retain model; the retain model is
-    not scored on its own)."""
+    """{"target": metrics, "retain": metrics} of the shipped or rebuilt copy on its default forget
+    split, for the models the variant's bars read (TOFU: the target's metrics hold the KS test
+    against the retain model; the retain model is not scored on its own)."""
     from unlearn_core.job import evaluate_model
 
-    family = builtin.VARIANTS[name].family
-    split = SPLIT[family]
+    suite = SUITES[builtin.VARIANTS[name].family]
+    split = suite.default_split
     with builtin.using(copy):
-        retain = "retain90" if family == "tofu" else "retrain"
         models = {
             "target": builtin.model_dir(name, "full"),
-            "retain": builtin.model_dir(name, retain),
+            "retain": builtin.model_dir(name, suite.builtin_retain(split)),
         }
         out = {}
         for role, path in models.items():
-            if family == "tofu" and role == "retain":
+            if not any(b.model == role for b in BARS[name]):
                 continue
-            metrics, _ = evaluate_model(
-                str(path), name, split, EvalConfig(), device=torch.device("cpu")
-            )
+            source = Source(name, split, model=str(path))
+            metrics, _ = evaluate_model(source, EvalConfig(), device=torch.device("cpu"))
             out[role] = metrics
     return out
 

@@ -5,6 +5,7 @@ per-sample values (generations and their ROUGE, token log-probs and Min-K% score
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,40 +31,84 @@ class DocParams:
 
 
 @dataclass(frozen=True)
+class Documents:
+    """What differs between the document benchmarks' suites: their evaluation sets and which of
+    them each measurement reads (the MUSE and DUSK records below)."""
+
+    schema: str  # documents.SCHEMAS key: the data set's configs and fields
+    sets: dict[str, tuple[tuple[str, str], ...]]  # evaluation set -> the (config, split)s it pools
+    mia: dict[str, str]  # per-sample entry -> the set whose Min-K% scores it holds
+    mia_chunks: bool  # MIA sets are documents joined and chunked (DUSK), else one text a sample
+    continuation: str  # the verbatim-memorisation set (prompt -> ground-truth continuation)
+    qa: dict[str, str]  # QA set -> the set its few-shot examples come from
+    privleak_forget: str  # the MIA entry whose forget samples a retrain reference counts
+    reference_keys: tuple[str, ...]  # the retrain model's AUCs a reference keeps
+    summary: Callable[[dict, dict[str, float] | None], dict[str, float]]  # ps, reference values
+
+
+def _muse_summary(ps: dict, values: dict[str, float] | None) -> dict[str, float]:
+    return M.muse_summary(ps, None if values is None else values["mia_min_k"])
+
+
+MUSE = Documents(
+    schema="muse",
+    sets={
+        "forget_knowmem": (("knowmem", "forget_qa"),),
+        "retain_knowmem": (("knowmem", "retain_qa"),),
+        "forget_icl": (("knowmem", "forget_qa_icl"),),
+        "retain_icl": (("knowmem", "retain_qa_icl"),),
+        "forget_verbmem": (("verbmem", "forget"),),
+        "privleak_forget": (("privleak", "forget"),),
+        "privleak_holdout": (("privleak", "holdout"),),
+    },
+    mia={"privleak_forget": "privleak_forget", "privleak_holdout": "privleak_holdout"},
+    mia_chunks=False,
+    continuation="forget_verbmem",
+    qa={"forget_knowmem": "forget_icl", "retain_knowmem": "retain_icl"},
+    privleak_forget="privleak_forget",
+    reference_keys=("mia_min_k",),
+    summary=_muse_summary,
+)
+DUSK = Documents(
+    schema="dusk",
+    sets={
+        "verbatim": (("eval_verbatim", "eval"),),
+        "general_qa": (("eval_general_qa", "eval"),),
+        "specific_forget_qa": (("eval_specific_forget_qa", "eval"),),
+        "specific_retain_qa": (("eval_specific_retain_qa", "eval"),),
+        "icl": (("eval_icl", "eval"),),
+        "forget_doc": (("raw", "forget_chronological"),),
+        "retain_docs": tuple(("raw", s) for s in D.DUSK_RETAIN),
+        "holdout_doc": (("eval_holdout", "eval"),),
+    },
+    mia={
+        "forget_chunks": "forget_doc",
+        "retain_chunks": "retain_docs",
+        "holdout_chunks": "holdout_doc",
+    },
+    mia_chunks=True,
+    continuation="verbatim",
+    qa={"general_qa": "icl", "specific_forget_qa": "icl", "specific_retain_qa": "icl"},
+    privleak_forget="forget_chunks",
+    reference_keys=("mia_min_k_plus_plus", "retain_mia_min_k_plus_plus"),
+    summary=M.dusk_summary,
+)
+
+
+@dataclass(frozen=True)
 class DocEvalData:
-    family: str  # muse | dusk
+    docs: Documents
     rows: dict[str, list[dict]]  # evaluation set name -> rows
     params: DocParams
 
 
-def load_eval(family: str, source: str, params: DocParams) -> DocEvalData:
+def load_eval(docs: Documents, source: str, params: DocParams) -> DocEvalData:
     """The evaluation sets of a MUSE or DUSK data set (hub id or local copy)."""
-
-    def rows(config: str, split: str) -> list[dict]:
-        return D.load(family, source, config, split)
-
-    if family == "muse":
-        sets = {
-            "forget_knowmem": rows("knowmem", "forget_qa"),
-            "retain_knowmem": rows("knowmem", "retain_qa"),
-            "forget_icl": rows("knowmem", "forget_qa_icl"),
-            "retain_icl": rows("knowmem", "retain_qa_icl"),
-            "forget_verbmem": rows("verbmem", "forget"),
-            "privleak_forget": rows("privleak", "forget"),
-            "privleak_holdout": rows("privleak", "holdout"),
-        }
-    else:
-        sets = {
-            "verbatim": rows("eval_verbatim", "eval"),
-            "general_qa": rows("eval_general_qa", "eval"),
-            "specific_forget_qa": rows("eval_specific_forget_qa", "eval"),
-            "specific_retain_qa": rows("eval_specific_retain_qa", "eval"),
-            "icl": rows("eval_icl", "eval"),
-            "forget_doc": rows("raw", "forget_chronological"),
-            "retain_docs": [r for s in D.DUSK_RETAIN for r in rows("raw", s)],
-            "holdout_doc": rows("eval_holdout", "eval"),
-        }
-    return DocEvalData(family, sets, params)
+    rows = {
+        name: [r for config, split in pairs for r in D.load(docs.schema, source, config, split)]
+        for name, pairs in docs.sets.items()
+    }
+    return DocEvalData(docs, rows, params)
 
 
 def _qa(model, tok, rows: list[dict], shots: list[dict], p: DocParams, cfg: EvalConfig) -> dict:
@@ -106,29 +151,18 @@ def _mia(model, tok, enc: list[dict], cfg: EvalConfig) -> dict:
 
 def per_sample(model: torch.nn.Module, tok, data: DocEvalData, cfg: EvalConfig) -> dict:
     """Every per-sample value of the suite; QA and continuation sets need cfg.generate."""
-    p, s, out = data.params, data.rows, {}
-    if data.family == "muse":
-        for side in ("privleak_forget", "privleak_holdout"):
-            enc = [D.encode_text(tok, r["text"], p.chunk_tokens) for r in s[side]]
-            out[side] = _mia(model, tok, enc, cfg)
-        if cfg.generate:
-            out["forget_verbmem"] = _continuation(model, tok, s["forget_verbmem"], p, cfg)
-            for side in ("forget", "retain"):
-                out[f"{side}_knowmem"] = _qa(
-                    model, tok, s[f"{side}_knowmem"], s[f"{side}_icl"], p, cfg
-                )
-        return out
-    for name, doc in (
-        ("forget", "forget_doc"),
-        ("retain", "retain_docs"),
-        ("holdout", "holdout_doc"),
-    ):
-        enc = D.chunk(tok, [r["text"] for r in s[doc]], p.chunk_tokens)
-        out[f"{name}_chunks"] = _mia(model, tok, enc, cfg)
+    docs, p, s, out = data.docs, data.params, data.rows, {}
+    for name, doc in docs.mia.items():
+        texts = [r["text"] for r in s[doc]]
+        if docs.mia_chunks:
+            enc = D.chunk(tok, texts, p.chunk_tokens)
+        else:
+            enc = [D.encode_text(tok, t, p.chunk_tokens) for t in texts]
+        out[name] = _mia(model, tok, enc, cfg)
     if cfg.generate:
-        out["verbatim"] = _continuation(model, tok, s["verbatim"], p, cfg)
-        for qa in ("general_qa", "specific_forget_qa", "specific_retain_qa"):
-            out[qa] = _qa(model, tok, s[qa], s["icl"], p, cfg)
+        out[docs.continuation] = _continuation(model, tok, s[docs.continuation], p, cfg)
+        for qa, shots in docs.qa.items():
+            out[qa] = _qa(model, tok, s[qa], s[shots], p, cfg)
     return out
 
 
@@ -174,19 +208,11 @@ class DocReference:
         return ref
 
 
-# The AUCs a retrain model's reference keeps, per family (what privleak & co. are relative to).
-REFERENCE_KEYS = {
-    "muse": ("mia_min_k",),
-    "dusk": ("mia_min_k_plus_plus", "retain_mia_min_k_plus_plus"),
-}
-
-
-def reference_from(ps: dict, family: str, benchmark: str, split: str) -> DocReference:
+def reference_from(docs: Documents, ps: dict, benchmark: str, split: str) -> DocReference:
     """The retrain model's reference from its own per-sample values."""
-    m = aggregate(ps, family, None)
-    forget = ps["privleak_forget" if family == "muse" else "forget_chunks"]
-    n = len(next(iter(forget.values())))
-    return DocReference(benchmark, split, {k: m[k] for k in REFERENCE_KEYS[family]}, n)
+    m = aggregate(docs, ps, None)
+    n = len(next(iter(ps[docs.privleak_forget].values())))
+    return DocReference(benchmark, split, {k: m[k] for k in docs.reference_keys}, n)
 
 
 def reference_from_muse_log(
@@ -205,17 +231,14 @@ def reference_from_muse_log(
     return DocReference(benchmark, split, {"mia_min_k": privacy.auc(forget, holdout)}, n_forget)
 
 
-def aggregate(ps: dict, family: str, reference: DocReference | None) -> dict[str, float]:
+def aggregate(docs: Documents, ps: dict, reference: DocReference | None) -> dict[str, float]:
     """The suite's numbers (generation-based ones only when ps holds generations)."""
-    values = None if reference is None else reference.values
-    if family == "muse":
-        return M.muse_summary(ps, None if values is None else values["mia_min_k"])
-    return M.dusk_summary(ps, values)
+    return docs.summary(ps, None if reference is None else reference.values)
 
 
 def n_forget(data: DocEvalData) -> int:
     """How many forget samples the privleak AUC uses (to match a reference against)."""
-    return len(data.rows["privleak_forget"]) if data.family == "muse" else -1
+    return len(data.rows[data.docs.mia[data.docs.privleak_forget]])
 
 
 def to_jsonable(ps: dict) -> dict:

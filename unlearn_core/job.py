@@ -13,29 +13,15 @@ from typing import Any
 
 import torch
 
-from unlearn_core import doc_eval
-from unlearn_core.benchmarks import Setup, check_method, eval_data, get_benchmark, write_json
+from unlearn_core.benchmarks import check_method, eval_data, write_json
 from unlearn_core.config import from_plain, to_plain
-from unlearn_core.data import documents
-from unlearn_core.data.format import PromptFormat
-from unlearn_core.data.tofu import load_config, split_configs
-from unlearn_core.data.views import build_views
-from unlearn_core.doc_eval import DocEvalData, DocReference
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
-from unlearn_core.methods import altpo, get_method
-from unlearn_core.metrics import privacy
-from unlearn_core.metrics.open_unlearning import read_tofu_eval, split_truth_ratio
+from unlearn_core.methods import get_method
 from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
 from unlearn_core.source import Source
-from unlearn_core.tofu_eval import (
-    RetainReference,
-    TofuEvalData,
-    aggregate,
-    per_sample,
-    reference_from,
-    to_jsonable,
-)
+from unlearn_core.suites import EvalData, Reference, Setup
+from unlearn_core.tofu_eval import to_jsonable
 from unlearn_core.train import LoopState, LossHook, TrainConfig, TrainResult, unlearn
 
 log = logging.getLogger(__name__)
@@ -80,128 +66,28 @@ class JobResult:
     tokenizer: Any = None
 
 
-Reference = RetainReference | DocReference
-
-
-def per_sample_any(
-    model: torch.nn.Module, tok, setup: Setup, data, cfg: EvalConfig, progress: bool = False
-) -> dict:
-    """One evaluation pass of the benchmark's suite."""
-    if setup.family == "tofu":
-        return per_sample(model, tok, setup.fmt, data, cfg, progress=progress)
-    return doc_eval.per_sample(model, tok, data, cfg)
-
-
-def aggregate_any(ps: dict, setup: Setup, reference: Reference | None) -> dict[str, float]:
-    if setup.family == "tofu":
-        return aggregate(ps, reference)
-    return doc_eval.aggregate(ps, setup.family, reference)
-
-
-def load_reference(setup: Setup, path: Path) -> Reference:
-    """A reference JSON written by get_reference (or a sweep), checked against the setup."""
-    if setup.family == "tofu":
-        return RetainReference.load(path, setup.split)
-    return DocReference.load(path, setup.benchmark, setup.split)
-
-
-def _reference_from_logs(setup: Setup, data) -> Reference:
-    """The reference from an open-unlearning eval log: TOFU_EVAL.json or MUSE_EVAL.json."""
-    if setup.family != "tofu":
-        return doc_eval.reference_from_muse_log(
-            setup.retain_logs, setup.benchmark, setup.split, doc_eval.n_forget(data)
-        )
-    values = read_tofu_eval(setup.retain_logs)
-    if "mia_min_k_forget" not in values:
-        raise UserError(f"retain logs {setup.retain_logs} have no mia_min_k (needed by privleak)")
-    auc = privacy.auc(values["mia_min_k_forget"], values["mia_min_k_holdout"])
-    return RetainReference(setup.split, split_truth_ratio(values, "forget"), auc)
-
-
 def get_reference(
     setup: Setup,
     tok,
     cfg: EvalConfig,
     device: torch.device,
-    data: TofuEvalData | DocEvalData | None = None,
+    data: EvalData | None = None,
 ) -> Reference:
     """The retain model's per-sample reference: from open-unlearning logs, the cache, or computed
     once (and cached) from the retain model; `data`: the evaluation sets, if already loaded."""
     data = eval_data(setup) if data is None else data
-    if setup.retain_logs:
-        return _reference_from_logs(setup, data)
+    suite = setup.suite
+    if setup.retain_logs:  # benchmarks.resolve accepts logs only for a suite that reads them
+        return suite.reference_from_logs(setup, data)
     if setup.reference_cache is not None and setup.reference_cache.is_file():
-        return load_reference(setup, setup.reference_cache)
+        return suite.load_reference(setup.reference_cache, setup)
     model = load_model(ModelConfig(setup.retain_model), device)
     model.eval()
     no_generation = dataclasses.replace(cfg, generate=False)  # the reference needs no generations
-    ps = per_sample_any(model, tok, setup, data, no_generation)
-    if setup.family == "tofu":
-        ref = reference_from(ps, setup.split)
-    else:
-        ref = doc_eval.reference_from(ps, setup.family, setup.benchmark, setup.split)
+    ref = suite.reference_from(suite.per_sample(model, tok, setup, data, no_generation), setup)
     if setup.reference_cache is not None:
         write_json(setup.reference_cache, ref.to_json())
     return ref
-
-
-def training_examples(
-    setup: Setup, tok, views: tuple[str, ...], seed: int, model: ModelConfig, device: torch.device
-) -> tuple[list[dict], list[dict]]:
-    """Encoded forget/retain views; forget rows carry AltPO alternates when a view needs them.
-    Document benchmarks: chunks of the forget and retain documents (`documents.chunk`)."""
-    if setup.family != "tofu":
-        forget_pair, retain_pairs = documents.TRAINING[setup.family]
-        size = get_benchmark(setup.benchmark).params.chunk_tokens
-
-        def chunks(pairs: list) -> list[dict]:
-            return documents.chunk(tok, documents.texts(setup.family, setup.data, pairs), size)
-
-        forget, retain = chunks([forget_pair]), chunks(list(retain_pairs))
-        return [{"forget": e} for e in forget], [{"retain": e} for e in retain]
-    c = split_configs(setup.split)
-    forget_rows = load_config(setup.data, c["forget"])
-    retain_rows = load_config(setup.data, c["retain"])
-    if "forget_alt" in views:
-        forget_rows = list(
-            alternates(
-                setup.benchmark,
-                setup.split,
-                setup.data,
-                setup.fmt,
-                _plain_model(model),
-                seed,
-                device,
-            )
-        )
-    return build_views(tok, setup.fmt, forget_rows, retain_rows, views, seed)
-
-
-def _plain_model(cfg: ModelConfig) -> ModelConfig:
-    """The model without LoRA (adapters start as the identity), so LoRA variants share a cache."""
-    return ModelConfig(cfg.path, cfg.dtype, cfg.attn_implementation, cfg.trust_remote_code)
-
-
-@functools.cache
-def alternates(
-    benchmark: str,
-    split: str,
-    data: str,
-    fmt: PromptFormat,
-    model: ModelConfig,
-    seed: int,
-    device: torch.device,
-) -> tuple[dict, ...]:
-    """AltPO's forget rows with an `alternate` answer sampled once from the target model, cached
-    per process so sweep trials reuse them. Built-in tiny models answer the plain question; real
-    (instruction-tuned) targets are asked to rewrite the answer (altpo.make_alternates)."""
-    rows = load_config(data, split_configs(split)["forget"])
-    tok = load_tokenizer(model.path, model.trust_remote_code)
-    target = load_model(model, device)
-    instruct = not get_benchmark(benchmark).builtin
-    out = altpo.make_alternates(target, tok, fmt, rows, seed=seed, instruct=instruct)
-    del target
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -211,7 +97,7 @@ class Context:
     setup: Setup
     model: ModelConfig  # the model the job trains (the source's target)
     tok: Any
-    data: TofuEvalData | DocEvalData
+    data: EvalData
     reference: Reference
     forget: list[dict]
     retain: list[dict]
@@ -231,16 +117,12 @@ def _context(
     model = source.target(setup, trust_remote_code)
     tok = load_tokenizer(model.path, model.trust_remote_code)
     evaluation = eval_data(setup)
-    if reference_path:
-        reference = load_reference(setup, Path(reference_path))
+    if reference_path:  # a JSON that get_reference (or a sweep) wrote
+        reference = setup.suite.load_reference(Path(reference_path), setup)
     else:
         reference = get_reference(setup, tok, eval_cfg, device, evaluation)
-    if setup.family == "tofu" and len(reference.forget_truth_ratio) != len(evaluation.forget):
-        raise UserError(
-            f"the retain reference has {len(reference.forget_truth_ratio)} forget "
-            f"samples but {setup.split} has {len(evaluation.forget)}: one for another split?"
-        )
-    forget, retain = training_examples(setup, tok, views, seed, model, device)
+    setup.suite.check_reference(reference, evaluation)
+    forget, retain = setup.suite.training(setup, tok, views, seed, model, device)
     if not forget:
         raise UserError(f"split {setup.split} has no forget rows")
     return Context(setup, model, tok, evaluation, reference, forget, retain)
@@ -277,8 +159,9 @@ def run_job(
 
     def evaluate(m: torch.nn.Module) -> tuple[dict, dict]:
         m.eval()
-        ps = per_sample_any(m, ctx.tok, ctx.setup, ctx.data, job.eval, progress=progress)
-        return aggregate_any(ps, ctx.setup, ctx.reference), ps
+        suite = ctx.setup.suite
+        ps = suite.per_sample(m, ctx.tok, ctx.setup, ctx.data, job.eval, progress=progress)
+        return suite.aggregate(ps, ctx.reference), ps
 
     before = evaluate(model)[0] if eval_before and resume is None else None
     epochs: list[dict] = []
@@ -328,8 +211,8 @@ def evaluate_model(
     reference = get_reference(setup, tok, cfg, device, data)
     model = load_model(ModelConfig(source.model, trust_remote_code=trust_remote_code), device)
     model.eval()
-    ps = per_sample_any(model, tok, setup, data, cfg, progress=True)
-    return aggregate_any(ps, setup, reference), ps
+    ps = setup.suite.per_sample(model, tok, setup, data, cfg, progress=True)
+    return setup.suite.aggregate(ps, reference), ps
 
 
 def job_record(job: JobConfig, res: JobResult) -> dict:

@@ -8,7 +8,6 @@ import dataclasses
 from dataclasses import dataclass
 
 from unlearn_core.benchmarks import (
-    Setup,
     check_split,
     default_split,
     get_benchmark,
@@ -20,6 +19,7 @@ from unlearn_core.data.format import PromptFormat
 from unlearn_core.errors import UserError
 from unlearn_core.models import ModelConfig
 from unlearn_core.paths import check_paths
+from unlearn_core.suites import Setup
 
 
 @dataclass(frozen=True)

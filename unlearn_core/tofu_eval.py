@@ -12,9 +12,11 @@ import torch
 from tqdm.auto import tqdm
 
 from unlearn_core.data.format import PromptFormat
+from unlearn_core.data.tofu import load_config, split_configs
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig, SeqStats, generate_answers, score_sequences
 from unlearn_core.metrics import privacy, text, tofu
+from unlearn_core.metrics.open_unlearning import read_tofu_eval, split_truth_ratio
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,19 @@ class RetainReference:
         if ref.split != split:
             raise UserError(f"reference {path} is for {ref.split}, not {split}")
         return ref
+
+
+def load_eval(source: str, split: str) -> TofuEvalData:
+    """The evaluation configs of a forget split (local folder or hub id)."""
+    c = split_configs(split)
+    return TofuEvalData(
+        split=split,
+        forget=load_config(source, c["forget_perturbed"]),
+        retain=load_config(source, c["retain_perturbed"]),
+        real_authors=load_config(source, c["real_authors"]),
+        world_facts=load_config(source, c["world_facts"]),
+        holdout=load_config(source, c["holdout"]),
+    )
 
 
 def _score(model, tok, fmt, rows, key, cfg) -> SeqStats:
@@ -176,6 +191,25 @@ def reference_from(ps: dict, split: str) -> RetainReference:
     f = ps["forget"]
     tr = tofu.truth_ratio(f["para_avg_loss"], f["pert_avg_loss"])
     return RetainReference(split, tr, privacy.auc(f["mia_min_k"], ps["holdout"]["mia_min_k"]))
+
+
+def reference_from_log(path: str, split: str) -> RetainReference:
+    """The retain model's reference from an open-unlearning TOFU_EVAL.json."""
+    values = read_tofu_eval(path)
+    if "mia_min_k_forget" not in values:
+        raise UserError(f"retain logs {path} have no mia_min_k (needed by privleak)")
+    auc = privacy.auc(values["mia_min_k_forget"], values["mia_min_k_holdout"])
+    return RetainReference(split, split_truth_ratio(values, "forget"), auc)
+
+
+def check_reference(reference: RetainReference, data: TofuEvalData) -> None:
+    """forget_quality compares truth ratios sample by sample: the counts must match."""
+    n_ref, n = len(reference.forget_truth_ratio), len(data.forget)
+    if n_ref != n:
+        raise UserError(
+            f"the retain reference has {n_ref} forget "
+            f"samples but {data.split} has {n}: one for another split?"
+        )
 
 
 def to_jsonable(ps: dict) -> dict:
