@@ -5,11 +5,14 @@ without torch or ray (optuna loads only when a study is read)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from unlearn_core.errors import UserError
+from unlearn_core.write_errors import WRITE_ERRNOS
 
 MANIFEST = "unlearn_sweep.json"
 LOCK = ".driver.lock"  # held by the one driver of the folder (sweeps/lock.py)
@@ -28,14 +31,22 @@ def sweep_yaml_path(home: Path) -> Path:
     return home / "sweep.yaml"
 
 
+def journals_dir(home: Path) -> Path:
+    return home / "optuna"
+
+
 def journal_path(home: Path, method: str) -> Path:
     """The method's Optuna study: the source of truth for trial states and values."""
-    return home / "optuna" / f"{method}.journal"
+    return journals_dir(home) / f"{method}.journal"
+
+
+def results_dir(home: Path) -> Path:
+    return home / "results"
 
 
 def results_path(home: Path, method: str) -> Path:
     """One JSON line per reported epoch and trial end (sweeps.callbacks.ResultsLog)."""
-    return home / "results" / f"{method}.jsonl"
+    return results_dir(home) / f"{method}.jsonl"
 
 
 def references_path(home: Path) -> Path:
@@ -56,6 +67,11 @@ def model_metrics_path(home: Path, model: str, benchmark: str, split: str) -> Pa
 def ray_path(home: Path) -> Path:
     """Ray's storage (trial checkpoints, experiment state) unless --storage names another."""
     return home / "ray"
+
+
+def faults_path(home: Path) -> Path:
+    """Injected faults' bookkeeping (sweeps/faults.py; only with UNLEARN_SWEEP_FAULTS set)."""
+    return home / "faults"
 
 
 def driver_memory_path(home: Path) -> Path:
@@ -174,3 +190,58 @@ def load_study(home: Path, method: str):
         return optuna.load_study(study_name=study_name(method), storage=journal(path))
     except Exception as e:  # a damaged journal raises from deep inside optuna (several types)
         raise UserError(f"cannot read {path}: {(str(e).splitlines() or [repr(e)])[0]}") from e
+
+
+def holds(path: Path, home: Path) -> str:
+    """What a path in the folder holds, for a message (by the entry of `home` it lies in)."""
+    entries = [
+        (manifest_path(home), "the experiment manifest"),
+        (sweep_yaml_path(home), "the experiment manifest"),
+        (results_dir(home), "the trial results"),
+        (journals_dir(home), "the Optuna journal"),
+        (references_path(home), "the reference models' metrics"),
+        (ray_path(home), "Ray's experiment state and checkpoints"),
+        (plots_path(home), "the analysis plots"),
+        (report_path(home, ".md"), "the analysis report"),
+        (report_path(home, ".html"), "the analysis report"),
+        (comparison_path(home), "the comparison report"),
+        (best_dir(home), "the exported configs"),
+    ]
+    try:
+        first = Path(path).absolute().relative_to(home).parts[0]
+    except (ValueError, IndexError):
+        return "a file of the experiment"
+    name = first.lstrip(".")  # a temporary sibling (.report.md.123.tmp) holds the same
+    return next((w for p, w in entries if name.startswith(p.name)), "a file of the experiment")
+
+
+def _resumable(home: Path) -> bool:
+    try:
+        doc = json.loads(manifest_path(home).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("tool") == "unlearn-sweep"
+
+
+def write_failure(e: OSError, home: Path) -> str:
+    """The one line for a write into `home` that failed: the path, what it held, and whether
+    `resume` continues the sweep."""
+    path = Path(e.filename or home)
+    line = f"cannot write {path} ({e.strerror or e}) while writing {holds(path, home)}"
+    if _resumable(home):
+        return (
+            f"{line}; the finished trials are kept and the experiment can be resumed: free "
+            f"space or fix the permission, then `unlearn-sweep resume {home}`"
+        )
+    return f"{line}; the experiment was not started: remove {home} and run the sweep again"
+
+
+@contextlib.contextmanager
+def reported(home: Path) -> Iterator[None]:
+    """A sweep or resume: a failed write ends in one line saying whether `resume` continues it."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        raise UserError(write_failure(e, home)) from None

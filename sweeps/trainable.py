@@ -19,6 +19,7 @@ import torch
 from ray import tune
 
 from search_spaces._common import OPTIMIZER_KEYS
+from sweeps import experiment as folder
 from sweeps import faults, rows
 from sweeps.config import SweepConfig, hparam_names, make_job, sweep_from_dict
 from sweeps.objectives import get_objectives, objective_values
@@ -108,7 +109,7 @@ def trainable(config: dict) -> None:
             return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
-    fault = faults.armed(Path(spec.experiment) / "faults", _trial_id())
+    fault = faults.armed(folder.faults_path(Path(spec.experiment)), _trial_id())
     for seed_index in range(progress["seed_index"], sweep.seeds):
         seed = sweep.seed + seed_index
         job = spec.job(seed)

@@ -1,14 +1,12 @@
-"""Write failures (read-only folder, full disk, permission, a file where a folder should be) as one
-line naming the path, what was being written and whether the experiment can be resumed."""
+"""Write failures the user can fix (read-only folder, full disk, permission, a file where a folder
+should be): which errnos they are, and a probe that names one before the first write. What a
+failed write in an experiment folder means for the sweep is sweeps/experiment.py's."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from unlearn_core.errors import UserError
@@ -25,59 +23,6 @@ WRITE_ERRNOS = {
     errno.EEXIST,
     errno.EFBIG,
 }
-# what a path in an experiment folder holds, by its first part (the layout sweeps/launch.py writes)
-WHAT = {
-    "unlearn_sweep.json": "the experiment manifest",
-    "sweep.yaml": "the experiment manifest",
-    "results": "the trial results",
-    "optuna": "the Optuna journal",
-    "reference": "the reference models' metrics",
-    "ray": "Ray's experiment state and checkpoints",
-    "analysis": "the analysis plots",
-    "report.md": "the analysis report",
-    "report.html": "the analysis report",
-    "comparison": "the comparison report",
-    "best": "the exported configs",
-}
-
-
-def what(path: Path, home: Path) -> str:
-    try:
-        first = Path(path).absolute().relative_to(home).parts[0]
-    except (ValueError, IndexError):
-        return "a file of the experiment"
-    name = first.lstrip(".")  # a temporary sibling (.report.md.123.tmp) holds the same
-    return next((w for key, w in WHAT.items() if name.startswith(key)), "a file of the experiment")
-
-
-def _resumable(home: Path) -> bool:
-    try:
-        doc = json.loads((home / "unlearn_sweep.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("tool") == "unlearn-sweep"
-
-
-def sweep_message(e: OSError, home: Path) -> str:
-    path = Path(e.filename or home)
-    line = f"cannot write {path} ({e.strerror or e}) while writing {what(path, home)}"
-    if _resumable(home):
-        return (
-            f"{line}; the finished trials are kept and the experiment can be resumed: free "
-            f"space or fix the permission, then `unlearn-sweep resume {home}`"
-        )
-    return f"{line}; the experiment was not started: remove {home} and run the sweep again"
-
-
-@contextlib.contextmanager
-def reported(home: Path) -> Iterator[None]:
-    """A sweep or resume: a failed write ends in one line saying whether `resume` continues it."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in WRITE_ERRNOS:
-            raise
-        raise UserError(sweep_message(e, home)) from None
 
 
 def probe(folder: Path, what: str, hint: str) -> None:

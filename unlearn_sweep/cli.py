@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from sweeps.experiment import reported
 from sweeps.interrupt import Interrupted
 from unlearn_core.errors import TrialDiverged, UserError
-from unlearn_core.write_errors import reported
 from unlearn_sweep import analyze as analysis_cli
 
 SHOWN = (
