@@ -94,12 +94,14 @@ class Sweep:
 def run_sweep(sweep: Sweep, root: Path, reuse_only: bool = False) -> Path:
     """Run one sweep in this process (Ray starts once), or reuse / resume its folder (reuse_only:
     never run). The sweep's wall time is saved next to it (bench_run.json) when run here whole."""
+    from sweeps.experiment import manifest_path
     from unlearn_sweep.cli import main as cli
 
     home = root / sweep.name
     argv = sweep.argv(root)
-    if (home / "unlearn_sweep.json").is_file():
-        saved = json.loads((home / "unlearn_sweep.json").read_text())["sweeps"][0]
+    if manifest_path(home).is_file():
+        saved = json.loads(manifest_path(home).read_text())["sweeps"][0]
+        saved |= saved.get("source", {})  # the benchmark and split live in the sweep's source
         want = sweep.manifest_fields()
         if {k: saved.get(k) for k in want} != want:
             raise SystemExit(f"{home} holds another sweep; expected {want}")

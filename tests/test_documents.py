@@ -99,6 +99,7 @@ def test_unlearn_prints_the_benchmark_metrics(doc_models, name, shown, tmp_path)
     assert saved["job"]["source"]["split"] == "forget"
 
 
+@pytest.mark.slow
 def test_a_small_sweep_runs_on_each(doc_models, tmp_path):
     from analysis.load import load_study
     from unlearn_sweep.cli import main

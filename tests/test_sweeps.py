@@ -359,7 +359,7 @@ def test_each_finished_trial_keeps_only_its_last_checkpoint(fault_sweep):
         assert held[tid] == ["checkpoint_000001"], (tid, held[tid])
         folder = next((home / "ray" / "npo").glob(f"trainable_{tid}_*")) / held[tid][0]
         saved = torch.load(folder / "state.pt", weights_only=False)
-        assert saved["progress"]["last"]["epoch"] == 2  # the final record, for a re-report
+        assert saved["progress"]["last"]["run"]["epoch"] == 2  # the final record, for a re-report
 
 
 def test_a_trial_a_stale_state_restores_is_reported_again_without_training(fault_sweep):
