@@ -23,10 +23,10 @@ demo: $(STAMP)
 # The suite in two parts, both on every core (pytest-xdist): `test` everything but the real Ray
 # sweeps, `test-slow` the sweeps (marked slow; .ci/run runs both).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --durations=15 -m "not slow"
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m slow
+	$(BIN)/python -m pytest -q -n 2 --durations=15 -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -14,20 +14,13 @@ os.environ.setdefault("UNLEARN_SWEEP_CACHE", str(REPO / ".cache" / "unlearn-swee
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(2)
 
-# Fixtures that run real sweeps or evaluations, shared by several tests: under pytest-xdist
-# (`-n 2 --dist loadgroup`) every test that uses one runs on the same worker, so each is computed
-# once instead of once per worker (small_sweep alone is a minute of Ray).
-SHARED = ("small_sweep", "fault_sweep", "interrupted", "floor_run", "target_eval")
-SWEEPS = ("small_sweep", "fault_sweep", "interrupted", "floor_run")  # real Ray sweeps: slow
+# Fixtures that run real Ray sweeps: every test that uses one is marked slow (`make test-slow`).
+SWEEPS = ("small_sweep", "fault_sweep", "interrupted", "floor_run")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        used = getattr(item, "fixturenames", ())
-        shared = [f for f in SHARED if f in used]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
-        if any(f in used for f in SWEEPS):
+        if any(f in getattr(item, "fixturenames", ()) for f in SWEEPS):
             item.add_marker(pytest.mark.slow)
 
 
