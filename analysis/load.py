@@ -156,6 +156,14 @@ def _is_flat_row(ev: object) -> bool:
     )
 
 
+def _flat(value: object) -> bool:
+    """A parameter value: a scalar, or a list of scalars (RMU's trainable_layers)."""
+    scalar = (int, float, str)
+    return isinstance(value, scalar) or (
+        isinstance(value, list) and all(isinstance(v, scalar) for v in value)
+    )
+
+
 def _is_row(ev: object) -> bool:
     """A row as sweeps/callbacks.py's ResultsLog writes it (sweeps/rows.py): a string trial id, a
     known event, nothing outside the sections, each a JSON object; flat params, numeric
@@ -167,7 +175,7 @@ def _is_row(ev: object) -> bool:
     if not all(isinstance(ev.get(s, {}), dict) for s in SECTIONS):
         return False
     params, objectives, metrics, run = (ev.get(s, {}) for s in SECTIONS)
-    if not all(isinstance(v, int | float | str) for v in params.values()):
+    if not all(_flat(v) for v in params.values()):
         return False
     if not all(_number(v) for v in (*objectives.values(), *metrics.values())):
         return False

@@ -534,6 +534,18 @@ def test_lines_that_are_not_result_rows_are_skipped_and_counted(root, caplog):
     assert "skipped 4 line(s) that are not result rows\n" in caplog.text
 
 
+def test_a_list_parameter_is_a_row_and_a_nested_one_is_not():
+    """RMU's space returns trainable_layers as a list: its rows are rows (the demo's RMU front
+    was empty while they were skipped); a mapping inside params is still refused."""
+    from analysis.load import _is_row
+
+    row = {"event": "result", "trial_id": "t", "method": "rmu", "run": {"epoch": 1}}
+    row |= {"objectives": {"model_utility": 0.7}, "metrics": {"model_utility": 0.7}}
+    assert _is_row(row | {"params": {"lr": 1e-3, "trainable_layers": [0, 1]}})
+    assert not _is_row(row | {"params": {"lr": 1e-3, "trainable_layers": {"a": 1}}})
+    assert not _is_row(row | {"params": {"lr": [[1e-3]]}})
+
+
 def test_a_resumed_driver_reads_past_a_cut_or_foreign_results_line(tmp_path, monkeypatch):
     """ResultsLog learns which trials already ended from the results log; a line a killed
     driver cut off, or one that is not a row, must not stop the resumed sweep, and the cut line
