@@ -197,6 +197,26 @@ def _doc_training(docs: Documents, setup: Setup, tok, views, seed, model, device
     return [{"forget": e} for e in forget], [{"retain": e} for e in retain]
 
 
+def _documents(label: str, docs: Documents, logs) -> Suite:
+    """A document benchmark's record: MUSE and DUSK differ only in their Documents and logs."""
+    return Suite(
+        label=label,
+        default_split="forget",
+        splits=DOC_SPLITS,
+        views=DOC_VIEWS,
+        builtin_retain=_retrain,
+        default_format=_doc_format,
+        load_eval=functools.partial(_doc_data, docs),
+        per_sample=_doc_per_sample,
+        aggregate=functools.partial(doc_eval.aggregate, docs),
+        reference_from=functools.partial(_doc_reference, docs),
+        load_reference=_doc_load_reference,
+        reference_from_logs=logs,
+        check_reference=_any_count,
+        training=functools.partial(_doc_training, docs),
+    )
+
+
 SUITES = {
     "tofu": Suite(
         label="TOFU",
@@ -214,36 +234,6 @@ SUITES = {
         check_reference=tofu_eval.check_reference,
         training=_tofu_training,
     ),
-    "muse": Suite(
-        label="MUSE",
-        default_split="forget",
-        splits=DOC_SPLITS,
-        views=DOC_VIEWS,
-        builtin_retain=_retrain,
-        default_format=_doc_format,
-        load_eval=functools.partial(_doc_data, doc_eval.MUSE),
-        per_sample=_doc_per_sample,
-        aggregate=functools.partial(doc_eval.aggregate, doc_eval.MUSE),
-        reference_from=functools.partial(_doc_reference, doc_eval.MUSE),
-        load_reference=_doc_load_reference,
-        reference_from_logs=_muse_logs,
-        check_reference=_any_count,
-        training=functools.partial(_doc_training, doc_eval.MUSE),
-    ),
-    "dusk": Suite(
-        label="DUSK",
-        default_split="forget",
-        splits=DOC_SPLITS,
-        views=DOC_VIEWS,
-        builtin_retain=_retrain,
-        default_format=_doc_format,
-        load_eval=functools.partial(_doc_data, doc_eval.DUSK),
-        per_sample=_doc_per_sample,
-        aggregate=functools.partial(doc_eval.aggregate, doc_eval.DUSK),
-        reference_from=functools.partial(_doc_reference, doc_eval.DUSK),
-        load_reference=_doc_load_reference,
-        reference_from_logs=None,  # DUSK publishes no open-unlearning logs
-        check_reference=_any_count,
-        training=functools.partial(_doc_training, doc_eval.DUSK),
-    ),
+    "muse": _documents("MUSE", doc_eval.MUSE, _muse_logs),
+    "dusk": _documents("DUSK", doc_eval.DUSK, None),  # DUSK publishes no open-unlearning logs
 }
