@@ -7,12 +7,19 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("UNLEARN_SWEEP_CACHE", str(REPO / ".cache" / "unlearn-sweep"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(2)
+# The cores shared out among the pytest-xdist workers, for them and the CLI processes they start
+# (set before torch loads): two workers of two threads each on 2 cores made every test that ran
+# beside a training test about 6x slower (OpenMP threads spinning against each other).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Fixtures that run real Ray sweeps: every test that uses one is marked slow (`make test-slow`).
 SWEEPS = ("small_sweep", "fault_sweep", "interrupted", "floor_run")

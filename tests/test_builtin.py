@@ -78,14 +78,15 @@ JOB = JobConfig(
 )
 
 
-def test_npo_raises_forget_quality_and_keeps_utility(small_benchmark):
+def test_npo_raises_forget_quality_and_keeps_utility(target_eval):
     """A setting where the effect is large on every seed: forget_quality is a p-value that spans
     10x between training seeds at one setting, and on the shipped models seeds 0, 1 and 2 raise
     it 114x, 114x and 1360x (1.6e-8 -> 1.8e-6, 1.8e-6, 2.1e-5; ROUGE 0.99 -> 0.52-0.57, utility
     0.849 -> 0.805-0.819). Asking 10x leaves an order of magnitude of margin on the worst seed,
-    and kernels differ far less than seeds (the loop is stable across ATEN_CPU_CAPABILITY)."""
-    res = run_job(JOB)
-    b, a = res.before, res.after
+    and kernels differ far less than seeds (the loop is stable across ATEN_CPU_CAPABILITY).
+    "Before" is the target's evaluation of this module (the job's own, with the same settings)."""
+    res = run_job(JOB, eval_before=False)
+    b, a = target_eval[0], res.after
     assert a["forget_quality"] > 10 * b["forget_quality"]
     assert a["forget_Q_A_ROUGE"] < 0.8 * b["forget_Q_A_ROUGE"]
     assert a["model_utility"] >= 0.8 * b["model_utility"]

@@ -92,6 +92,8 @@ class Stop(Exception):
 
 
 def test_models_load_without_remote_code_by_default(monkeypatch, small_benchmark):
+    import transformers
+
     import unlearn_core.models as models
 
     seen = []
@@ -100,8 +102,8 @@ def test_models_load_without_remote_code_by_default(monkeypatch, small_benchmark
         seen.append(kwargs.get("trust_remote_code"))
         raise Stop
 
-    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", record)
-    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", record)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", record)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", record)
     target = str(small_benchmark["target"])
     assert models.ModelConfig(target).trust_remote_code is False
     for call in (

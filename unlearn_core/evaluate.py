@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unlearn_core.data.format import PromptFormat, collate, encode_prompt, encode_qa
+from unlearn_core.data.format import PromptFormat, collate, encode_pairs, encode_prompt
 from unlearn_core.logprobs import shift
 
 
@@ -42,7 +42,7 @@ def score_sequences(
     cfg: EvalConfig,
 ) -> SeqStats:
     """Teacher-forced pass over (question, answer) pairs, batched by length to limit padding."""
-    enc = [encode_qa(tokenizer, q, a, fmt) for q, a in pairs]
+    enc = encode_pairs(tokenizer, pairs, fmt)
     return score_encoded(model, enc, tokenizer.pad_token_id, cfg)
 
 
@@ -75,14 +75,17 @@ def score_encoded(
             s = ((p_all * logp_all.square()).sum(-1) - m.square()).clamp(min=0).sqrt()
             am = logits.argmax(-1)
             del p_all
+        # one copy to the host per batch, then numpy slices per row (per-row tensor indexing cost
+        # as much as the forward passes on small models)
+        keep, nll_np = mask.cpu().numpy(), nll.cpu().numpy()
+        tok_lp_np, targets_np = tok_lp.cpu().numpy(), targets.cpu().numpy()
+        if cfg.token_stats:
+            m_np, s_np, am_np = m.cpu().numpy(), s.cpu().numpy(), am.cpu().numpy()
         for j, i in enumerate(idx):
-            avg[i] = nll[j].item()
-            keep = mask[j]
-            lp[i] = tok_lp[j][keep].cpu().numpy()
-            lab[i] = targets[j][keep].cpu().numpy()
+            avg[i] = float(nll_np[j])
+            lp[i], lab[i] = tok_lp_np[j][keep[j]], targets_np[j][keep[j]]
             if cfg.token_stats:
-                mu[i], sd[i] = m[j][keep].cpu().numpy(), s[j][keep].cpu().numpy()
-                pred[i] = am[j][keep].cpu().numpy()
+                mu[i], sd[i], pred[i] = m_np[j][keep[j]], s_np[j][keep[j]], am_np[j][keep[j]]
         del logp_all
     return SeqStats(avg, lp, mu, sd, pred, lab)
 

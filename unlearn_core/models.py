@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from unlearn_core.errors import UserError
 from unlearn_core.paths import check_model_path, check_remote_code
@@ -69,6 +68,8 @@ def resolve_attention(cfg: ModelConfig, device: torch.device, dtype: torch.dtype
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     check_model_path(path)
     check_remote_code(path, trust_remote_code)
+    from transformers import AutoTokenizer  # loaded here: the command line starts without it
+
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:  # Llama-style tokenizers ship none; EOS is the usual stand-in
         tok.pad_token = tok.eos_token
@@ -81,6 +82,8 @@ def load_model(cfg: ModelConfig, device: torch.device | None = None) -> torch.nn
     check_remote_code(cfg.path, cfg.trust_remote_code)
     device = device or default_device()
     dtype = resolve_dtype(cfg, device)
+    from transformers import AutoModelForCausalLM
+
     try:
         model = AutoModelForCausalLM.from_pretrained(
             cfg.path,

@@ -3,6 +3,7 @@ holdout, then open-unlearning's aggregates (forget_quality, model_utility, MIA, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,7 @@ def _mia(stats: SeqStats, texts: list[str]) -> dict[str, np.ndarray]:
 
 def _answer_split(model, tok, fmt, rows, cfg, paraphrase: bool) -> dict:
     """avg_loss of the answer, the paraphrased answer (forget/retain) and every perturbed answer."""
+    cfg = dataclasses.replace(cfg, token_stats=False)  # losses only: no per-token statistics
     d = {
         "answer_avg_loss": _score(model, tok, fmt, rows, "answer", cfg).avg_loss,
         "pert_avg_loss": _perturbed(model, tok, fmt, rows, cfg),

@@ -62,15 +62,18 @@ def prompt_text(tokenizer, question: str, fmt: PromptFormat) -> str:
     )
 
 
-def answer_text(tokenizer, question: str, answer: str, fmt: PromptFormat) -> str:
-    """The answer as the template writes it after the prompt (end tags included, EOS excluded)."""
+def answer_text(
+    tokenizer, question: str, answer: str, fmt: PromptFormat, prompt: str | None = None
+) -> str:
+    """The answer as the template writes it after the prompt (end tags included, EOS excluded);
+    `prompt` is prompt_text(tokenizer, question, fmt) when the caller has it already."""
     if fmt.template != "chat":
         return answer if fmt.template == "llama2" else f" {answer}"
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
     if fmt.system_prompt:
         messages.insert(0, {"role": "system", "content": fmt.system_prompt})
     full = tokenizer.apply_chat_template(messages, tokenize=False, **_chat_kwargs(fmt))
-    prompt = prompt_text(tokenizer, question, fmt)
+    prompt = prompt_text(tokenizer, question, fmt) if prompt is None else prompt
     assert full.startswith(prompt), "chat template: the conversation does not extend the prompt"
     return full[len(prompt) :]
 
@@ -78,15 +81,33 @@ def answer_text(tokenizer, question: str, answer: str, fmt: PromptFormat) -> str
 def encode_qa(tokenizer, question: str, answer: str, fmt: PromptFormat) -> dict[str, list[int]]:
     """input_ids and labels (-100 on the prompt) for one pair; EOS appended if the template lacks
     it."""
-    p_ids = tokenizer(prompt_text(tokenizer, question, fmt), add_special_tokens=False)["input_ids"]
-    a_ids = tokenizer(answer_text(tokenizer, question, answer, fmt), add_special_tokens=False)[
-        "input_ids"
-    ]
-    if not a_ids or a_ids[-1] != tokenizer.eos_token_id:
-        a_ids = a_ids + [tokenizer.eos_token_id]
-    ids = (p_ids + a_ids)[: fmt.max_length]
-    labels = ([IGNORE] * len(p_ids) + a_ids)[: fmt.max_length]
-    return {"input_ids": ids, "labels": labels}
+    return encode_pairs(tokenizer, [(question, answer)], fmt)[0]
+
+
+def encode_pairs(
+    tokenizer, pairs: Sequence[tuple[str, str]], fmt: PromptFormat
+) -> list[dict[str, list[int]]]:
+    """encode_qa of every (question, answer) pair, tokenized in two batched calls (each distinct
+    prompt once: an evaluation set repeats each question with every perturbed answer)."""
+    if not pairs:
+        return []
+    prompt_of = {q: prompt_text(tokenizer, q, fmt) for q in dict.fromkeys(q for q, _ in pairs)}
+    prompts = list(prompt_of.values())
+    ids_of = dict(
+        zip(prompts, tokenizer(prompts, add_special_tokens=False)["input_ids"], strict=True)
+    )
+    answers = [answer_text(tokenizer, q, a, fmt, prompt_of[q]) for q, a in pairs]
+    out = []
+    for (q, _), a_ids in zip(
+        pairs, tokenizer(answers, add_special_tokens=False)["input_ids"], strict=True
+    ):
+        p_ids = ids_of[prompt_of[q]]
+        if not a_ids or a_ids[-1] != tokenizer.eos_token_id:
+            a_ids = a_ids + [tokenizer.eos_token_id]
+        ids = (p_ids + a_ids)[: fmt.max_length]
+        labels = ([IGNORE] * len(p_ids) + a_ids)[: fmt.max_length]
+        out.append({"input_ids": ids, "labels": labels})
+    return out
 
 
 def encode_prompt(tokenizer, question: str, fmt: PromptFormat) -> list[int]:

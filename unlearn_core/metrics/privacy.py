@@ -8,7 +8,6 @@ import zlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from scipy import stats
 
 from unlearn_core.metrics.tofu import OPEN_UNLEARNING_EPS
 
@@ -66,6 +65,8 @@ def auc(forget_scores: np.ndarray, holdout_scores: np.ndarray) -> float:
     than every holdout sample, 0.5 = indistinguishable."""
     forget = np.asarray(forget_scores, dtype=np.float64)
     holdout = np.asarray(holdout_scores, dtype=np.float64)
+    from scipy import stats  # loaded here: the command line starts without scipy
+
     ranks = stats.rankdata(np.concatenate([forget, holdout]))  # ties get their average rank
     n0, n1 = len(forget), len(holdout)
     return float((ranks[n0:].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rouge_score import rouge_scorer
+
+if TYPE_CHECKING:
+    from rouge_score import rouge_scorer
 
 
 @functools.lru_cache(maxsize=1)
 def _scorer() -> rouge_scorer.RougeScorer:
+    from rouge_score import rouge_scorer  # with nltk, loaded here: the command line starts without
+
     return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import stats
 
 # open-unlearning adds 1e-10 to the denominators of TR, P_norm and privleak. It changes TR by up to
 # 5e-4 (relative) when P(correct) ~ 1e-6 (world facts) and caps TR at 1e10 instead of overflowing;
@@ -84,6 +83,8 @@ def forget_quality(tr_model: np.ndarray, tr_retain: np.ndarray) -> float:
     scipy's 'auto' method is exact at TOFU sizes; complete separation floors at 2 / C(2n, n):
     1.9e-23, 1.94e-119, 1.06e-239 for forget01/05/10.
     """
+    from scipy import stats  # loaded here: the command line starts without scipy
+
     return float(stats.ks_2samp(tr_model, tr_retain).pvalue)
 
 
@@ -93,4 +94,6 @@ def model_utility(values: Mapping[str, float]) -> float:
     missing = [key for key in MODEL_UTILITY_KEYS if key not in values]
     if missing:
         raise ValueError(f"model_utility needs {', '.join(missing)}")
+    from scipy import stats
+
     return float(stats.hmean([values[key] for key in MODEL_UTILITY_KEYS]))
