@@ -1,7 +1,8 @@
 """Every registered method, parametrised over METHODS (a new method is covered by adding its
 registry line): finite scalar loss with float logs, gradients reaching exactly the trainable
-parameters, one optimizer step changing them (and nothing frozen), and a few steps on the small
-built-in benchmark moving the method's target NLL the intended way."""
+parameters, one optimizer step changing them (and nothing frozen), a run resumed at an epoch
+boundary ending exactly as the uninterrupted one, and a few steps on the small built-in
+benchmark moving the method's target NLL the intended way."""
 
 from __future__ import annotations
 
@@ -51,18 +52,23 @@ def bench(small_benchmark):
     }
 
 
+def forget_rows(m, model, bench) -> list[dict]:
+    """The forget rows; with AltPO's alternates, sampled once from the target (as run_job)."""
+    if "forget_alt" not in m.views:
+        return bench["forget"]
+    if "forget_alt" not in bench:
+        bench["forget_alt"] = altpo.make_alternates(
+            model, bench["tok"], PromptFormat(), bench["forget"], seed=0, instruct=False
+        )
+    return bench["forget_alt"]
+
+
 def setup(name, bench):
     m = METHODS[name]
     hp = m.make_hparams({})
     model = load_model(ModelConfig(bench["path"]), torch.device("cpu"))
     ref = frozen_reference(model) if m.needs_reference(hp) else None
-    rows = bench["forget"]
-    if "forget_alt" in m.views:  # AltPO's alternates, sampled once from the target (as run_job)
-        if "forget_alt" not in bench:
-            bench["forget_alt"] = altpo.make_alternates(
-                model, bench["tok"], PromptFormat(), rows, seed=0, instruct=False
-            )
-        rows = bench["forget_alt"]
+    rows = forget_rows(m, model, bench)
     if m.prepare is not None:
         model = m.prepare(model, hp)
     forget, retain = build_views(
@@ -135,3 +141,77 @@ def test_a_few_steps_move_the_target_nll(name, bench):
     unlearn(model, m, hp, cfg, forget, retain, pad, ref_model=ref)
     end = target_nll(model, forget, view, pad)
     assert sign * (end - start) > 0.05, f"{view} NLL {start:.3f} -> {end:.3f}"
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_resumed_run_ends_as_the_uninterrupted_one(name, bench):
+    """Resumed after epoch 2 of 3 (step 8: past TAU's 5 SGA steps, so its theta_sga snapshot is
+    taken; PDU, without its dual warm-up, has moved lambda at every step), from a model reloaded
+    from the target: the weights (after finalize) and the per-step logs must be identical, so
+    every piece of method state lives in the loop state (weights, buffers, optimizer, schedule,
+    RNG streams)."""
+    m = METHODS[name]
+    hp = m.make_hparams({"dual_warmup_steps": 0} if name == "pdu" else {})  # lambda moves at once
+    cfg = TrainConfig(lr=LR.get(name, DEFAULT_LR), epochs=3, batch_size=2, grad_accum=2, seed=3)
+
+    def run(resume=None, states=None):
+        model = load_model(ModelConfig(bench["path"]), torch.device("cpu"))
+        ref = frozen_reference(model) if m.needs_reference(hp) else None
+        rows = forget_rows(m, model, bench)
+        forget, retain = build_views(
+            bench["tok"], PromptFormat(), rows[:16], bench["retain"][:16], m.views, seed=0
+        )
+        keep = None if states is None else (lambda e, _, s: states.setdefault(e, s))
+        res = unlearn(
+            model,
+            m,
+            hp,
+            cfg,
+            forget,
+            retain,
+            bench["tok"].pad_token_id,
+            ref_model=ref,
+            on_epoch_end=keep,
+            resume=resume,
+        )
+        return model, res
+
+    states: dict = {}
+    full, res = run(states=states)
+    resumed, res2 = run(resume=states[2])
+    assert res2.logs == res.logs and res2.optimizer_steps == res.optimizer_steps == 12
+    for (n, a), (_, b) in zip(full.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.equal(a, b), n
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_lora_trains_only_the_adapters_or_is_refused_in_one_line(name, bench):
+    """With --lora-r a method either trains the adapters and nothing else, or refuses LoRA at
+    construction (task vectors: negating A and B does not negate B.A; RMU and GRUN train
+    weights of their own choosing, which would leave the adapters frozen)."""
+    from unlearn_core.errors import UserError
+    from unlearn_core.job import JobConfig
+    from unlearn_core.source import Source
+
+    m, hp = METHODS[name], METHODS[name].make_hparams({})
+    if m.no_lora:
+        with pytest.raises(UserError) as e:
+            JobConfig(method=name, source=Source("tiny-tofu-small", lora_r=4))
+        assert "\n" not in str(e.value) and f"{name} does not take --lora-r" in str(e.value)
+        return
+    JobConfig(method=name, source=Source("tiny-tofu-small", lora_r=4))  # accepted
+    model = load_model(ModelConfig(bench["path"], lora_r=4), torch.device("cpu"))
+    ref = frozen_reference(model) if m.needs_reference(hp) else None
+    forget, retain = build_views(
+        bench["tok"],
+        PromptFormat(),
+        forget_rows(m, model, bench)[:8],
+        bench["retain"][:8],
+        m.views,
+        seed=0,
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = TrainConfig(lr=LR.get(name, DEFAULT_LR), epochs=1, batch_size=4, warmup_epochs=0)
+    unlearn(model, m, hp, cfg, forget, retain, bench["tok"].pad_token_id, ref_model=ref)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed), sorted(changed)[:5]

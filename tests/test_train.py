@@ -189,7 +189,7 @@ def test_job_dict_round_trip_is_json_and_yaml_safe():
         hparams={"layers": (0, 1), "gate_weight": 2.0},
         train=TrainConfig(lr=3e-4, epochs=5, stop_after=3, schedule="cosine"),
         eval=EvalConfig(generate=False),
-        source=Source(split="forget05", model="org/model", lora_r=8),
+        source=Source(split="forget05", model="org/model"),  # grun takes no LoRA
     )
     d = job_to_dict(job)
     assert d["train"]["stop_after"] == 3 and d["hparams"]["layers"] == [0, 1]

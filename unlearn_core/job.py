@@ -41,6 +41,7 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         get_method(self.method).make_hparams(self.hparams)  # fail at construction, not mid-run
+        get_method(self.method).check_lora(self.source.lora_r)
         check_method(self.source.benchmark, self.method, get_method(self.method).views)
 
 

@@ -182,12 +182,31 @@ def _restore(
     """Load an interrupted run's weights, optimizer, schedule and RNG streams; returns its
     (step, epochs done, logs). Called after the scheduler exists: its constructor resets the
     optimizer's lr, which the loaded optimizer and scheduler states then overwrite."""
-    model.load_state_dict(resume.model, strict=False)
+    _load_model_state(model, resume.model)
     opt.load_state_dict(copy.deepcopy(resume.optimizer))
     sched.load_state_dict(copy.deepcopy(resume.scheduler))
     order_gen.set_state(resume.order_gen.clone())
     pair_gen.set_state(resume.pair_gen.clone())
     return resume.step, resume.epoch, list(resume.logs)
+
+
+def _load_model_state(model: torch.nn.Module, saved: dict) -> None:
+    """Put back every saved parameter and buffer by name. load_state_dict would skip the
+    non-persistent buffers in which methods keep their state (PDU's dual variable, TAU's theta_sga
+    snapshot), so a resumed trial would silently restart them."""
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    unknown = sorted(set(saved) - set(params) - set(buffers))
+    if unknown:
+        raise ValueError(f"the checkpoint holds {', '.join(unknown[:3])}, which this model lacks")
+    with torch.no_grad():
+        for name, value in saved.items():
+            if name in params:
+                params[name].copy_(value)
+            elif buffers[name].shape == value.shape:
+                buffers[name].copy_(value)
+            else:  # a buffer whose size the method sets as it runs (GRUN's anchor positions)
+                owner, _, leaf = name.rpartition(".")
+                setattr(model.get_submodule(owner), leaf, value.clone().to(buffers[name].device))
 
 
 def _snapshot(

@@ -33,7 +33,7 @@ def main() -> int:
         "--benchmark",
         "tiny-tofu",
         "--split",
-        "forget10",
+        "forget05",
         "--trials",
         str(TRIALS),
         "--space",

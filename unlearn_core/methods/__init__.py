@@ -57,6 +57,8 @@ class Method:
     # the view whose answer NLL unlearning should move, and which way (+1 up, -1 down); tests and
     # diagnostics read it (refusal methods lower the NLL of the refusal instead of raising forget's)
     moves: tuple[str, int] = ("forget", +1)
+    # why the method cannot train LoRA adapters ("" = it trains them as any other weights)
+    no_lora: str = ""
 
     @classmethod
     def of(cls, name: str, module: ModuleType, **hooks: Any) -> Method:
@@ -69,6 +71,13 @@ class Method:
             doc[0] if doc else "",
             **hooks,
         )
+
+    def check_lora(self, lora_r: int) -> None:
+        if lora_r and self.no_lora:
+            raise UserError(
+                f"{self.name} does not take --lora-r: it {self.no_lora}; "
+                "use full fine-tuning (--lora-r 0)"
+            )
 
     def make_hparams(self, values: dict[str, Any] | None = None) -> Any:
         """Build the Hparams, rejecting unknown names and bad values with a user-facing message."""
@@ -91,10 +100,14 @@ METHODS: dict[str, Method] = {
     "grad_ascent": Method.of("grad_ascent", grad_ascent, views=("forget",)),
     "grad_diff": Method.of("grad_diff", grad_diff),
     "npo": Method.of("npo", npo),
-    "rmu": Method.of("rmu", rmu, prepare=rmu.prepare),
+    "rmu": Method.of("rmu", rmu, prepare=rmu.prepare, no_lora=rmu.NO_LORA),
     "pdu": Method.of("pdu", pdu, prepare=pdu.prepare),
     "task_vector": Method.of(
-        "task_vector", task_vector, views=("forget",), finalize=task_vector.finalize
+        "task_vector",
+        task_vector,
+        views=("forget",),
+        finalize=task_vector.finalize,
+        no_lora=task_vector.NO_LORA,
     ),
     "sga": Method.of("sga", sga, views=("forget",)),
     "tau": Method.of(
@@ -104,8 +117,9 @@ METHODS: dict[str, Method] = {
         prepare=tau.prepare,
         optimizer=tau.optimizer,
         finalize=tau.finalize,
+        no_lora=task_vector.NO_LORA,
     ),
-    "grun": Method.of("grun", grun, views=grun.VIEWS, prepare=grun.prepare),
+    "grun": Method.of("grun", grun, views=grun.VIEWS, prepare=grun.prepare, no_lora=grun.NO_LORA),
     "dual_optim": Method.of(
         "dual_optim", dual_optim, views=dual_optim.VIEWS, optimizer=dual_optim.optimizer
     ),

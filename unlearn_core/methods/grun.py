@@ -54,6 +54,10 @@ class Hparams:
             raise ValueError("GRUN needs at least one layer, rank >= 1 and beta > 0")
 
 
+# GRUN freezes the model and trains its own edits; LoRA adapters would stay frozen (refused)
+NO_LORA = "freezes the model and trains its own edit and gate modules, not LoRA adapters"
+
+
 def needs_reference(hp: Hparams) -> bool:
     return False  # NPO's reference is the same model with the edit off
 

@@ -46,6 +46,10 @@ class Hparams:
             raise ValueError("steering_coeff must be > 0; alpha and gamma >= 0")
 
 
+# RMU trains chosen layers of the model itself; LoRA adapters would stay frozen (refused)
+NO_LORA = "trains down_proj weights of chosen layers of the model, not LoRA adapters"
+
+
 def needs_reference(hp: Hparams) -> bool:
     return True
 

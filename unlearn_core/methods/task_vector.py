@@ -35,6 +35,10 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hp
     return nll, {"forget_nll": nll.item()}
 
 
+# Negating LoRA's A and B one by one does not negate their product B.A (refused, as TAU)
+NO_LORA = "negates the fine-tuning delta weight by weight, which does not negate LoRA's update B.A"
+
+
 @torch.no_grad()
 def negate(model: torch.nn.Module, base: Mapping[str, torch.Tensor], scale: float) -> None:
     """In place: theta <- base - scale * (theta - base) for every parameter (by name)."""
