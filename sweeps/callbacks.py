@@ -49,7 +49,33 @@ def _drop_cut_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-class ResultsLog(Callback):
+class Appender(Callback):
+    """A callback that appends to a file of the experiment. A write that fails in a trial hook is
+    kept and raised at the end of Tune's step: Ray prints a traceback for an exception in its
+    trial hooks (on_trial_complete runs inside its stop_trial), while one raised at the step's end
+    leaves the sweep as a failed state save does, with the one line of sweeps/experiment.py."""
+
+    failed: OSError | None = None
+    mended = False  # the file's cut last line (a killed driver's) dropped by this driver
+
+    def _append(self, path: Path, line: str) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.mended:
+                _drop_cut_line(path)
+                self.mended = True
+            with open(path, "a") as f:
+                f.write(line)
+        except OSError as e:
+            self.failed = self.failed or e
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if self.failed is not None:
+            failed, self.failed = self.failed, None
+            raise failed
+
+
+class ResultsLog(Appender):
     """Appends rows in sections (sweeps/rows.py) to `<experiment>/results/<method>.jsonl`;
     analysis de-duplicates by (trial, epoch)."""
 
@@ -57,15 +83,9 @@ class ResultsLog(Callback):
         self.path = path  # relative to the experiment (sweeps/relocate.py)
         self.method = method
         self.completed: set[str] | None = None  # read from the log once (a resume restores us)
-        self.mended = False
 
     def _write(self, row: dict) -> None:
-        inside(self.path).parent.mkdir(parents=True, exist_ok=True)
-        if not self.mended:  # the first write of this driver
-            _drop_cut_line(inside(self.path))
-            self.mended = True
-        with open(inside(self.path), "a") as f:
-            f.write(json.dumps(row, default=_plain) + "\n")
+        self._append(inside(self.path), json.dumps(row, default=_plain) + "\n")
 
     def _first_completion(self, trial_id: str) -> bool:
         if self.completed is None:
@@ -278,7 +298,7 @@ def repair_state(exp_dir: Path) -> list[str]:
     return [p.name for p in files]
 
 
-class DriverMemory(Callback):
+class DriverMemory(Appender):
     """After each trial ends, appends the driver's resident memory and the number of finished
     trials to `<experiment>/driver_memory.jsonl`: the soak checks the driver does not grow."""
 
@@ -297,8 +317,7 @@ class DriverMemory(Callback):
             "rss_mb": psutil.Process().memory_info().rss / 2**20,
             "time": time.time(),
         }
-        with open(inside(self.path), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._append(inside(self.path), json.dumps(row) + "\n")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._write(trials, trial)

@@ -591,10 +591,11 @@ def test_rows_in_the_flat_format_of_an_older_version_are_skipped_with_one_line(r
 @pytest.mark.slow
 def test_a_full_disk_mid_sweep_is_one_line_and_resume_finishes(tmp_path):
     """The one real-Ray case: the sweep's --output is a tmpfs that the test fills to the last
-    byte once the first trial has reported, so the next write (the driver saves Ray's state at
-    every step) fails whoever makes it; the driver ends with one line saying the sweep can be
-    resumed, and once the disk has room `resume` finishes both trials. (Letting the trials fill a
-    tiny disk themselves was flaky: a small write could still fit in its last page.)"""
+    byte once the first trial has reported, so the next write (Ray's state, saved each second, a
+    results row, a trial's checkpoint) fails whoever makes it; the driver ends with one line (no
+    traceback, not even Ray's log of a failed trial hook) saying the sweep can be resumed, and
+    once the disk has room `resume` finishes both trials. (Letting the trials fill a tiny disk
+    themselves was flaky: a small write could still fit in its last page.)"""
     disk = tmp_path / "disk"
     disk.mkdir()
     mount = ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "bench_gpu.py"
 
@@ -31,6 +33,7 @@ def positive(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow  # the benchmark script end to end (make test-slow)
 def test_tiny_bench_reports_positive_figures(tmp_path):
     out = tmp_path / "bench.json"
     proc = run_bench(

@@ -70,6 +70,7 @@ def test_targets_memorise_and_retrain_models_do_not(doc_models):
         ),
     ],
 )
+@pytest.mark.slow  # a CLI run that trains and evaluates twice, end to end (make test-slow)
 def test_unlearn_prints_the_benchmark_metrics(doc_models, name, shown, tmp_path):
     out = cli(
         "unlearn",
@@ -265,6 +266,7 @@ def test_no_network_when_data_and_models_are_local(doc_models, small_benchmark, 
     assert again["forget_quality"] == m["forget_quality"]
 
 
+@pytest.mark.slow  # two CLI evaluations with their references, end to end (make test-slow)
 def test_hub_benchmarks_run_on_a_local_copy(doc_models, tmp_path):
     """`muse-news` / `dusk` (the hub paths) on local data of the same schema and local models:
     MUSE runs with its own lengths (10-shot prompts cut to the copy's shots); DUSK's 1024-token

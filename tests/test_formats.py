@@ -109,3 +109,20 @@ def test_benchmark_defaults_and_user_overrides():
     assert no_system.system_prompt is None and no_system.date_string == "1 Jan 2026"
     with pytest.raises(UserError, match="unknown prompt template 'alpaca'"):
         prompt_format("tofu", "alpaca", None, None)
+
+
+def test_generation_ends_at_every_end_token_of_the_generation_config(tiny_tokenizer):
+    """Llama-3.1 Instruct's generation_config lists three end tokens (<|end_of_text|>,
+    <|eom_id|>, <|eot_id|>) where its tokenizer has one EOS: generation must stop at any of them
+    (open-unlearning passes none, so generate reads the config); the tokenizer's EOS serves only
+    a model whose config names none."""
+    from transformers import GenerationConfig
+
+    from unlearn_core.evaluate import end_tokens
+
+    class Model:
+        generation_config = GenerationConfig(eos_token_id=[128001, 128008, 128009])
+
+    assert end_tokens(Model(), tiny_tokenizer) == [128001, 128008, 128009]
+    Model.generation_config = GenerationConfig()
+    assert end_tokens(Model(), tiny_tokenizer) == tiny_tokenizer.eos_token_id

@@ -94,19 +94,21 @@ def test_pdu_margin_uses_the_next_token_mask():
     assert pdu.margin_loss(z, labels).item() == pytest.approx((4 + 0) / 2)
 
 
-def test_pdu_dual_ascent_once_per_step_after_warmup():
+def test_pdu_dual_ascent_per_micro_batch_after_warmup():
+    """open-unlearning's order: each micro-batch's loss uses lambda, then lambda moves by
+    eta * (R - eps) with that micro-batch's R (two micro-batches per optimizer step here)."""
     hp = pdu.Hparams(alpha=100.0, dual_step_size=5.0, retain_loss_eps=0.3, dual_warmup_steps=1)
     dual = pdu.DualVariable(hp.alpha, torch.device("cpu"))
     seen = [
         dual.observe(s, torch.tensor(r), hp).item()
         for s, r in [(0, 0.5), (0, 0.7), (1, 0.2), (1, 0.6), (2, 0.0), (3, 0.0)]
     ]
-    # step 0 is in warmup (no update); step 1's mean R 0.4 gives 100 + 5 * 0.1; step 2: - 5 * 0.3
-    assert seen == pytest.approx([100, 100, 100, 100, 100.5, 99.0])
+    # step 0 is warm-up; then 100 - 5 * 0.1 = 99.5, + 5 * 0.3 = 101, - 5 * 0.3 = 99.5
+    assert seen == pytest.approx([100, 100, 100, 99.5, 101.0, 99.5])
     small = pdu.DualVariable(1.0, torch.device("cpu"))
     hp0 = pdu.Hparams(alpha=1.0, dual_step_size=5.0, retain_loss_eps=0.3, dual_warmup_steps=0)
     small.observe(0, torch.tensor(0.0), hp0)
-    assert small.observe(1, torch.tensor(0.0), hp0).item() == 0.0  # max(0, 1 - 1.5)
+    assert small.observe(0, torch.tensor(0.0), hp0).item() == 0.0  # max(0, 1 - 1.5)
 
 
 def test_task_vector_negation():

@@ -98,6 +98,14 @@ def generate_answers(
     return generate_from(model, tokenizer, prompts, cfg.max_new_tokens, cfg.gen_batch_size)
 
 
+def end_tokens(model: torch.nn.Module, tokenizer) -> int | list[int]:
+    """The tokens that end a generation: the model's generation_config's (all of them: Llama-3.1
+    Instruct lists three), as open-unlearning's generate uses; else the tokenizer's EOS."""
+    config = getattr(model, "generation_config", None)
+    eos = None if config is None else config.eos_token_id
+    return tokenizer.eos_token_id if eos is None else eos
+
+
 @torch.no_grad()
 def generate_from(
     model: torch.nn.Module,
@@ -122,7 +130,7 @@ def generate_from(
             do_sample=False,
             use_cache=True,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=end_tokens(model, tokenizer),
         )
         new = gen[:, batch["input_ids"].shape[1] :]
         for j, i in enumerate(idx):

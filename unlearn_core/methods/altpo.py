@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from unlearn_core.data.format import PromptFormat, collate, encode_prompt
+from unlearn_core.evaluate import end_tokens
 from unlearn_core.methods._dpo import preference_loss
 from unlearn_core.methods._retain import check_retain_loss
 
@@ -76,7 +77,7 @@ def sample_answers(
                 attention_mask=batch["attention_mask"].to(device),
                 do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                 max_new_tokens=max_new_tokens, use_cache=True,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, eos_token_id=end_tokens(model, tok),
             )  # fmt: skip
             new = gen[:, batch["input_ids"].shape[1] :]
             out += [tok.decode(row, skip_special_tokens=True).strip() for row in new]

@@ -3,9 +3,13 @@
 Yuan et al. 2025, "A Closer Look at Machine Unlearning for LLMs" (arXiv 2410.08109, ICLR 2025),
 sec. 4.1: per answer position t, KL(U || p_theta(.|prefix)) = -log V - (1/V) sum_v log p_v (U the
 uniform distribution over the V-token vocabulary), averaged over tokens;
-L = gamma * ME(forget) + alpha * NLL(retain). Defaults gamma 0.1, alpha 1 (closer-look
-config/tofu.yaml and scripts/tofu/me_gd.sh). Closer-look runs ME+GD with mask=false (question and
-padding positions too); here the term covers answer tokens only, like every other forget loss.
+L = gamma * ME(forget) + alpha * NLL(retain), alpha 1 (closer-look config/tofu.yaml).
+
+Closer-look runs ME+GD with mask=false and gamma (forget_coeff) 0.1 (scripts/tofu/me_gd.sh): its
+mean runs over every position of the sequence padded to 500 tokens, question and padding
+included. Here the term covers answer tokens only, like every other forget loss, so each answer
+token weighs 500 / n_answer more there. A TOFU answer has about 30-60 Llama tokens, so closer-
+look's 0.1 is gamma ~ 0.006-0.012 here: the default is 0.01, and the search range reaches 0.001.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from unlearn_core.logprobs import forward, masked_mean, mean_nll, shift
 
 @dataclass(frozen=True)
 class Hparams:
-    gamma: float = 0.1  # entropy (forget) weight, closer-look's forget_coeff for ME+GD on TOFU
+    gamma: float = 0.01  # entropy weight: closer-look's 0.1 over 500 padded positions (above)
     alpha: float = 1.0  # retain NLL weight (regularization_coeff)
 
 

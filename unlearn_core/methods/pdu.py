@@ -4,18 +4,19 @@ Entesari et al. 2025, "Constrained Entropic Unlearning: A Primal-Dual Framework 
 Models" (arXiv 2506.05314), as in open-unlearning's PDU trainer:
   L_forget = mean over answer tokens of (max_v z_v - mean_v z_v)^2, z = logits predicting the token;
   L = gamma * L_forget + lambda * (R - eps), R = retain NLL (mean over answer tokens);
-  lambda <- max(0, lambda + eta * (R - eps)) once `dual_warmup_steps` optimizer steps have passed.
+  lambda <- max(0, lambda + eta * (R - eps)) after every micro-batch (open-unlearning updates it in
+  compute_loss, which the HF Trainer calls per micro-batch: at accumulation 4, four updates per
+  optimizer step), once `dual_warmup_steps` optimizer steps have passed.
 Fixes open-unlearning's off-by-one: its mask uses unshifted labels against next-token logits.
 Defaults: open-unlearning's TOFU run.sh (initial lambda 100, eta 5, eps 0.3, 5 warmup epochs of 10).
 Warmup is counted in optimizer steps (the loss sees steps, not epochs): 65 = 5 epochs of TOFU
 forget10 (400 rows) at effective batch 32; scale it with the split (forget01: 10, forget05: 35).
 
-lambda is state, kept explicit: a `DualVariable` module of buffers (no parameters, so never in the
-optimizer nor in the saved weights) that `prepare` attaches as `model.pdu_dual`. The loss reads
-lambda, and records R; on the first micro-batch of the next optimizer step it applies the ascent
-with the mean R of the previous step (one update per optimizer step, whatever the accumulation; the
-same one-step lag as the paper's update after each step). Under DDP, DDP's buffer broadcast keeps
-rank 0's lambda.
+lambda is state, kept explicit: a `DualVariable` module holding it as a buffer (no parameters, so
+never in the optimizer nor in the saved weights; the loop's checkpoints hold it) that `prepare`
+attaches as `model.pdu_dual`. Each micro-batch's loss uses lambda as it is, then the ascent applies
+that micro-batch's R (open-unlearning's order). Under DDP, DDP's buffer broadcast keeps rank 0's
+lambda.
 """
 
 from __future__ import annotations
@@ -43,26 +44,20 @@ class Hparams:
 
 
 class DualVariable(torch.nn.Module):
-    """lambda, and the sum and count of R over the pending optimizer step (all buffers)."""
+    """lambda, a buffer."""
 
     def __init__(self, lam: float, device: torch.device) -> None:
         super().__init__()
-        for name, value in (("lam", float(lam)), ("r_sum", 0.0), ("r_count", 0), ("step", -1)):
-            self.register_buffer(name, torch.tensor(value, device=device), persistent=False)
+        self.register_buffer("lam", torch.tensor(float(lam), device=device), persistent=False)
 
     @torch.no_grad()
     def observe(self, step: int, retain: torch.Tensor, hp: Hparams) -> torch.Tensor:
-        """lambda for this step (after the previous step's ascent); records R. A scalar copy."""
-        if step != self.step.item():
-            if self.r_count > 0 and self.step.item() >= hp.dual_warmup_steps:
-                violation = self.r_sum / self.r_count - hp.retain_loss_eps
-                self.lam.copy_((self.lam + hp.dual_step_size * violation).clamp(min=0))
-            self.r_sum.zero_()
-            self.r_count.zero_()
-            self.step.fill_(step)
+        """lambda for this micro-batch (a scalar copy); then, past the warm-up, the ascent with
+        this micro-batch's retain NLL R."""
         lam = self.lam.clone()
-        self.r_sum += retain.detach().float()
-        self.r_count += 1
+        if step >= hp.dual_warmup_steps:
+            violation = retain.detach().float() - hp.retain_loss_eps
+            self.lam.copy_((self.lam + hp.dual_step_size * violation).clamp(min=0))
         return lam
 
 
