@@ -43,12 +43,14 @@ def test_small_soak_accounts_for_every_trial(tmp_path, small_benchmark):
             str(tmp_path),
             "--json",
             str(counts),
+            # a budget, not a speed check: ~4 min alone, but beside the other worker's sweeps on 2
+            # cores its trials ran at 104 s each and 600 s ran out with 4 of 6 done
             "--timeout",
-            "600",
+            "1500",
         ],
         capture_output=True,
         text=True,
-        timeout=700,
+        timeout=1600,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     c = json.loads(counts.read_text())
