@@ -51,8 +51,9 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         benchmark = self.source.benchmark
-        check_method(benchmark, self.method, get_method(self.method).views)
-        get_method(self.method).check_lora(self.source.lora_r)
+        method = get_method(self.method)
+        check_method(benchmark, self.method, method.views)
+        method.check_lora(self.source.lora_r)
         family = get_benchmark(benchmark).family
         if self.objectives is None:
             object.__setattr__(self, "objectives", DEFAULTS[family])

@@ -40,9 +40,10 @@ class JobConfig:
     reference: str | None = None  # a RetainReference JSON computed once (sweeps share one)
 
     def __post_init__(self) -> None:
-        get_method(self.method).make_hparams(self.hparams)  # fail at construction, not mid-run
-        get_method(self.method).check_lora(self.source.lora_r)
-        check_method(self.source.benchmark, self.method, get_method(self.method).views)
+        method = get_method(self.method)
+        method.make_hparams(self.hparams)  # fail at construction, not mid-run
+        method.check_lora(self.source.lora_r)
+        check_method(self.source.benchmark, self.method, method.views)
 
 
 def job_to_dict(job: JobConfig) -> dict:

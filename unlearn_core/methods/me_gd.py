@@ -8,8 +8,9 @@ L = gamma * ME(forget) + alpha * NLL(retain), alpha 1 (closer-look config/tofu.y
 Closer-look runs ME+GD with mask=false and gamma (forget_coeff) 0.1 (scripts/tofu/me_gd.sh): its
 mean runs over every position of the sequence padded to 500 tokens, question and padding
 included. Here the term covers answer tokens only, like every other forget loss, so each answer
-token weighs 500 / n_answer more there. A TOFU answer has about 30-60 Llama tokens, so closer-
-look's 0.1 is gamma ~ 0.006-0.012 here: the default is 0.01, and the search range reaches 0.001.
+token weighs 500 / n_answer times more here than there. A TOFU answer has about 30-60 Llama
+tokens, so closer-look's 0.1 is gamma ~ 0.006-0.012 here: the default is 0.01, and the search
+range reaches 0.001.
 """
 
 from __future__ import annotations
