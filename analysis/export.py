@@ -39,24 +39,10 @@ from analysis.load import (
     trial_name,
 )
 from analysis.pareto import FQ_MU, pareto_mask, reference_point
-from sweeps.experiment import best_dir, best_path
+from sweeps.experiment import best_dir, best_path, openunlearning_path
 from unlearn_core.errors import UserError
 
 RULES = ("knee", "max-forget", "max-utility", "weighted")
-# open-unlearning trainer handler per method (configs/trainer/<handler>.yaml)
-OU_TRAINERS = {
-    "grad_ascent": "GradAscent",
-    "grad_diff": "GradDiff",
-    "npo": "NPO",
-    "simnpo": "SimNPO",
-    "idk_dpo": "DPO",
-    "rmu": "RMU",
-    "undial": "UNDIAL",
-    "ceu": "CEU",
-    "satimp": "SatImp",
-    "wga": "WGA",
-    "pdu": "PDU",
-}
 
 
 @dataclass(frozen=True)
@@ -225,11 +211,18 @@ def record(
                 for k, v in asdict(rule).items()
                 if k == "name" or _rule_uses(rule.name, k, keys)
             },
+            "optimizer_steps": _steps(row),
             "version": str(row["run_version"])
             if isinstance(row.get("run_version"), str)
             else str(exp.manifest.get("version")),
         },
     }
+
+
+def _steps(row: pd.Series) -> int | None:
+    """Optimizer steps the trial ran up to the chosen epoch (None in results that lack them)."""
+    steps = row.get("run_optimizer_steps")
+    return int(steps) if steps is not None and pd.notna(steps) else None
 
 
 def exported_job(exp: Experiment, row: pd.Series) -> dict:
@@ -284,9 +277,11 @@ def targets(exp: Experiment, records: list[dict]) -> list[Path]:
     return [best_dir(exp.home), *files]
 
 
-def write(exp: Experiment, records: list[dict]) -> list[Path]:
-    """HOME/best/<method>.yaml and .json, each written under a temporary name and renamed."""
-    check_inside(exp.home, targets(exp, records))
+def write(exp: Experiment, records: list[dict], also: dict[Path, str] | None = None) -> list[Path]:
+    """HOME/best/<method>.yaml and .json, each written under a temporary name and renamed (their
+    paths returned), then the files of `also` (open-unlearning's, from openunlearning_files)."""
+    also = also or {}
+    check_inside(exp.home, [*targets(exp, records), *also])
     paths = []
     for r in records:
         method = r["job"]["method"]
@@ -295,56 +290,16 @@ def write(exp: Experiment, records: list[dict]) -> list[Path]:
         paths.append(
             write_text(best_path(exp.home, method, ".json"), json.dumps(r, indent=2) + "\n")
         )
+    for path, text in also.items():
+        write_text(path, text)
     return paths
 
 
-def _hydra(v) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    return repr(v) if isinstance(v, float) else str(v)
+def openunlearning_files(exp: Experiment, records: list[dict]) -> dict[Path, str]:
+    """HOME/best/<method>.openunlearning.yaml -> each record's open-unlearning experiment file, or
+    a UserError for a method or benchmark open-unlearning has not."""
+    from analysis.openunlearning import openunlearning_yaml
 
-
-def openunlearning_overrides(export: dict) -> str:
-    """The open-unlearning command (Hydra overrides) that trains the same configuration there."""
-    job, info = export["job"], export["info"]
-    method = job["method"]
-    if method not in OU_TRAINERS:
-        raise UserError(
-            f"open-unlearning has no trainer for {method}; it has: {', '.join(OU_TRAINERS)}"
-        )
-    trainer, split, t = OU_TRAINERS[method], job["source"]["split"], job["train"]
-    args = [
-        "python src/train.py --config-name=unlearn.yaml experiment=unlearn/tofu/default",
-        f"trainer={trainer}",
-        f"forget_split={split}",
-        f"retain_split=retain{100 - int(split[-2:])}",
-        f"task_name=unlearn-sweep_{split}_{trainer}_{info['trial'] or 'best'}",
-        f"trainer.args.learning_rate={_hydra(t['lr'])}",
-        f"trainer.args.num_train_epochs={t['epochs']}",
-        f"trainer.args.warmup_epochs={_hydra(t['warmup_epochs'])}",
-        f"trainer.args.weight_decay={_hydra(t['weight_decay'])}",
-        f"trainer.args.per_device_train_batch_size={t['batch_size']}",
-        f"trainer.args.gradient_accumulation_steps={t['grad_accum']}",
-        f"trainer.args.seed={t['seed']}",
-    ]
-    for name, value in job["hparams"].items():
-        if name == "retain_loss":
-            args.append(f"trainer.method_args.retain_loss_type={str(value).upper()}")
-        else:
-            args.append(f"trainer.method_args.{name}={_hydra(value)}")
-    if job["source"]["model"]:
-        args.append(f"model.model_args.pretrained_model_name_or_path={job['source']['model']}")
-    notes = []
-    if t["stop_after"] is not None:
-        args.append("trainer.args.save_strategy=epoch")
-        notes.append(
-            f"# chosen at epoch {t['stop_after']} of {t['epochs']}: keep that epoch's "
-            "checkpoint (the schedule is the full run's)"
-        )
-    if job["source"]["benchmark"] != "tofu":
-        notes.append(
-            f"# {job['source']['benchmark']} is unlearn-sweep's built-in benchmark; on TOFU "
-            "the tiny models' learning rates do not transfer"
-        )
-    notes.append("# effective batch = per-device batch x accumulation x GPUs in open-unlearning")
-    return "\n".join(notes) + "\n" + " \\\n  ".join(args)
+    return {
+        openunlearning_path(exp.home, r["job"]["method"]): openunlearning_yaml(r) for r in records
+    }

@@ -88,6 +88,11 @@ def best_path(home: Path, method: str, suffix: str) -> Path:
     return best_dir(home) / f"{method}{suffix}"
 
 
+def openunlearning_path(home: Path, method: str) -> Path:
+    """`export --openunlearning`'s open-unlearning experiment file, beside the exported config."""
+    return best_dir(home) / f"{method}.openunlearning.yaml"
+
+
 def report_path(home: Path, suffix: str) -> Path:
     """`analyze`'s report: `.md` or `.html`, in the folder (or in its comparison_path)."""
     return home / f"report{suffix}"

@@ -19,6 +19,7 @@ from optuna.distributions import FloatDistribution
 
 from analysis import export, pareto
 from analysis.load import load, metric_columns
+from analysis.openunlearning import openunlearning_overrides
 from analysis.params import SearchRange, importances, near_bounds
 from unlearn_core.errors import UserError
 from unlearn_sweep.cli import main
@@ -346,7 +347,7 @@ def test_bad_rules_are_refused(kwargs, message):
 # --- export files -------------------------------------------------------------------------------
 
 JOB_FIELDS = {"method", "hparams", "source", "train", "eval", "trust_remote_code", "reference"}
-INFO_FIELDS = {"trial", "epoch", "objectives", "metrics", "rule", "version"}
+INFO_FIELDS = {"trial", "epoch", "objectives", "metrics", "rule", "optimizer_steps", "version"}
 
 
 def test_export_writes_the_job_and_an_info_section(experiment, capsys):
@@ -355,6 +356,11 @@ def test_export_writes_the_job_and_an_info_section(experiment, capsys):
     assert main(["export", str(experiment), "--rule", "max-forget", "--openunlearning"]) == 0
     out = capsys.readouterr().out
     assert "trainer=NPO" in out and "trainer.method_args.beta=" in out
+    ou = yaml.safe_load((experiment / "best" / "npo.openunlearning.yaml").read_text())
+    assert (
+        ou["defaults"][-1] == {"override /trainer": "NPO"}
+        and "beta" in ou["trainer"]["method_args"]
+    )
     for method in ("npo", "grad_diff"):
         doc = yaml.safe_load((experiment / "best" / f"{method}.yaml").read_text())
         assert doc == json.loads((experiment / "best" / f"{method}.json").read_text())
@@ -384,7 +390,8 @@ def test_record_keeps_the_trial_schedule_and_stops_early(experiment):
     train = doc["job"]["train"]
     assert train["epochs"] == 4 and train["stop_after"] == 2 and doc["info"]["epoch"] == 2
     assert isinstance(train["epochs"], int) and doc["info"]["rule"] == {"name": "knee"}
-    text = export.openunlearning_overrides(doc)
+    assert doc["info"]["optimizer_steps"] == 3 * 2  # the fake sweep's 3 steps per epoch
+    text = openunlearning_overrides(doc)
     for part in (
         "trainer=NPO",
         "forget_split=forget10",

@@ -174,10 +174,15 @@ def cmd_export(args: argparse.Namespace) -> None:
             "keeps trials at least as good as the retain model"
         )
     records = export.select(exp, rows, rule)
-    overrides = [export.openunlearning_overrides(r) for r in records] if args.openunlearning else []
+    overrides, ou_files = [], {}
+    if args.openunlearning:  # refuses a method or benchmark it has not before anything is written
+        from analysis.openunlearning import openunlearning_overrides
+
+        overrides = [openunlearning_overrides(r) for r in records]
+        ou_files = export.openunlearning_files(exp, records)
     probe(best_dir(exp.home), "the exported configs", "the experiment is unchanged")
     with _report_write_errors():
-        paths = export.write(exp, records)  # refuses a symlinked best/ or file before writing
+        paths = export.write(exp, records, ou_files)  # refuses a symlink before writing
     for r, yaml_path in zip(records, paths[::2], strict=True):
         job, info = r["job"], r["info"]
         objs = ", ".join(f"{k} {v:.4g}" for k, v in info["objectives"].items())
@@ -186,8 +191,8 @@ def cmd_export(args: argparse.Namespace) -> None:
             f"{job['method']}: trial {info['trial']} epoch {info['epoch']}{stop}, {objs} -> "
             f"{yaml_path}"
         )
-    for r, text in zip(records, overrides, strict=False):
-        print(f"\n# open-unlearning equivalent of {r['job']['method']}:\n{text}")
+    for r, text, path in zip(records, overrides, ou_files, strict=False):
+        print(f"\n# open-unlearning equivalent of {r['job']['method']} (also {path}):\n{text}")
 
 
 COMMANDS = {"analyze": cmd_analyze, "export": cmd_export}
