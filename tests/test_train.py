@@ -1,6 +1,8 @@
-"""The unlearning loop: step counting, seeded per-rank pairing, LR schedule, TrialDiverged on a
-non-finite loss, parameters changing, bit-for-bit determinism on CPU for a fixed seed, resuming
-from an epoch's state, stopping early on the full schedule (stop_after), and JobConfig <-> dict."""
+"""The unlearning loop: step counting in both step accountings (hand-computed tables, the steps,
+loss scaling and learning rates the loop really takes, resuming with a step carried across an
+epoch), seeded per-rank pairing, LR schedule, TrialDiverged on a non-finite loss, parameters
+changing, bit-for-bit determinism on CPU for a fixed seed, resuming from an epoch's state,
+stopping early on the full schedule (stop_after), and JobConfig <-> dict."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import torch
 
 from unlearn_core.errors import TrialDiverged, UserError
 from unlearn_core.methods import get_method
-from unlearn_core.train import TrainConfig, epoch_batches, lr_lambda, steps_per_epoch, unlearn
+from unlearn_core.steps import ACCOUNTINGS, lr_lambda, step_plan
+from unlearn_core.train import LoopState, TrainConfig, epoch_batches, unlearn
 
 
 def run(model, examples, tok, method="grad_ascent", **cfg):
@@ -33,7 +36,7 @@ def test_steps_and_effective_batch(tiny_model, tiny_examples, tiny_tokenizer):
     assert (
         res.optimizer_steps
         == 3 * 2
-        == 3 * steps_per_epoch(4, TrainConfig(batch_size=1, grad_accum=2), 1)
+        == 3 * step_plan(4, TrainConfig(batch_size=1, grad_accum=2), 1).steps_per_epoch
     )
     assert res.effective_batch == 2 and res.world_size == 1 and res.seed == 0
     assert len(res.logs) == res.optimizer_steps and all(math.isfinite(x["loss"]) for x in res.logs)
@@ -103,6 +106,26 @@ def test_bad_train_config(bad):
         TrainConfig(**bad)
 
 
+def test_step_accounting_is_checked_and_has_a_flag_with_help():
+    import argparse
+
+    from unlearn_sweep.flags import add_fields
+
+    with pytest.raises(UserError) as err:
+        TrainConfig(step_accounting="hf")
+    assert str(err.value) == (
+        "unknown step_accounting 'hf'; accepted: unlearn-sweep, open-unlearning"
+    )
+    p = argparse.ArgumentParser()
+    add_fields(p, TrainConfig, ["step_accounting"], choices={"step_accounting": ACCOUNTINGS})
+    text = " ".join(p.format_help().split())
+    assert "--step-accounting {unlearn-sweep,open-unlearning}" in text
+    assert "HF Trainer's" in text and "(default: unlearn-sweep)" in text
+    assert p.parse_args(["--step-accounting", "open-unlearning"]).step_accounting == (
+        "open-unlearning"
+    )
+
+
 def test_resume_from_epoch_state_matches_uninterrupted_run(tiny_tokenizer, tiny_examples):
     from conftest import make_tiny_model
 
@@ -159,7 +182,7 @@ def test_stop_after_equals_the_first_epochs_of_the_full_schedule(tiny_tokenizer,
         retain,
         tiny_tokenizer.pad_token_id,
     )
-    assert res.epochs == 2 and res.optimizer_steps == 2 * steps_per_epoch(4, cfg, 1) == 4
+    assert res.epochs == 2 and res.optimizer_steps == 2 * step_plan(4, cfg, 1).steps_per_epoch == 4
     assert res.logs == seen["logs"]  # same losses and learning rates
     # the schedule is the 4-epoch one (8 steps, 2 warmup), not one squeezed into 2 epochs
     lrs = [x["lr"] for x in res.logs]
@@ -217,3 +240,191 @@ def test_job_from_dict_rejects_unknown_keys_and_bad_types(d, message):
     with pytest.raises(UserError) as err:
         job_from_dict(d)
     assert message in str(err.value)
+
+
+# Step accounting at open-unlearning's TOFU default, batch 8 x accumulation 4 x 10 epochs on one
+# GPU, warmup 1 epoch; n = rows of forget01/05/10, M = ceil(n / 8) micro-batches per epoch.
+# unlearn-sweep: ceil(M / 4) steps per epoch (the last one short) x 10; warmup int(1 x that).
+# open-unlearning (HF Trainer 4.45.1): max(M // 4, 1) x 10 steps; warmup int(n // 32); a step
+# falls on every 4th micro-batch counted across epochs, and training stops at the last step:
+# forget01 after 40 micro-batches (epoch 8 of 10), forget05 after 240 (15 of epoch 10's 25),
+# forget10 after 480 (30 of epoch 10's 50).
+STEP_TABLE = [
+    # accounting, n, M, steps/epoch, total steps, warmup, last data epoch, its micro-batches
+    ("unlearn-sweep", 40, 5, 2, 20, 2, 10, 5),
+    ("unlearn-sweep", 200, 25, 7, 70, 7, 10, 25),
+    ("unlearn-sweep", 400, 50, 13, 130, 13, 10, 50),
+    ("open-unlearning", 40, 5, 1, 10, 1, 8, 5),
+    ("open-unlearning", 200, 25, 6, 60, 6, 10, 15),
+    ("open-unlearning", 400, 50, 12, 120, 12, 10, 30),
+]
+
+
+@pytest.mark.parametrize("accounting,n,micro,per_epoch,total,warmup,last,in_last", STEP_TABLE)
+def test_step_plan_matches_the_hand_computed_table(
+    accounting, n, micro, per_epoch, total, warmup, last, in_last
+):
+    plan = step_plan(n, TrainConfig(step_accounting=accounting), world=1)
+    assert (plan.micro_per_epoch, plan.steps_per_epoch, plan.total_steps) == (
+        micro,
+        per_epoch,
+        total,
+    )
+    assert (plan.warmup_steps, plan.last_epoch, plan.micro_in(last - 1)) == (warmup, last, in_last)
+    assert plan.run_steps == len(plan.ends) == total
+    if accounting == "open-unlearning":  # every step holds 4 micro-batches, across epochs too
+        assert plan.ends == tuple(range(3, 4 * total, 4))
+
+
+def test_step_plan_edge_cases():
+    ou = {"step_accounting": "open-unlearning"}
+    # M = 2 <= accumulation 3: HF also steps on each epoch's last micro-batch (global 1 and 3)
+    # besides every 3rd (global 2); 3 steps are due, so the run ends after epoch 2 of 3
+    short = step_plan(4, TrainConfig(batch_size=2, grad_accum=3, epochs=3, **ou), world=1)
+    assert short.ends == (1, 2, 3) and short.last_epoch == 2 and short.warmup_steps == 0
+    assert [short.group(g) for g in range(4)] == [(2, False), (2, True), (1, True), (1, True)]
+    assert short.divisor(1) == 3  # accelerate divides every micro loss by the accumulation
+    # stop_after cuts the run, not the schedule: forget05 for 3 of 10 epochs = 75 micro-batches,
+    # 18 steps of 60; forget01 stops at its step budget (epoch 8) before stop_after=9
+    f05 = step_plan(200, TrainConfig(stop_after=3, **ou), world=1)
+    assert (f05.last_epoch, f05.run_steps, f05.total_steps) == (3, 18, 60)
+    assert step_plan(40, TrainConfig(stop_after=9, **ou), world=1).last_epoch == 8
+    ours = step_plan(200, TrainConfig(stop_after=3), world=1)
+    assert (ours.last_epoch, ours.run_steps, ours.total_steps) == (3, 21, 70)
+    assert ours.group(24) == (1, True) and ours.divisor(1) == 1  # a short step is a mean
+    # two ranks: each sees half the rows; open-unlearning's warmup divides by the GPUs
+    two = step_plan(400, TrainConfig(**ou), world=2)
+    assert (two.micro_per_epoch, two.total_steps, two.warmup_steps) == (25, 60, 6)
+
+
+# n = 4 forget rows, batch 1, epochs 3, warmup 1 epoch. What the loop must do, by hand:
+# micro-batches per step, the gradient a loss of w[0,0] per micro-batch leaves at each step,
+# the LR factor each step runs at and the one logged after it (the next step's, as HF logs).
+# unlearn-sweep, accumulation 3: steps of 3+1 per epoch, 6 steps, warmup 2: (s+1)/3, then
+#   linear over 4 steps; each short step is a mean, so every gradient is 1.
+# open-unlearning, accumulation 3: steps at micro-batches 3, 6, 9 counted from 1 across epochs
+#   (the second takes epoch 1's last and epoch 2's first two), 3 steps, warmup int(4 // 3) = 1:
+#   s/1, then (3 - s)/2; the run stops after epoch 3's first micro-batch.
+# open-unlearning, batch 2 (M = 2 <= 3): steps of 2, 1, 1 micro-batches (see the edge cases),
+#   each micro loss / 3, warmup 0: (3 - s)/3.
+LOOP_TABLE = [
+    # accounting, batch, accum, micro-batches per step, gradients, LR factors run, logged,
+    # epochs the callback fires for
+    (
+        "unlearn-sweep",
+        1,
+        3,
+        [3, 1, 3, 1, 3, 1],
+        [1, 1, 1, 1, 1, 1],
+        [1 / 3, 2 / 3, 1, 0.75, 0.5, 0.25],
+        [2 / 3, 1, 0.75, 0.5, 0.25, 0],
+        [1, 2, 3],
+    ),
+    ("open-unlearning", 1, 3, [3, 3, 3], [1, 1, 1], [0, 1, 0.5], [1, 0.5, 0], [1, 2, 3]),
+    (
+        "open-unlearning",
+        2,
+        3,
+        [2, 1, 1],
+        [2 / 3, 1 / 3, 1 / 3],
+        [1, 2 / 3, 1 / 3],
+        [2 / 3, 1 / 3, 0],
+        [1, 2],
+    ),
+]
+
+
+@pytest.mark.parametrize("accounting,batch,accum,sizes,grads,run_at,logged,epochs", LOOP_TABLE)
+def test_the_loop_takes_the_planned_steps(
+    accounting, batch, accum, sizes, grads, run_at, logged, epochs, tiny_model, tiny_examples
+):
+    """A probe method (loss w[0,0] on every micro-batch, recording batch["step"]) and a probe
+    optimizer (recording the gradient and LR each step runs with) show the loop's real grouping,
+    loss scaling and schedule."""
+    seen_steps, stepped, fired = [], [], []
+
+    def probe_loss(batch, model, ref_model, hp):
+        seen_steps.append(batch["step"])
+        return model.model.embed_tokens.weight[0, 0] * 1.0, {}
+
+    class Probe(torch.optim.SGD):
+        def step(self, closure=None):
+            grad = sum(
+                p.grad.sum() for g in self.param_groups for p in g["params"] if p.grad is not None
+            )
+            stepped.append((grad.item(), self.param_groups[0]["lr"]))
+            return super().step(closure)
+
+    method = dataclasses.replace(
+        get_method("grad_ascent"),
+        loss=probe_loss,
+        optimizer=lambda params, cfg, hp: Probe(params, lr=cfg.lr),
+    )
+    cfg = TrainConfig(
+        lr=0.1,
+        epochs=3,
+        batch_size=batch,
+        grad_accum=accum,
+        max_grad_norm=0,
+        step_accounting=accounting,
+    )
+    forget, retain = tiny_examples
+    res = unlearn(
+        tiny_model,
+        method,
+        method.make_hparams({}),
+        cfg,
+        forget,
+        retain,
+        0,
+        on_epoch_end=lambda e, _, s: fired.append((e, s.step)),
+    )
+    assert [seen_steps.count(s) for s in range(len(sizes))] == sizes
+    assert len(seen_steps) == sum(sizes)  # no micro-batch runs past the last step
+    assert [g for g, _ in stepped] == pytest.approx(grads)
+    assert [lr for _, lr in stepped] == pytest.approx([0.1 * f for f in run_at])
+    assert [x["lr"] for x in res.logs] == pytest.approx([0.1 * f for f in logged])
+    assert res.optimizer_steps == len(sizes) and res.epochs == epochs[-1]
+    assert [e for e, _ in fired] == epochs and fired[-1][1] == len(sizes)
+
+
+def test_open_unlearning_resume_carries_a_partial_step_and_stop_after_cuts_the_run(
+    tiny_tokenizer, tiny_examples, tmp_path
+):
+    """Under open-unlearning's accounting (4 rows, batch 1, accumulation 3: each epoch ends with
+    a step still accumulating) a run resumed from epoch 1's or 2's state, saved and loaded as a
+    sweep checkpoint is, ends as the uninterrupted one; its first step ran at LR 0, so the
+    weights after it are the initial ones; stop_after=2 equals the full run's epoch 2."""
+    from conftest import make_tiny_model
+
+    m = get_method("grad_diff")
+    hp = m.make_hparams({})
+    cfg = TrainConfig(
+        lr=1e-3, epochs=3, batch_size=1, grad_accum=3, seed=5, step_accounting="open-unlearning"
+    )
+    forget, retain = tiny_examples
+    pad = tiny_tokenizer.pad_token_id
+    states = {}
+    full = make_tiny_model(tiny_tokenizer)
+    start = {n: p.detach().clone() for n, p in full.named_parameters()}
+    res = unlearn(
+        full, m, hp, cfg, forget, retain, pad, on_epoch_end=lambda e, _, s: states.setdefault(e, s)
+    )
+    assert res.optimizer_steps == 3 and sorted(states) == [1, 2, 3]
+    assert all(torch.equal(states[1].model[n], start[n]) for n in start)  # step 1 at LR 0
+    assert states[1].pending_grads and states[2].pending_grads and not states[3].pending_grads
+    assert states[1].pending_parts["loss"] != 0
+    for epoch in (1, 2):
+        torch.save(dataclasses.asdict(states[epoch]), tmp_path / "state.pt")
+        loaded = LoopState(**torch.load(tmp_path / "state.pt", weights_only=False))
+        resumed = make_tiny_model(tiny_tokenizer, seed=99)
+        res2 = unlearn(resumed, m, hp, cfg, forget, retain, pad, resume=loaded)
+        assert res2.logs == res.logs and res2.optimizer_steps == 3
+        for (n, a), (_, b) in zip(full.named_parameters(), resumed.named_parameters(), strict=True):
+            assert torch.equal(a, b), (epoch, n)
+    short = make_tiny_model(tiny_tokenizer)
+    res3 = unlearn(short, m, hp, dataclasses.replace(cfg, stop_after=2), forget, retain, pad)
+    assert res3.epochs == 2 and res3.logs == states[2].logs
+    assert all(p.grad is None for p in short.parameters())  # the unfinished step is dropped
+    for n, p in short.named_parameters():
+        assert torch.equal(p, states[2].model[n]), n

@@ -1,11 +1,11 @@
-"""The one unlearning loop every method uses: seeded forget/retain pairing, gradient accumulation,
-AdamW with warmup and a linear/cosine/constant schedule, divergence check, per-epoch callback."""
+"""The one unlearning loop every method uses: seeded forget/retain pairing, gradient accumulation
+(in this project's step accounting or open-unlearning's, unlearn_core/steps.py), AdamW with warmup
+and a linear/cosine/constant schedule, divergence check, per-epoch callback."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -19,6 +19,7 @@ from unlearn_core.config import check_fields
 from unlearn_core.data.format import collate
 from unlearn_core.errors import TrialDiverged, UserError
 from unlearn_core.methods import Method
+from unlearn_core.steps import ACCOUNTINGS, scheduler, step_plan
 
 SCHEDULES = ("linear", "cosine", "constant")
 SEED_MAX = 2**32 - 1  # numpy (and Optuna's samplers) take seeds in 0..2**32-1
@@ -40,6 +41,11 @@ class TrainConfig:
     # stop after this many epochs of an `epochs`-long schedule (warmup, decay and total steps
     # still follow `epochs`), to reproduce a sweep trial evaluated mid-schedule; None: all
     stop_after: int | None = None
+    # how micro-batches make optimizer steps: unlearn-sweep (each epoch ends with a short step;
+    # warmup from lr/(warmup+1)) or open-unlearning (HF Trainer's: a partial step carries into the
+    # next epoch, the schedule has epochs x (batches // grad_accum) steps and training stops there,
+    # warmup starts at LR 0)
+    step_accounting: str = "unlearn-sweep"
 
     def __post_init__(self) -> None:
         check_fields(dataclasses.asdict(self), TrainConfig, "train")  # types, finite, no booleans
@@ -56,10 +62,16 @@ class TrainConfig:
             raise UserError("weight_decay, warmup_epochs and max_grad_norm must be >= 0")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+        if self.step_accounting not in ACCOUNTINGS:
+            raise UserError(
+                f"unknown step_accounting {self.step_accounting!r}; "
+                f"accepted: {', '.join(ACCOUNTINGS)}"
+            )
 
     @property
     def last_epoch(self) -> int:
-        """The epoch training ends after: stop_after if set, else epochs."""
+        """The epoch training ends after: stop_after if set, else epochs (under open-unlearning's
+        accounting the step budget may end it earlier: StepPlan.last_epoch)."""
         return self.epochs if self.stop_after is None else self.stop_after
 
 
@@ -71,7 +83,7 @@ class TrainResult:
     effective_batch: int
     world_size: int
     seed: int
-    epochs: int  # epochs trained (TrainConfig.last_epoch), of a schedule for TrainConfig.epochs
+    epochs: int  # data epochs trained (StepPlan.last_epoch), of a schedule for TrainConfig.epochs
     wall_time_s: float
     logs: list[dict] = field(default_factory=list)  # one entry per optimizer step
 
@@ -88,6 +100,10 @@ class LoopState:
     order_gen: torch.Tensor
     pair_gen: torch.Tensor
     logs: list[dict]
+    # a step still accumulating at the epoch's end (open-unlearning's accounting carries it into
+    # the next epoch): its gradients by parameter name and its logged values so far; else empty
+    pending_grads: dict = field(default_factory=dict)
+    pending_parts: dict = field(default_factory=dict)
 
 
 # on_epoch_end(epoch, model, state): model is what an evaluation should see (finalized copy for
@@ -102,26 +118,6 @@ def _model_state(model: torch.nn.Module) -> dict:
     """Trainable parameters and buffers: what training changes (frozen weights are reloaded)."""
     state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     return state | {n: b.detach().clone() for n, b in model.named_buffers()}
-
-
-def steps_per_epoch(n_forget: int, cfg: TrainConfig, world_size: int) -> int:
-    """Optimizer steps in one pass over the forget set (the last step may be short)."""
-    micro_batches = math.ceil((n_forget // world_size) / cfg.batch_size)
-    return math.ceil(micro_batches / cfg.grad_accum)
-
-
-def lr_lambda(cfg: TrainConfig, total: int, warmup: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        if cfg.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return max(0.0, 1.0 - progress)
-
-    return factor
 
 
 def epoch_batches(
@@ -178,16 +174,20 @@ def _restore(
     sched: torch.optim.lr_scheduler.LRScheduler,
     order_gen: torch.Generator,
     pair_gen: torch.Generator,
-) -> tuple[int, int, list[dict]]:
-    """Load an interrupted run's weights, optimizer, schedule and RNG streams; returns its
-    (step, epochs done, logs). Called after the scheduler exists: its constructor resets the
-    optimizer's lr, which the loaded optimizer and scheduler states then overwrite."""
+) -> tuple[int, int, list[dict], dict[str, float]]:
+    """Load an interrupted run's weights, optimizer, schedule, RNG streams and the gradients of a
+    step still accumulating; returns its (step, epochs done, logs, that step's logged values).
+    Called after the scheduler exists: its constructor resets the optimizer's lr, which the
+    loaded optimizer and scheduler states then overwrite."""
     _load_model_state(model, resume.model)
     opt.load_state_dict(copy.deepcopy(resume.optimizer))
     sched.load_state_dict(copy.deepcopy(resume.scheduler))
     order_gen.set_state(resume.order_gen.clone())
     pair_gen.set_state(resume.pair_gen.clone())
-    return resume.step, resume.epoch, list(resume.logs)
+    params = dict(model.named_parameters())
+    for name, grad in resume.pending_grads.items():
+        params[name].grad = grad.clone().to(params[name].device)
+    return resume.step, resume.epoch, list(resume.logs), dict(resume.pending_parts)
 
 
 def _load_model_state(model: torch.nn.Module, saved: dict) -> None:
@@ -218,6 +218,7 @@ def _snapshot(
     order_gen: torch.Generator,
     pair_gen: torch.Generator,
     logs: list[dict],
+    parts: dict[str, float],
 ) -> LoopState:
     """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
     return LoopState(
@@ -229,6 +230,8 @@ def _snapshot(
         order_gen.get_state(),
         pair_gen.get_state(),
         list(logs),
+        {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None},
+        dict(parts),
     )
 
 
@@ -247,7 +250,8 @@ def unlearn(
     resume: LoopState | None = None,
     on_loss: LossHook | None = None,
 ) -> TrainResult:
-    """Run `method` on (forget, retain) for cfg.last_epoch epochs of a cfg.epochs schedule; raises
+    """Run `method` on (forget, retain) for the data epochs of a cfg.epochs schedule that
+    step_plan says (cfg.last_epoch, or fewer under open-unlearning's accounting); raises
     TrialDiverged on a non-finite loss.
 
     forget: encoded examples, each a dict of named encodings ({"forget": {...}, ...});
@@ -256,44 +260,54 @@ def unlearn(
     """
     acc = accelerator or Accelerator(gradient_accumulation_steps=1)
     world, rank = acc.num_processes, acc.process_index
-    per_epoch = steps_per_epoch(len(forget), cfg, world)
-    if per_epoch == 0:
-        raise UserError(f"the forget set ({len(forget)} rows) is smaller than one batch per device")
+    plan = step_plan(len(forget), cfg, world)
     if method.prepare is not None:
         model = method.prepare(model, hp)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt, sched = _optimizer(method, hp, cfg, params, per_epoch)
+    opt = _optimizer(method, hp, cfg, params)
+    sched = scheduler(opt, cfg, plan)  # sized for all cfg.epochs, even with stop_after
     order_gen = torch.Generator().manual_seed(cfg.seed)  # identical on every rank
     pair_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + 1 + rank)  # one per rank
-    step, first_epoch, logs = 0, 0, []
+    step, first_epoch, logs, parts = 0, 0, [], {}
     if resume is not None:
-        step, first_epoch, logs = _restore(resume, model, opt, sched, order_gen, pair_gen)
+        step, first_epoch, logs, parts = _restore(resume, model, opt, sched, order_gen, pair_gen)
     model, opt = acc.prepare(model, opt)
     start = time.perf_counter()
     bar = tqdm(
-        total=per_epoch * cfg.last_epoch,
+        total=plan.run_steps,
         initial=step,
         desc="unlearn",
         disable=not progress or not acc.is_main_process,
     )
-    for epoch in range(first_epoch, cfg.last_epoch):
+    for epoch in range(first_epoch, plan.last_epoch):
         model.train()
         micro = epoch_batches(len(forget), len(retain), cfg, order_gen, pair_gen, rank, world)
-        for first in range(0, len(micro), cfg.grad_accum):
-            group = micro[first : first + cfg.grad_accum]
-            batches = [make_batch(forget, retain, f, r, pad_id, acc.device, step) for f, r in group]
-            parts = _accumulate(acc, model, method, hp, ref_model, batches, step, on_loss)
-            _update(acc, params, opt, sched, cfg.max_grad_norm)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{parts['loss']:.4f}")
-            logs.append({"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **parts})
+        # the plan stops open-unlearning's run at its last step, possibly mid-epoch: the
+        # callback below then fires for that cut epoch, where training stops (as HF's does)
+        for i, (f, r) in enumerate(micro[: plan.micro_in(epoch)]):
+            size, steps_now = plan.group(epoch * plan.micro_per_epoch + i)
+            batch = make_batch(forget, retain, f, r, pad_id, acc.device, step)
+            logged = _backward(
+                acc, model, method, hp, ref_model, batch, plan.divisor(size), steps_now, on_loss
+            )
+            for k, v in logged.items():  # the step's logs: means over its micro-batches
+                parts[k] = parts.get(k, 0.0) + v / size
+            if steps_now:
+                _update(acc, params, opt, sched, cfg.max_grad_norm)
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.4f}")
+                logs.append(
+                    {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **parts}
+                )
+                parts = {}
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
-            state = _snapshot(epoch + 1, step, plain, opt, sched, order_gen, pair_gen, logs)
+            state = _snapshot(epoch + 1, step, plain, opt, sched, order_gen, pair_gen, logs, parts)
             on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
     bar.close()
+    opt.zero_grad(set_to_none=True)  # a step left accumulating by stop_after is never taken
     model.eval()
     if method.finalize is not None:
         method.finalize(acc.unwrap_model(model), ref_model, hp)
@@ -302,49 +316,43 @@ def unlearn(
         effective_batch=cfg.batch_size * cfg.grad_accum * world,
         world_size=world,
         seed=cfg.seed,
-        epochs=cfg.last_epoch,
+        epochs=plan.last_epoch,
         wall_time_s=time.perf_counter() - start,
         logs=logs,
     )
 
 
 def _optimizer(
-    method: Method, hp: object, cfg: TrainConfig, params: list[torch.nn.Parameter], per_epoch: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The method's optimizer (AdamW unless it brings one) and the LR schedule, both sized for the
-    full cfg.epochs even when training stops earlier (cfg.stop_after)."""
+    method: Method, hp: object, cfg: TrainConfig, params: list[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    """The method's optimizer, AdamW unless it brings one."""
     if method.optimizer is not None:
-        opt = method.optimizer(params, cfg, hp)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = int(cfg.warmup_epochs * per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, per_epoch * cfg.epochs, warmup))
-    return opt, sched
+        return method.optimizer(params, cfg, hp)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _accumulate(
+def _backward(
     acc: Accelerator,
     model,
     method: Method,
     hp,
     ref_model,
-    batches: list[dict],
-    step: int,
+    batch: dict,
+    divisor: int,
+    sync: bool,
     on_loss: LossHook | None = None,
 ) -> dict[str, float]:
-    """Forward/backward over the micro-batches of one optimizer step; averaged logs."""
-    parts: dict[str, float] = {"loss": 0.0}
-    for j, batch in enumerate(batches):
-        with acc.no_sync(model) if j < len(batches) - 1 else nullcontext():
-            loss, logged = method.loss(batch, model, ref_model, hp)
-            if on_loss is not None:
-                loss = on_loss(loss)
-            if not torch.isfinite(loss):
-                raise TrialDiverged(step, loss.item())
-            acc.backward(loss / len(batches))
-        for k, v in {"loss": loss.item(), **logged}.items():
-            parts[k] = parts.get(k, 0.0) + v / len(batches)
-    return parts
+    """Forward/backward of one micro-batch, its loss divided by `divisor` (StepPlan.divisor);
+    returns its logged values. Gradients sync across ranks only on a step's last micro-batch
+    (`sync`)."""
+    with nullcontext() if sync else acc.no_sync(model):
+        loss, logged = method.loss(batch, model, ref_model, hp)
+        if on_loss is not None:
+            loss = on_loss(loss)
+        if not torch.isfinite(loss):
+            raise TrialDiverged(batch["step"], loss.item())
+        acc.backward(loss / divisor)
+    return {"loss": loss.item(), **logged}
 
 
 def _update(acc: Accelerator, params: list, opt, sched, max_grad_norm: float) -> None:
