@@ -1,4 +1,5 @@
-"""The search-space registry: method name -> define-by-run space(trial, opts) -> constants."""
+"""The search-space registry: method name -> define-by-run space(trial, opts) -> constants, and
+method name -> its cited reference point, the configuration each sweep evaluates first."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from search_spaces import (
     undial,
     wga,
 )
+from search_spaces._common import Ref, SpaceOptions, optimizer_reference
 
 SPACES = {
     "altpo": altpo.space,
@@ -49,3 +51,35 @@ SPACES = {
     "undial": undial.space,
     "wga": wga.space,
 }
+
+
+# the method's reference point: its own knobs and optimiser setting where its sources give them
+REFERENCES = {
+    "altpo": altpo.reference,
+    "ceu": ceu.reference,
+    "dual_optim": dual_optim.reference,
+    "grad_ascent": grad_ascent.reference,
+    "grad_diff": grad_diff.reference,
+    "grun": grun.reference,
+    "idk_ap": idk_ap.reference,
+    "idk_dpo": idk_dpo.reference,
+    "idk_nll": idk_nll.reference,
+    "me_gd": me_gd.reference,
+    "npo": npo.reference,
+    "palu": palu.reference,
+    "pdu": pdu.reference,
+    "rmu": rmu.reference,
+    "satimp": satimp.reference,
+    "sga": sga.reference,
+    "simnpo": simnpo.reference,
+    "task_vector": task_vector.reference,
+    "tau": tau.reference,
+    "undial": undial.reference,
+    "wga": wga.reference,
+}
+
+
+def reference_point(method: str, opts: SpaceOptions) -> dict[str, Ref]:
+    """What a sweep of `method` evaluates first, each value with its source: the benchmark's
+    optimiser setting (with the sweep's batch) under the method's own values."""
+    return optimizer_reference(opts) | REFERENCES[method](opts)

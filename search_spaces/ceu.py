@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces._common import Range, SpaceOptions, suggest, suggest_optimizer
+from search_spaces._common import Range, Ref, SpaceOptions, cited, suggest, suggest_optimizer
+from unlearn_core.methods.ceu import Hparams
 
 
 def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
@@ -14,3 +15,13 @@ def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
             trial, "ignore_first_n_answer_tokens", Range(0, 3, integer=True), opts
         ),
     }
+
+
+# where each default of the reference point comes from (the values: Hparams)
+SOURCES = {
+    "ignore_first_n_answer_tokens": "open-unlearning configs/trainer/CEU.yaml",
+}
+
+
+def reference(opts: SpaceOptions) -> dict[str, Ref]:
+    return cited(Hparams(), SOURCES)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces._common import Range, SpaceOptions, suggest, suggest_optimizer
+from search_spaces._common import Range, Ref, SpaceOptions, cited, suggest, suggest_optimizer
+from unlearn_core.methods.me_gd import Hparams
 
 
 def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
@@ -15,3 +16,16 @@ def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
         # closer-look regularization_coeff 1; widened both ways as open-unlearning's {1, 2, 5}
         "alpha": suggest(trial, "alpha", Range(0.1, 10.0, log=True), opts),
     }
+
+
+# where each default of the reference point comes from (the values: Hparams)
+SOURCES = {
+    "gamma": "closer-look me_gd.sh 0.1 over 500 positions, per answer token (me_gd.py)",
+    "alpha": "closer-look scripts/tofu/me_gd.sh",
+}
+# on real models the method's own optimiser setting, where its source gives one
+OWN = {"tiny": {}, "llm": {"epochs": Ref(5, "closer-look config/tofu.yaml")}}
+
+
+def reference(opts: SpaceOptions) -> dict[str, Ref]:
+    return cited(Hparams(), SOURCES) | OWN[opts.preset]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces._common import Range, SpaceOptions, suggest, suggest_optimizer
+from search_spaces._common import Range, Ref, SpaceOptions, cited, suggest, suggest_optimizer
+from unlearn_core.methods.npo import Hparams
 
 
 def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
@@ -15,3 +16,15 @@ def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
         "alpha": suggest(trial, "alpha", Range(0.1, 10.0, log=True), opts),
         "gamma": suggest(trial, "gamma", Range(0.5, 2.0), opts),
     }
+
+
+# where each default of the reference point comes from (the values: Hparams)
+SOURCES = {
+    "beta": "open-unlearning configs/trainer/NPO.yaml",
+    "alpha": "open-unlearning configs/trainer/NPO.yaml",
+    "gamma": "open-unlearning configs/trainer/NPO.yaml",
+}
+
+
+def reference(opts: SpaceOptions) -> dict[str, Ref]:
+    return cited(Hparams(), SOURCES)

@@ -7,11 +7,14 @@ import optuna
 
 from search_spaces._common import (
     Range,
+    Ref,
     SpaceOptions,
+    cited,
     suggest,
     suggest_choice,
     suggest_optimizer,
 )
+from unlearn_core.methods.palu import Hparams
 
 # PALU's grid on 32k-128k vocabularies is {1, 1000, 5000, 10000}; the built-in model's vocabulary
 # is about 2k tokens (1954 on tiny-tofu-small) and topk fails for k > V, so tiny stops at 512
@@ -33,3 +36,16 @@ def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
         # PALU grid {0.2, 0.5, 1, 2, 5}; widened to 0.1..10
         "alpha": suggest(trial, "alpha", Range(0.1, 10.0, log=True), opts),
     }
+
+
+# where each default of the reference point comes from (the values: Hparams)
+SOURCES = {
+    "top_k": "PALU configs/trainer/PALU.yaml",
+    "first_n": "PALU configs/trainer/PALU.yaml",
+    "gamma": "PALU configs/trainer/PALU.yaml",
+    "alpha": "PALU configs/trainer/PALU.yaml",
+}
+
+
+def reference(opts: SpaceOptions) -> dict[str, Ref]:
+    return cited(Hparams(), SOURCES)

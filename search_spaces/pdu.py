@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces._common import Range, SpaceOptions, suggest, suggest_optimizer
+from search_spaces._common import Range, Ref, SpaceOptions, cited, suggest, suggest_optimizer
+from unlearn_core.methods.pdu import Hparams
 
 
 def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
@@ -22,3 +23,17 @@ def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
         # Steps, not epochs: on a smaller split most of this range means no dual update at all
         "dual_warmup_steps": suggest(trial, "dual_warmup_steps", Range(0, 130, integer=True), opts),
     }
+
+
+# where each default of the reference point comes from (the values: Hparams)
+SOURCES = {
+    "gamma": "open-unlearning community/methods/PDU/PDU.yaml",
+    "alpha": "open-unlearning community/methods/PDU/run.sh (TOFU)",
+    "dual_step_size": "open-unlearning community/methods/PDU/run.sh (TOFU)",
+    "retain_loss_eps": "open-unlearning community/methods/PDU/run.sh (TOFU)",
+    "dual_warmup_steps": "PDU run.sh: 5 of 10 epochs on forget10 at batch 32",
+}
+
+
+def reference(opts: SpaceOptions) -> dict[str, Ref]:
+    return cited(Hparams(), SOURCES)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces._common import Range, SpaceOptions, suggest, suggest_optimizer
+from search_spaces._common import Range, Ref, SpaceOptions, cited, suggest, suggest_optimizer
+from unlearn_core.methods.satimp import Hparams
 
 
 def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
@@ -19,3 +20,18 @@ def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
         # SatImp.yaml 1 (class and README 0.1); widened both ways as open-unlearning's {1, 2, 5}
         "alpha": suggest(trial, "alpha", Range(0.1, 10.0, log=True), opts),
     }
+
+
+# where each default of the reference point comes from (the values: Hparams)
+SOURCES = {
+    "beta1": "open-unlearning configs/trainer/SatImp.yaml",
+    "beta2": "open-unlearning configs/trainer/SatImp.yaml",
+    "gamma": "open-unlearning configs/trainer/SatImp.yaml",
+    "alpha": "open-unlearning configs/trainer/SatImp.yaml",
+}
+# on real models the method's own optimiser setting, where its source gives one
+OWN = {"tiny": {}, "llm": {"epochs": Ref(5, "open-unlearning configs/trainer/SatImp.yaml")}}
+
+
+def reference(opts: SpaceOptions) -> dict[str, Ref]:
+    return cited(Hparams(), SOURCES) | OWN[opts.preset]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces._common import Range, SpaceOptions, suggest, suggest_optimizer
+from search_spaces._common import Range, Ref, SpaceOptions, cited, suggest, suggest_optimizer
+from unlearn_core.methods.simnpo import Hparams
 
 
 def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
@@ -19,3 +20,16 @@ def space(trial: optuna.Trial, opts: SpaceOptions) -> dict:
         # open-unlearning grids alpha {1, 2, 5}; widened both ways
         "alpha": suggest(trial, "alpha", Range(0.1, 10.0, log=True), opts),
     }
+
+
+# where each default of the reference point comes from (the values: Hparams)
+SOURCES = {
+    "beta": "open-unlearning configs/trainer/SimNPO.yaml",
+    "delta": "open-unlearning configs/trainer/SimNPO.yaml",
+    "gamma": "open-unlearning configs/trainer/SimNPO.yaml",
+    "alpha": "open-unlearning configs/trainer/SimNPO.yaml",
+}
+
+
+def reference(opts: SpaceOptions) -> dict[str, Ref]:
+    return cited(Hparams(), SOURCES)

@@ -8,10 +8,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces import SPACES
-from search_spaces._common import PRESETS, SpaceOptions, parse_range
+from search_spaces import SPACES, reference_point
+from search_spaces._common import BATCH_KEYS, PRESETS, Ref, SpaceOptions, parse_range
 from sweeps.objectives import DEFAULTS, check_family, get_objectives
-from unlearn_core import safe_yaml
+from unlearn_core import builtin, safe_yaml
 from unlearn_core.benchmarks import BENCHMARKS, check_method, get_benchmark
 from unlearn_core.config import from_plain
 from unlearn_core.errors import UserError
@@ -35,8 +35,14 @@ class SweepConfig:
     preset: str = "auto"  # auto: tiny for built-in benchmarks, llm otherwise
     space: dict[str, str] = field(default_factory=dict)  # name -> "low:high[:log|:int]"
     fixed: dict[str, Any] = field(default_factory=dict)  # name -> value, not searched
-    batch_size: int = 8  # per-device batch of every trial
-    grad_accum: int = 4  # gradient accumulation steps (effective batch = batch_size x grad_accum)
+    # per-device batch of every trial; None: the method's reference (TOFU 8, MUSE 4)
+    batch_size: int | None = None
+    # gradient accumulation steps (effective batch = batch_size x grad_accum); None: the method's
+    # reference (TOFU 4, MUSE 8)
+    grad_accum: int | None = None
+    # decoder layers of the target model (layer hyperparameters are fractions of its depth);
+    # None: read from the model's config
+    n_layers: int | None = None
     eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
@@ -63,8 +69,6 @@ class SweepConfig:
             raise UserError(f"unknown sampler {self.sampler!r}; accepted: {', '.join(SAMPLERS)}")
         for name in (
             "trials",
-            "batch_size",
-            "grad_accum",
             "eval_every",
             "seeds",
             "keep_checkpoints",
@@ -83,6 +87,14 @@ class SweepConfig:
             raise UserError(f"utility_floor is a fraction in [0, 1), got {self.utility_floor}")
         if self.preset != "auto" and self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; accepted: auto, {', '.join(PRESETS)}")
+        if self.n_layers is None:  # resolved once; the manifest keeps it for resume and export
+            object.__setattr__(self, "n_layers", model_depth(self.source))
+        reference = self.reference()  # SpaceOptions checks n_layers
+        for name in BATCH_KEYS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, reference[name].value)
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.space_options()  # validates ranges and fixed values against the space
 
     def resolved_preset(self) -> str:
@@ -91,15 +103,53 @@ class SweepConfig:
         builtin = BENCHMARKS[self.source.benchmark].builtin
         return "tiny" if builtin and self.source.model is None else "llm"
 
-    def space_options(self) -> SpaceOptions:
+    def space_options(self, check: bool = True) -> SpaceOptions:
         ranges = dict(parse_range(f"{k}={v}") for k, v in self.space.items())
-        opts = SpaceOptions(self.resolved_preset(), ranges, dict(self.fixed))
-        check_space(self.method, opts)
+        family = get_benchmark(self.source.benchmark).family
+        opts = SpaceOptions(self.resolved_preset(), ranges, dict(self.fixed), self.n_layers, family)
+        if check:
+            check_space(self.method, opts)
         return opts
+
+    def reference(self) -> dict[str, Ref]:
+        """The method's cited reference point on this benchmark and model (search_spaces)."""
+        return reference_point(self.method, self.space_options(check=False))
+
+    def defaults_point(self) -> dict:
+        """The reference point's values the study evaluates first: without the batch (not
+        searched) and fixed values, inside a user's narrower ranges."""
+        point = {k: r.value for k, r in self.reference().items() if k not in BATCH_KEYS}
+        for k, r in self.space_options().ranges.items():
+            if k in point and isinstance(point[k], int | float):
+                v = min(max(point[k], r.low), r.high)
+                point[k] = int(round(v)) if r.integer else v
+        return {k: v for k, v in point.items() if k not in self.fixed}
+
+
+def model_depth(source: Source) -> int | None:
+    """Decoder layers of the model a sweep trains: the built-in tiny model's, else the model's
+    config's num_hidden_layers (a local folder, or the hub's); None while no model is named."""
+    bench = BENCHMARKS[source.benchmark]
+    if bench.builtin and source.model is None:
+        return builtin.VARIANTS[source.benchmark].model.num_hidden_layers
+    name = source.model or bench.target
+    if name is None:
+        return None  # benchmark 'tofu' without --model: the run refuses it (benchmarks.resolve)
+    source.check_paths()
+    from transformers import AutoConfig
+
+    try:
+        return int(AutoConfig.from_pretrained(name).num_hidden_layers)
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        raise UserError(
+            f"cannot read the number of layers of {name!r} ({type(e).__name__}); give --n-layers"
+        ) from None
 
 
 def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = None) -> JobConfig:
     """The JobConfig of one configuration and seed: what a trial runs and what an export holds."""
+    # rows from before the schedule was searched hold none: TrainConfig's default ran
+    schedule = {"schedule": params["schedule"]} if "schedule" in params else {}
     train = TrainConfig(
         lr=params["lr"],
         epochs=int(params["epochs"]),
@@ -108,6 +158,7 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = No
         warmup_epochs=params["warmup_epochs"],
         weight_decay=params["weight_decay"],
         seed=seed,
+        **schedule,
     )
     hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
     return JobConfig(s.method, hp, s.source, train, EvalConfig(), reference=reference)

@@ -3,7 +3,6 @@ target's utility computed once, one Ray Tune experiment and one Optuna study per
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import logging
@@ -26,7 +25,6 @@ from sweeps.relocate import EXPERIMENT_ENV, drive, relative
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import job_context
-from unlearn_core.methods import get_method
 from unlearn_core.version import VERSION
 
 log = logging.getLogger(__name__)
@@ -109,15 +107,8 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
 
 
 def defaults_point(cfg: SweepConfig) -> dict:
-    """The method's reference defaults at the preset's optimiser defaults, minus fixed values."""
-    hp = dataclasses.asdict(get_method(cfg.method).hparams())
-    point = default_point(cfg.resolved_preset()) | hp
-    ranges = cfg.space_options().ranges
-    for k, r in ranges.items():  # a user's narrower range holds the default point too
-        if k in point and isinstance(point[k], int | float):
-            v = min(max(point[k], r.low), r.high)
-            point[k] = int(round(v)) if r.integer else v
-    return {k: v for k, v in point.items() if k not in cfg.fixed and not isinstance(v, str)}
+    """The method's cited reference point (search_spaces.reference_point), minus fixed values."""
+    return cfg.defaults_point()
 
 
 def new_manifest(home: Path, cfgs: list[SweepConfig], name: str) -> dict:

@@ -156,6 +156,55 @@ def test_methods_lists_registry():
     assert "beta=0.1" in out.stdout
 
 
+def _method_blocks(text: str) -> dict[str, list[str]]:
+    """`methods` output split into one block of lines per method (a block starts unindented)."""
+    blocks: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.startswith(" "):
+            blocks[line.split()[0]] = []
+        else:
+            blocks[list(blocks)[-1]].append(line)
+    return blocks
+
+
+def test_methods_shows_each_reference_point_on_both_presets_with_sources(capsys):
+    """Every method's block holds its reference point under tiny and llm, a value in each preset's
+    column and a source for every row, and the values are those a sweep evaluates first."""
+    from search_spaces import reference_point
+    from search_spaces._common import SpaceOptions
+    from unlearn_sweep.cli import _shown, main
+
+    assert main(["methods"]) == 0
+    blocks = _method_blocks(capsys.readouterr().out)
+    assert set(blocks) == set(METHODS)
+    for name, lines in blocks.items():
+        (head,) = [line for line in lines if "reference (tofu)" in line]
+        assert "tiny (2 layers)" in head and "llm (32 layers)" in head, name
+        rows = {line.split()[0]: line.split(maxsplit=3) for line in lines[2:]}
+        tiny = reference_point(name, SpaceOptions("tiny"))
+        llm = reference_point(name, SpaceOptions("llm"))
+        assert set(rows) == set(tiny) | set(llm), name
+        for key, (_, tiny_value, llm_value, source) in rows.items():
+            assert tiny_value == _shown(tiny[key].value) and llm_value == _shown(llm[key].value)
+            for ref in (tiny[key], llm[key]):
+                assert ref.source in source, (name, key)
+    rmu = {line.split()[0]: line.split()[1:3] for line in blocks["rmu"][2:]}
+    assert rmu["layer"] == ["1", "7"] and rmu["trainable_layers"] == ["0,1", "5,6,7"]
+
+
+def test_methods_filters_one_method_a_family_and_a_depth(capsys):
+    from unlearn_sweep.cli import main
+
+    assert main(["methods", "--method", "grun", "--family", "muse", "--n-layers", "16"]) == 0
+    blocks = _method_blocks(capsys.readouterr().out)
+    assert list(blocks) == ["grun"]
+    rows = {line.split()[0]: line.split()[1:3] for line in blocks["grun"][2:]}
+    assert rows["layers"] == ["0,1", "10,12,15"] and rows["lr"] == ["0.001", "0.004"]
+    assert rows["batch_size"] == ["8", "4"]  # MUSE's 4 x 8 on real models
+    assert main(["methods", "--method", "nope"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+
+
 BAD_EXPORTS = [
     ("job:\n  method: npo\n  shell: rm -rf /\n", "job has no field 'shell'; accepted: method"),
     ("job:\n  method: npo\n  train:\n    lr: fast\n", "job.train.lr must be float, got 'fast'"),

@@ -10,13 +10,13 @@ import dataclasses
 import optuna
 import pytest
 
-from search_spaces import SPACES
+from search_spaces import REFERENCES, SPACES, reference_point
 from search_spaces._common import (
+    BATCH_KEYS,
     OPTIMIZER_KEYS,
     PRESETS,
     Range,
     SpaceOptions,
-    default_point,
     parse_range,
 )
 from unlearn_core.builtin import TinyModelConfig
@@ -25,7 +25,7 @@ from unlearn_core.methods import METHODS
 from unlearn_core.train import TrainConfig
 
 # values a space computes from sampled ones instead of sampling them
-DERIVED = {"rmu": {"trainable_layers"}}
+DERIVED = {"rmu": {"trainable_layers"}, "grun": {"layers"}}
 N_TRIALS = 5
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,18 +68,109 @@ def test_sampled_points_build_and_replay(method, preset):
         assert SPACES[method](optuna.trial.FixedTrial(trial.params), opts) == params
 
 
+FAMILIES = ("tofu", "muse", "dusk")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("method", sorted(SPACES))
-def test_reference_defaults_lie_inside_the_space(method, preset):
-    """A sweep evaluates the Hparams defaults and default_point first: they must be in range."""
-    defaults = default_point(preset) | dataclasses.asdict(METHODS[method].hparams())
-    ((trial, _),) = sample(method, SpaceOptions(preset), n=1)
+def test_reference_point_lies_inside_the_space_and_replays(method, preset, family):
+    """A sweep evaluates the reference point first: every searched value is in range, and the
+    space replayed on it returns it (derived values included), so the trial runs what it cites."""
+    opts = SpaceOptions(preset, family=family)
+    ref = reference_point(method, opts)
+    point = {k: r.value for k, r in ref.items() if k not in BATCH_KEYS}
+    ((trial, _),) = sample(method, opts, n=1)
     for name, dist in trial.distributions.items():
-        value = defaults[name]
+        value = point[name]
         if isinstance(dist, optuna.distributions.CategoricalDistribution):
             assert value in dist.choices, (name, value)
         else:
             assert dist.low <= value <= dist.high, (name, value, dist)
+    searched = {k: v for k, v in point.items() if k in trial.distributions}
+    replayed = SPACES[method](optuna.trial.FixedTrial(searched), opts)
+    assert {k: replayed[k] for k in point} == point
+    opt, hp = split(replayed)
+    METHODS[method].make_hparams(hp)
+    TrainConfig(**opt, **{k: ref[k].value for k in BATCH_KEYS})
+
+
+@pytest.mark.parametrize("method", sorted(SPACES))
+def test_every_reference_value_cites_a_source(method):
+    assert set(REFERENCES) == set(SPACES)
+    for preset in PRESETS:
+        ref = reference_point(method, SpaceOptions(preset))
+        ((trial, _),) = sample(method, SpaceOptions(preset), n=1)
+        assert set(trial.distributions) <= set(ref), f"{method}: no reference for a parameter"
+        for name, r in ref.items():
+            assert isinstance(r.source, str) and len(r.source) > 8, (method, preset, name)
+
+
+def test_optimizer_reference_follows_the_benchmark():
+    """open-unlearning's MUSE setting (constant, no warmup or decay, 4 x 8) and TOFU's (linear,
+    1 warmup epoch, decay 0.01, 8 x 4) on real models; tiny keeps its measured setting."""
+    muse = {
+        k: r.value for k, r in reference_point("npo", SpaceOptions("llm", family="muse")).items()
+    }
+    assert muse["schedule"] == "constant" and muse["warmup_epochs"] == muse["weight_decay"] == 0
+    assert (muse["batch_size"], muse["grad_accum"]) == (4, 8)
+    tofu = {k: r.value for k, r in reference_point("npo", SpaceOptions("llm")).items()}
+    assert (tofu["schedule"], tofu["warmup_epochs"], tofu["weight_decay"]) == ("linear", 1.0, 0.01)
+    assert (tofu["batch_size"], tofu["grad_accum"], tofu["lr"]) == (8, 4, 1e-5)
+    tiny = reference_point("npo", SpaceOptions("tiny", family="muse"))
+    assert tiny["lr"].value == 1e-3 and tiny["schedule"].value == "linear"
+
+
+def test_methods_own_optimizer_reference_on_real_models():
+    """GRUN's lr 4e-3 for about 520 steps without warmup or decay, UNDIAL's lr 1e-4 with the README
+    grid's 3e-4 in range, DualOptim's 5 forget passes (30 epochs at 1:5)."""
+    llm = SpaceOptions("llm")
+    grun = {k: r.value for k, r in reference_point("grun", llm).items()}
+    assert (grun["lr"], grun["epochs"], grun["warmup_epochs"], grun["weight_decay"]) == (
+        4e-3,
+        40,
+        0.0,
+        0.0,
+    )
+    assert reference_point("undial", llm)["lr"].value == 1e-4
+    ((trial, _),) = sample("undial", llm, n=1)
+    assert trial.distributions["lr"].high >= 3e-4
+    dual = reference_point("dual_optim", llm)
+    passes = dual["forget_freq"].value / (dual["forget_freq"].value + dual["retain_freq"].value)
+    assert dual["epochs"].value * passes == 5
+    ((trial, _),) = sample("dual_optim", llm, n=1)
+    assert trial.distributions["epochs"].high * passes >= 5
+    # elsewhere the benchmark's: tiny keeps the measured values
+    assert reference_point("grun", SpaceOptions("tiny"))["lr"].value == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("n_layers", "layer", "trainable", "grun_layers"),
+    [(32, 7, (5, 6, 7), (20, 25, 31)), (16, 4, (2, 3, 4), (10, 12, 15)), (28, 6, (4, 5, 6), None)],
+)
+def test_layers_are_fractions_of_depth(n_layers, layer, trainable, grun_layers):
+    """RMU's layer 7 of 32 and GRUN's 20, 25, 31 of 32 scale with the target model's depth, and
+    the llm space reaches them; the paper's RMU alpha 1200 on real models."""
+    opts = SpaceOptions("llm", n_layers=n_layers)
+    rmu = reference_point("rmu", opts)
+    assert (rmu["layer"].value, rmu["trainable_layers"].value) == (layer, trainable)
+    assert rmu["alpha"].value == 1200.0
+    ((trial, params),) = sample("rmu", opts, n=1)
+    assert trial.distributions["layer"].high < n_layers
+    grun = reference_point("grun", opts)["layers"].value
+    assert max(grun) < n_layers and (grun_layers is None or grun == grun_layers)
+    ((_, params),) = sample("grun", opts, n=1)
+    assert params["layers"] == grun
+
+
+def test_tiny_reference_keeps_the_module_defaults():
+    """On the 2-layer built-in model the reference is the methods' own defaults (chosen there)."""
+    for method in ("rmu", "grun"):
+        ref = reference_point(method, SpaceOptions("tiny"))
+        hp = METHODS[method].hparams()
+        for name, r in ref.items():
+            if name in {f.name for f in dataclasses.fields(hp)}:
+                assert r.value == getattr(hp, name), (method, name)
 
 
 @pytest.mark.parametrize("method", sorted(SPACES))

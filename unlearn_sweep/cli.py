@@ -136,7 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
         "files are never replaced: load the rebuilt copy with UNLEARN_SWEEP_BUILTIN=rebuilt",
     )
 
-    p = sub.add_parser("methods", help="list every method, its hyperparameters and defaults")
+    p = sub.add_parser(
+        "methods",
+        help="list every method, its hyperparameters, and the reference point a sweep evaluates "
+        "first on both presets, with the source of each value",
+    )
+    p.add_argument("--method", help="show this method only (default: every method)")
+    p.add_argument(
+        "--family",
+        choices=("tofu", "muse", "dusk"),
+        default="tofu",
+        help="benchmark family whose optimiser setting the reference starts from (default: tofu)",
+    )
+    p.add_argument(
+        "--n-layers",
+        type=int,
+        help="decoder layers of the llm preset's model; layer values are fractions of it "
+        f"(default: {PRESETS['llm'].n_layers})",
+    )
 
     p = sub.add_parser("unlearn", help="run one unlearning job and print metrics before/after")
     p.add_argument(
@@ -422,12 +439,43 @@ def _rebuild(name: str) -> None:
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
-    from unlearn_core.methods import METHODS
+    from search_spaces import reference_point
+    from search_spaces._common import PRESETS, SpaceOptions
+    from unlearn_core.methods import METHODS, get_method
 
-    for name, m in METHODS.items():
+    names = [args.method] if args.method else list(METHODS)
+    for name in names:
+        get_method(name)  # an unknown name: one line naming the accepted ones
+    # a sweep resolves the depth from its model; here the tiny model's and --n-layers (or 32)
+    opts = {
+        p: SpaceOptions(p, n_layers=args.n_layers if p == "llm" else None, family=args.family)
+        for p in PRESETS
+    }
+    head = "  ".join(f"{f'{p} ({o.depth} layers)':18s}" for p, o in opts.items())
+    for name in names:
+        m = METHODS[name]
         fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(m.hparams))
         ref = " [reference model]" if m.needs_reference(m.hparams()) else ""
         print(f"{name:14s} {m.description}{ref}\n{'':14s} hyperparameters: {fields or '(none)'}")
+        # the reference point, preset by preset; a source shared by both presets is named once
+        points = {p: reference_point(name, o) for p, o in opts.items()}
+        keys = list(dict.fromkeys(k for pt in points.values() for k in pt))
+        w = max(18, *(len(k) + 2 for k in keys))
+        print(f"{'':16s}{f'reference ({args.family})':{w}s}{head}  source")
+        for key in keys:
+            refs = [pt.get(key) for pt in points.values()]
+            values = "  ".join(f"{_shown(r.value) if r else '-':18s}" for r in refs)
+            sources = [f"{p}: {r.source}" for p, r in zip(opts, refs, strict=True) if r]
+            if len({r.source for r in refs if r}) == 1:
+                sources = [next(r.source for r in refs if r)]
+            print(f"{'':16s}{key:{w}s}{values}  {'; '.join(sources)}")
+
+
+def _shown(value: object) -> str:
+    """A reference value as a user would type it: 1e-05, 0.01, (5, 6, 7), constant."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _eval_config(args: argparse.Namespace):
