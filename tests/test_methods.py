@@ -53,12 +53,13 @@ def bench(small_benchmark):
 
 
 def forget_rows(m, model, bench) -> list[dict]:
-    """The forget rows; with AltPO's alternates, sampled once from the target (as run_job)."""
+    """The forget rows; with AltPO's alternates, sampled once from the target (as run_job). One per
+    question, not the job's N_ALTERNATES: the step counts the learning rates above were set for."""
     if "forget_alt" not in m.views:
         return bench["forget"]
     if "forget_alt" not in bench:
         bench["forget_alt"] = altpo.make_alternates(
-            model, bench["tok"], PromptFormat(), bench["forget"], seed=0, instruct=False
+            model, bench["tok"], PromptFormat(), bench["forget"], seed=0, n=1, instruct=False
         )
     return bench["forget_alt"]
 

@@ -5,23 +5,38 @@ Language Models" (https://arxiv.org/abs/2409.13474), in open-unlearning's form (
 AltPO: DPO plus retain NLL, without the paper's extra terms): with r = log pi_theta - log pi_ref on
 answer-token sums, L = -gamma (2/beta) E log sigmoid(beta (r(alternate) - r(answer))) + alpha R.
 Defaults beta 0.1, gamma = alpha = 1 (open-unlearning DPO.yaml, the centre of AltPO's run.sh grid).
-The alternates come from `make_alternates`, sampled once from the target model before training.
+The alternates come from `make_alternates`, sampled once from the target model before training:
+N_ALTERNATES per question, each its own training row beside the true answer, as in open-unlearning
+(generate.py's 5 repeats, one JSON row each, read row by row by QAwithAlternateDataset), so an
+epoch passes each question N_ALTERNATES times (run.sh trains 2 epochs of that file). Unlike
+open-unlearning, near-copies of the true answer are rejected (`near_copies`).
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from unlearn_core.data.format import PromptFormat, collate, encode_prompt
+from unlearn_core.data.views import refusals
 from unlearn_core.evaluate import end_tokens
 from unlearn_core.methods._dpo import preference_loss
 from unlearn_core.methods._retain import check_retain_loss
+from unlearn_core.metrics.text import rouge_scores
 
 log = logging.getLogger(__name__)
+
+# open-unlearning's AltPO generate.yaml `repeats: 5`: five sampled alternates per question
+N_ALTERNATES = 5
+# An alternate keeping >= 90% of the true answer's words in order (ROUGE-L recall, the forget ROUGE
+# TOFU reports) would teach the model to prefer an answer that metric scores as remembered.
+NEAR_COPY_RECALL = 0.9
+_WORD = re.compile(r"[^\W_]")  # a letter or digit: an alternate without one is empty
 
 # Our wording of AltPO's generation prompt: keep the answer's form, change every fact in it.
 INSTRUCTION = (
@@ -90,7 +105,7 @@ def make_alternates(
     fmt: PromptFormat,
     rows: Sequence[dict],
     seed: int,
-    n: int = 1,
+    n: int = N_ALTERNATES,
     instruct: bool = True,
     max_new_tokens: int | None = None,
     batch_size: int = 32,
@@ -99,11 +114,13 @@ def make_alternates(
     """n rows per input row (question-major), each a copy with an "alternate" answer sampled once
     from `model` (the target, before unlearning). With `instruct`, the model is asked to rewrite
     the answer with every fact changed (instruction-following targets); otherwise it answers the
-    plain question (tiny built-in models). Samples that are empty or repeat the true answer are
-    redrawn from the plain question, up to `tries` rounds. max_new_tokens defaults to twice the
-    longest true answer (in tokens) plus 8: alternates keep the answers' length."""
+    plain question (tiny built-in models). A sample that is empty or a near-copy of the true answer
+    (`near_copies`) is redrawn from the same prompt, up to `tries` rounds; then `_fill` settles
+    what is left. max_new_tokens defaults to twice the longest true answer (in tokens) plus 8:
+    alternates keep the answers' length."""
     assert n >= 1, f"n must be >= 1, got {n}"
     expanded = [r for r in rows for _ in range(n)]
+    answers = [r["answer"] for r in expanded]
     if max_new_tokens is None:
         longest = max(len(tok(r["answer"], add_special_tokens=False)["input_ids"]) for r in rows)
         max_new_tokens = 2 * longest + 8
@@ -116,22 +133,50 @@ def make_alternates(
     try:
         alts = sample_answers(model, tok, fmt, prompts, seed, max_new_tokens, batch_size)
         for attempt in range(1, tries + 1):
-            bad = [i for i, a in enumerate(alts) if _same(a, expanded[i]["answer"])]
+            bad = [i for i, b in enumerate(near_copies(alts, answers)) if b]
             if not bad:
                 break
-            questions = [expanded[i]["question"] for i in bad]
-            redo = sample_answers(model, tok, fmt, questions, seed + attempt, max_new_tokens,
-                                  batch_size)  # fmt: skip
+            redo = sample_answers(model, tok, fmt, [prompts[i] for i in bad], seed + attempt,
+                                  max_new_tokens, batch_size)  # fmt: skip
             for i, a in zip(bad, redo, strict=True):
                 alts[i] = a
     finally:
         model.train(was_training)
-    left = sum(_same(a, r["answer"]) for a, r in zip(alts, expanded, strict=True))
-    if left:
-        log.warning("%d of %d alternates are empty or repeat the true answer", left, len(alts))
+    alts = _fill(alts, answers, n, seed)
     return [{**r, "alternate": a} for r, a in zip(expanded, alts, strict=True)]
 
 
-def _same(alternate: str, answer: str) -> bool:
-    """Empty, or the true answer up to case and surrounding space."""
-    return not alternate or alternate.strip().lower() == answer.strip().lower()
+def near_copies(alternates: Sequence[str], answers: Sequence[str]) -> list[bool]:
+    """Per pair: the alternate is unusable as DPO's preferred answer. Empty (no word character),
+    or ROUGE-L recall against the true answer >= NEAR_COPY_RECALL, scored as TOFU's forget ROUGE is
+    (rouge_score: lower case, punctuation dropped, Porter stems). That catches exact copies, case,
+    space and punctuation variants, the answer with text added, and a long answer with one word
+    changed (19 of 20 words kept: recall 0.95)."""
+    recall = rouge_scores(list(answers), list(alternates))["rougeL_recall"]
+    pairs = zip(alternates, recall, strict=True)
+    return [not _WORD.search(a) or r >= NEAR_COPY_RECALL for a, r in pairs]
+
+
+def _fill(alts: list[str], answers: list[str], n: int, seed: int) -> list[str]:
+    """Every question keeps n rows (its weight in training, as in open-unlearning's file of n
+    alternates per question): a slot still a near-copy after the redraws takes the question's
+    usable alternates in turn; a question with none takes refusals (IdkDPO's preferred answer),
+    drawn from random.Random(seed). Both cases are counted in a warning."""
+    bad = near_copies(alts, answers)
+    rng = random.Random(f"altpo:{seed}")
+    out, reused, refused = list(alts), 0, 0
+    for q in range(0, len(alts), n):
+        slots = range(q, q + n)
+        good = [alts[i] for i in slots if not bad[i]]
+        for k, i in enumerate(i for i in slots if bad[i]):
+            if good:
+                out[i], reused = good[k % len(good)], reused + 1
+            else:
+                out[i], refused = rng.choice(refusals()), refused + 1
+    if reused or refused:
+        log.warning(
+            "%d of %d alternates stayed empty or near-copies of the answer after the redraws: "
+            "%d reuse another alternate of the question, %d (questions with none) are refusals",
+            reused + refused, len(alts), reused, refused,
+        )  # fmt: skip
+    return out
