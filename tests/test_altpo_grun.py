@@ -1,18 +1,26 @@
 """AltPO's alternates (issue 14 item 9): near-copies of the true answer are rejected, each question
-gets N_ALTERNATES of them, deterministically, and the job's forget_alt view holds them."""
+gets N_ALTERNATES of them, deterministically, and the forget_alt view the job trains on holds them.
+GRUN's edit survives saving: the reloaded model computes the in-memory edited model's logits."""
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
 import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM
 
 from unlearn_core import suites
 from unlearn_core.data.format import PromptFormat, encode_qa
 from unlearn_core.data.views import refusals
-from unlearn_core.methods import altpo
-from unlearn_core.models import ModelConfig
+from unlearn_core.errors import UserError
+from unlearn_core.logprobs import forward
+from unlearn_core.methods import altpo, grun
+from unlearn_core.methods._grun_edit import EDIT_CONFIG, EDIT_WEIGHTS
+from unlearn_core.models import ModelConfig, load_model, save_model
+from unlearn_core.train import make_batch
 
 ROWS = [
     {"question": "Where was Ana Lor born?", "answer": "Ana Lor was born in Lima, Peru."},
@@ -109,3 +117,78 @@ def altpo_views() -> tuple[str, ...]:
     from unlearn_core.methods import METHODS
 
     return METHODS["altpo"].views
+
+
+@pytest.fixture
+def grun_model(tiny_model, tiny_examples, tmp_path):
+    """A GRUN-edited tiny model (edits moved off their start, gates open, the anchor recorded by
+    one loss call), saved with save_model; returns (model, target folder, its folder, a batch)."""
+    base = tmp_path / "target"
+    tiny_model.save_pretrained(base)
+    model = grun.prepare(load_model(ModelConfig(str(base)), torch.device("cpu")), grun.Hparams())
+    forget, retain = tiny_examples
+    batch = make_batch(forget, retain, [0, 1, 2], [0, 1, 2], 0, torch.device("cpu"), step=0)
+    loss, _ = grun.loss(batch, model, None, grun.Hparams())  # records the anchor
+    loss.backward()
+    with torch.no_grad():  # an edit well away from its random start, gate open
+        for p in model.grun.parameters():
+            p.add_(p.grad.sign() * 0.5)
+        for edit in model.grun.edits.values():
+            edit.gate.bias.fill_(3.0)
+    model.eval()
+    out = tmp_path / "unlearned"
+    save_model(model, out)
+    return model, base, out, batch
+
+
+def test_a_saved_grun_model_reloads_with_its_edit(grun_model):
+    model, base, out, batch = grun_model
+    inputs = batch["forget"]
+    with torch.no_grad():
+        edited = forward(model, inputs)
+        reloaded = load_model(ModelConfig(str(out)), torch.device("cpu")).eval()
+        again = forward(reloaded, inputs)
+        target = forward(load_model(ModelConfig(str(base)), torch.device("cpu")).eval(), inputs)
+    assert torch.allclose(again, edited, atol=1e-6, rtol=0)
+    assert not torch.allclose(target, edited, atol=1e-3)
+    assert torch.equal(reloaded.grun.anchor, model.grun.anchor)
+    with safe_open(out / "model.safetensors", "pt") as f:
+        assert not any(k.startswith("grun.") for k in f.keys())  # kept in its own file
+    # what the fix is for: the Hugging Face class alone rebuilds the target
+    with torch.no_grad():
+        plain = AutoModelForCausalLM.from_pretrained(out).eval()
+        assert torch.allclose(forward(plain, inputs), target, atol=1e-6)
+
+
+def test_inconsistent_grun_files_are_refused_in_one_line(grun_model, tmp_path):
+    _, _, out, _ = grun_model
+    config = json.loads((out / EDIT_CONFIG).read_text())
+    cases = {
+        "but no": lambda: (out / EDIT_WEIGHTS).rename(tmp_path / "moved"),
+        "not a GRUN edit config": lambda: (out / EDIT_CONFIG).write_text("[1]"),
+        "first difference": lambda: (out / EDIT_CONFIG).write_text(
+            json.dumps(config | {"rank": config["rank"] + 1})
+        ),
+        "is not a layer": lambda: (out / EDIT_CONFIG).write_text(
+            json.dumps(config | {"layers": [7]})
+        ),
+        "hidden size": lambda: (out / EDIT_CONFIG).write_text(
+            json.dumps(config | {"hidden_size": 8})
+        ),
+    }
+    text = (out / EDIT_CONFIG).read_text()
+    for message, damage in cases.items():
+        damage()
+        with pytest.raises(UserError, match=message) as e:
+            load_model(ModelConfig(str(out)), torch.device("cpu"))
+        assert "\n" not in str(e.value)
+        if not (out / EDIT_WEIGHTS).is_file():
+            (tmp_path / "moved").rename(out / EDIT_WEIGHTS)
+        (out / EDIT_CONFIG).write_text(text)
+
+
+def test_grun_on_a_grun_model_is_refused(grun_model):
+    _, _, out, _ = grun_model
+    reloaded = load_model(ModelConfig(str(out)), torch.device("cpu"))
+    with pytest.raises(UserError, match="already carries a GRUN edit"):
+        grun.prepare(reloaded, grun.Hparams())

@@ -18,7 +18,13 @@ from unlearn_core.config import from_plain, to_plain
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.methods import get_method
-from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
+from unlearn_core.models import (
+    ModelConfig,
+    frozen_reference,
+    load_model,
+    load_tokenizer,
+    save_model,
+)
 from unlearn_core.source import Source
 from unlearn_core.suites import EvalData, Reference, Setup
 from unlearn_core.tofu_eval import to_jsonable
@@ -244,6 +250,6 @@ def save_job(out: Path, job: JobConfig, res: JobResult) -> None:
     model = res.model
     if job.source.lora_r > 0:
         model = model.merge_and_unload()
-    model.save_pretrained(out)
+    save_model(model, out)  # GRUN's edit too, which save_pretrained alone would lose at load
     res.tokenizer.save_pretrained(out)
     write_json(out / "metrics.json", job_record(job, res))

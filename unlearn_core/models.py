@@ -1,5 +1,6 @@
 """Load any Hugging Face causal LM (hub id or local folder), pick dtype/attention for the device,
-add LoRA adapters, and build the frozen reference copy that some methods need."""
+add LoRA adapters, and build the frozen reference copy that some methods need; save a trained model
+so that loading it gives the same model (GRUN's edit included)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import copy
 import importlib.util
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from unlearn_core.errors import UserError
-from unlearn_core.paths import check_model_path, check_remote_code
+from unlearn_core.paths import check_model_path, check_remote_code, looks_local
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,28 @@ def load_model(cfg: ModelConfig, device: torch.device | None = None) -> torch.nn
     except OSError as e:  # missing files, hub unreachable when offline
         raise UserError(f"cannot load model {cfg.path!r}: {str(e).splitlines()[0]}") from e
     model.to(device)
+    if looks_local(cfg.path):  # a GRUN model's edit lives beside its weights (save_model)
+        from unlearn_core.methods._grun_edit import attach_saved
+
+        model = attach_saved(model, Path(cfg.path).expanduser())
     if cfg.lora_r > 0:
         model = add_lora(model, cfg)
     model.train()
     return model
+
+
+def save_model(model: torch.nn.Module, out: Path) -> None:
+    """save_pretrained into `out`; a GRUN edit, which the Hugging Face class would not rebuild at
+    load, goes into files of its own beside the weights and is left out of them."""
+    from unlearn_core.methods._grun_edit import save_edit
+
+    out.mkdir(parents=True, exist_ok=True)
+    prefix = save_edit(model, out)
+    if prefix is None:
+        model.save_pretrained(out)
+        return
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+    model.save_pretrained(out, state_dict=state)
 
 
 def add_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:

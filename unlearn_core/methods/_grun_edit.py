@@ -8,23 +8,32 @@ final ANCHOR_LEN tokens (recorded from the first training batch): a generation p
 them, and in a teacher-forced (question, answer) pass they end the question. A forward without them
 (a KV-cache decoding step, a model not yet trained) is left unedited. Known limit: an answer that
 repeats them moves the edit there (the built-in template's anchor is "Answer" ":").
+The edit is no weight merge (its gate and position depend on the input), so a saved model keeps it
+in two files beside the weights (`save_edit`), which `attach_saved` re-attaches at load.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from unlearn_core.errors import UserError
 from unlearn_core.logprobs import IGNORE
-from unlearn_core.methods._layers import hidden
+from unlearn_core.methods._layers import check_layers, decoder_layers, hidden
 
 log = logging.getLogger(__name__)
 ANCHOR_LEN = 2  # enough to be unique in chat templates ("<|end_header_id|>" "\n\n", "Answer" ":")
+# The saved edit beside a model's weights: its tensors (and the anchor), and where it applies
+EDIT_WEIGHTS = "grun_edit.safetensors"
+EDIT_CONFIG = "grun_edit.json"
+EDIT_FORMAT = 1  # bumped when the files change meaning; an unknown one is refused
 
 
 @dataclass
@@ -117,6 +126,7 @@ class GrunEdits(torch.nn.Module):
     def __init__(self, d: int, layers: tuple[int, ...], rank: int, seed: int) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
+        self.hidden_size, self.rank = d, rank
         self.edits = torch.nn.ModuleDict({str(i): GatedEdit(d, rank, gen) for i in layers})
         self.register_buffer("anchor", torch.zeros(0, dtype=torch.long), persistent=False)
         self._tokens: list[contextvars.Token] = []
@@ -148,3 +158,87 @@ class GrunEdits(torch.nn.Module):
 
     def release(self, module: torch.nn.Module, args: tuple, kwargs: dict, output) -> None:
         _SITE.reset(self._tokens.pop())
+
+
+def attach(model: torch.nn.Module, edits: GrunEdits) -> torch.nn.Module:
+    """Make `edits` part of `model` (as `model.grun`) with the hooks that apply them, for the
+    model's lifetime. A second edit is refused: the first one's hooks would stay behind it."""
+    if edits_of(model) is not None:
+        raise UserError("this model already carries a GRUN edit; accepted: a model without one")
+    model.grun = edits
+    layers = decoder_layers(model)
+    for i in edits.edits:
+        layers[int(i)].register_forward_hook(edits.edits[i].hook)
+    model.register_forward_pre_hook(edits.locate, with_kwargs=True)
+    model.register_forward_hook(edits.release, with_kwargs=True, always_call=True)
+    return model
+
+
+def edits_of(model: torch.nn.Module) -> GrunEdits | None:
+    return next((m for m in model.modules() if isinstance(m, GrunEdits)), None)
+
+
+def save_edit(model: torch.nn.Module, out: Path) -> str | None:
+    """Write the model's edit (tensors and anchor; layers, rank, width) into `out`; returns its
+    state-dict prefix, to leave out of the model's own weights, or None for a model without one."""
+    from safetensors.torch import save_file
+
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, GrunEdits)]
+    if not found:
+        return None
+    name, edits = found[0]
+    tensors = {k: v.detach().cpu().contiguous() for k, v in edits.state_dict().items()}
+    save_file(tensors | {"anchor": edits.anchor.cpu()}, out / EDIT_WEIGHTS)
+    config = {"format": EDIT_FORMAT, "hidden_size": edits.hidden_size, "rank": edits.rank,
+              "layers": [int(i) for i in edits.edits]}  # fmt: skip
+    (out / EDIT_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return f"{name}."
+
+
+def attach_saved(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
+    """`model` with the edit saved in `folder` re-attached; unchanged when the folder holds none.
+    Files that do not fit each other or the model are refused in one line."""
+    weights, config = folder / EDIT_WEIGHTS, folder / EDIT_CONFIG
+    if not weights.is_file() and not config.is_file():
+        return model
+    if not weights.is_file() or not config.is_file():
+        have, lack = (weights, config) if weights.is_file() else (config, weights)
+        raise UserError(
+            f"model folder {str(folder)!r} has {have.name} but no {lack.name}; "
+            "accepted: both (a saved GRUN model) or neither"
+        )
+    from safetensors.torch import load_file
+
+    try:
+        c = json.loads(config.read_text(encoding="utf-8"))
+        fmt, width = c["format"], int(c["hidden_size"])
+        layers, rank = tuple(int(i) for i in c["layers"]), int(c["rank"])
+    except (ValueError, KeyError, TypeError):
+        fmt = None
+    if fmt != EDIT_FORMAT:
+        raise UserError(
+            f"{config} is not a GRUN edit config; accepted: format {EDIT_FORMAT} with layers, "
+            "rank and hidden_size, as save_job writes it"
+        )
+    if width != model.config.hidden_size:
+        raise UserError(
+            f"{config} is for hidden size {width}, but this model's is "
+            f"{model.config.hidden_size}; accepted: the model the edit was trained on"
+        )
+    check_layers(model, layers, f"{config}: GRUN layer")
+    edits = GrunEdits(width, layers, rank, seed=0)
+    tensors = load_file(weights)
+    # every tensor of the edit with its shape, and a 1-D anchor of any length
+    expected = {k: tuple(v.shape) for k, v in edits.state_dict().items()} | {"anchor": 1}
+    found = {k: v.ndim if k == "anchor" else tuple(v.shape) for k, v in tensors.items()}
+    keys = expected.keys() | found.keys()
+    wrong = sorted(k for k in keys if expected.get(k, "absent") != found.get(k, "absent"))
+    if wrong:
+        raise UserError(
+            f"{weights} does not match {config.name} (first difference: {wrong[0]}); "
+            "accepted: the two files as save_job wrote them"
+        )
+    anchor = tensors.pop("anchor")
+    edits.load_state_dict(tensors)
+    edits.anchor = anchor.long()
+    return attach(model, edits.to(next(model.parameters()).device))

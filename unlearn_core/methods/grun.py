@@ -12,8 +12,8 @@ edit off, so no reference copy), the inner loss is
   idk: forget_weight * NLL(forget question, refusal)  (its gate reads the forget_idk prompts)
 (NLL = mean over answer tokens, every pass of pi edited). `prepare` attaches the edits as
 `model.grun`, active in every later forward, evaluation and generation included (see _grun_edit.py
-for how the last prompt token is found there). They are parameters of the model, but a model
-saved with save_pretrained and loaded as a plain causal LM loses them.
+for how the last prompt token is found there). They are parameters of the model; saving writes
+them beside its weights (grun_edit.*) and models.load_model re-attaches them.
 Defaults fit the 2-layer built-in model; reference (cmd_grun.sh, 32-layer 8B models): layers
 (20, 25, 31), rank 4, gate_weight 10, retain_weight 2 (gd) or 1 (npo, idk), npo_coeff 100, beta 0.1,
 lr 4e-3 (set in the train config), batch 16, 40 epochs, no warmup.
@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core.logprobs import forward, mean_nll, npo_loss, sequence_nll
-from unlearn_core.methods._grun_edit import GrunEdits, last_prompt_positions, located
-from unlearn_core.methods._layers import check_layers, decoder_layers, unwrap
+from unlearn_core.methods._grun_edit import GrunEdits, attach, last_prompt_positions, located
+from unlearn_core.methods._layers import check_layers, unwrap
 
 INNER = ("gd", "npo", "idk")
 VIEWS = ("forget", "forget_idk", "retain")  # forget_idk: the idk inner loss
@@ -68,13 +68,7 @@ def prepare(model: torch.nn.Module, hp: Hparams) -> torch.nn.Module:
     model.requires_grad_(False)
     p = next(model.parameters())
     edits = GrunEdits(model.config.hidden_size, hp.layers, hp.rank, hp.seed).to(p.device)
-    model.grun = edits
-    layers = decoder_layers(model)
-    for i in hp.layers:
-        layers[i].register_forward_hook(edits.edits[str(i)].hook)
-    model.register_forward_pre_hook(edits.locate, with_kwargs=True)
-    model.register_forward_hook(edits.release, with_kwargs=True, always_call=True)
-    return model
+    return attach(model, edits)
 
 
 def _edited(model: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
