@@ -19,6 +19,7 @@ from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import JobConfig
 from unlearn_core.methods import get_method
 from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, Source
+from unlearn_core.steps import ACCOUNTINGS
 from unlearn_core.train import TrainConfig
 
 SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
@@ -35,14 +36,17 @@ class SweepConfig:
     preset: str = "auto"  # auto: tiny for built-in benchmarks, llm otherwise
     space: dict[str, str] = field(default_factory=dict)  # name -> "low:high[:log|:int]"
     fixed: dict[str, Any] = field(default_factory=dict)  # name -> value, not searched
-    # per-device batch of every trial; None: the method's reference (TOFU 8, MUSE 4)
+    # per-device batch of every trial; None: the reference point's (8; MUSE on real models 4)
     batch_size: int | None = None
-    # gradient accumulation steps (effective batch = batch_size x grad_accum); None: the method's
-    # reference (TOFU 4, MUSE 8)
+    # gradient accumulation steps (effective batch = batch_size x grad_accum); None: the
+    # reference point's (4; MUSE on real models 8)
     grad_accum: int | None = None
     # decoder layers of the target model (layer hyperparameters are fractions of its depth);
     # None: read from the model's config
     n_layers: int | None = None
+    # how every trial's micro-batches make optimizer steps: unlearn-sweep or open-unlearning
+    # (HF Trainer's, to match its step counts); None: TrainConfig's (unlearn-sweep)
+    step_accounting: str | None = None
     eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
@@ -87,6 +91,11 @@ class SweepConfig:
             raise UserError(f"utility_floor is a fraction in [0, 1), got {self.utility_floor}")
         if self.preset != "auto" and self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; accepted: auto, {', '.join(PRESETS)}")
+        if self.step_accounting is not None and self.step_accounting not in ACCOUNTINGS:
+            raise UserError(
+                f"unknown step_accounting {self.step_accounting!r}; "
+                f"accepted: {', '.join(ACCOUNTINGS)}"
+            )
         if self.n_layers is None:  # resolved once; the manifest keeps it for resume and export
             object.__setattr__(self, "n_layers", model_depth(self.source))
         reference = self.reference()  # SpaceOptions checks n_layers
@@ -148,8 +157,11 @@ def model_depth(source: Source) -> int | None:
 
 def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = None) -> JobConfig:
     """The JobConfig of one configuration and seed: what a trial runs and what an export holds."""
-    # rows from before the schedule was searched hold none: TrainConfig's default ran
-    schedule = {"schedule": params["schedule"]} if "schedule" in params else {}
+    # rows from before the schedule was searched hold none: TrainConfig's default ran; likewise
+    # the step accounting unless the sweep sets it
+    optional = {"schedule": params["schedule"]} if "schedule" in params else {}
+    if s.step_accounting is not None:
+        optional["step_accounting"] = s.step_accounting
     train = TrainConfig(
         lr=params["lr"],
         epochs=int(params["epochs"]),
@@ -158,7 +170,7 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = No
         warmup_epochs=params["warmup_epochs"],
         weight_decay=params["weight_decay"],
         seed=seed,
-        **schedule,
+        **optional,
     )
     hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
     return JobConfig(s.method, hp, s.source, train, EvalConfig(), reference=reference)

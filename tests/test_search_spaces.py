@@ -288,3 +288,77 @@ def test_the_study_is_told_its_objective_keys(tmp_path):
     study = experiment.load_study(tmp_path, "npo")
     assert study.metric_names == ["log10_forget_quality", "model_utility"]
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
+
+
+# --- the sweep's side: SweepConfig resolves depth, family and batch, and runs the reference ---
+
+
+def _config_only_model(path, n_layers: int) -> str:
+    """A model folder holding only its config: enough for the depth (no weights are read)."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(num_hidden_layers=n_layers, hidden_size=64, num_attention_heads=4).save_pretrained(
+        path
+    )
+    return str(path)
+
+
+def test_sweep_reads_the_depth_and_evaluates_the_scaled_reference_first(tmp_path):
+    from sweeps.config import SweepConfig, make_job
+    from unlearn_core.source import Source
+
+    tiny = SweepConfig(method="rmu")
+    assert (tiny.n_layers, tiny.batch_size, tiny.grad_accum) == (2, 8, 4)
+    assert tiny.defaults_point()["layer"] == 1 and tiny.defaults_point()["schedule"] == "linear"
+    model = _config_only_model(tmp_path / "m16", 16)
+    rmu = SweepConfig(method="rmu", source=Source("tiny-tofu-small", model=model))
+    point = rmu.defaults_point()
+    assert rmu.n_layers == 16 and rmu.resolved_preset() == "llm"
+    assert (point["layer"], point["trainable_layers"], point["alpha"]) == (4, (2, 3, 4), 1200.0)
+    job = make_job(rmu, point, 0)
+    assert (job.train.lr, job.train.schedule, job.train.warmup_epochs) == (5e-5, "constant", 0.0)
+    assert job.hparams["layer"] == 4
+    # MUSE's setting on a real model: constant LR, no warmup or decay, 4 x 8
+    muse = SweepConfig(method="npo", source=Source("tiny-muse-small", model=model))
+    job = make_job(muse, muse.defaults_point(), 0)
+    assert (job.train.schedule, job.train.warmup_epochs, job.train.weight_decay) == (
+        "constant",
+        0.0,
+        0.0,
+    )
+    assert (job.train.batch_size, job.train.grad_accum) == (4, 8)
+    # what the user gives wins: batch, depth
+    given = SweepConfig(method="rmu", batch_size=2, grad_accum=16, n_layers=4)
+    assert (given.batch_size, given.grad_accum, given.n_layers) == (2, 16, 4)
+
+
+def test_sweep_schedule_and_step_accounting_reach_every_trial():
+    from sweeps.config import SweepConfig, make_job
+    from sweeps.preflight import check_values
+
+    accounting = "open-unlearning"
+    cfg = SweepConfig(method="npo", fixed={"schedule": "constant"}, step_accounting=accounting)
+    point = cfg.defaults_point()
+    assert "schedule" not in point  # fixed values are not part of the enqueued point
+    ((_, params),) = sample("npo", cfg.space_options(), n=1)
+    job = make_job(cfg, params, 0)
+    assert (job.train.schedule, job.train.step_accounting) == ("constant", "open-unlearning")
+    # a row from before the schedule was searched runs TrainConfig's defaults
+    old = {k: v for k, v in params.items() if k != "schedule"}
+    assert make_job(SweepConfig(method="npo"), old, 0).train.schedule == "linear"
+    with pytest.raises(UserError, match="unknown schedule 'steep'"):
+        check_values(SweepConfig(method="npo", fixed={"schedule": "steep"}))
+    with pytest.raises(UserError, match="unknown step_accounting 'hf'; accepted: unlearn-sweep"):
+        SweepConfig(method="npo", step_accounting="hf")
+
+
+def test_unreadable_model_depth_is_one_line_naming_the_flag(tmp_path):
+    from sweeps.config import SweepConfig
+    from unlearn_core.source import Source
+
+    (tmp_path / "m").mkdir()  # an architecture transformers does not know
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(UserError, match="cannot read the number of layers of .*give --n-layers"):
+        SweepConfig(method="rmu", source=Source("tiny-tofu-small", model=str(tmp_path / "m")))
+    with pytest.raises(UserError, match="n_layers must be >= 1"):
+        SweepConfig(method="rmu", n_layers=0)
