@@ -35,7 +35,8 @@ GRID_EPOCHS = {"tiny": [2, 4, 6], "llm": [5, 10, 20]}
 
 def grid_space(method: str, preset: str, defaults: dict, fixed=()) -> dict[str, list]:
     """The 27-point grid; every other parameter of the space held at its reference default."""
-    space = {k: [v] for k, v in defaults.items() if isinstance(v, int | float)}
+    # scalars only (the schedule included: GridSampler refuses a parameter its grid lacks)
+    space = {k: [v] for k, v in defaults.items() if isinstance(v, int | float | str)}
     space |= {"lr": GRID_LR[preset], "epochs": GRID_EPOCHS[preset]}
     if method in GRID_COEF:
         name, values = GRID_COEF[method]

@@ -362,3 +362,15 @@ def test_unreadable_model_depth_is_one_line_naming_the_flag(tmp_path):
         SweepConfig(method="rmu", source=Source("tiny-tofu-small", model=str(tmp_path / "m")))
     with pytest.raises(UserError, match="n_layers must be >= 1"):
         SweepConfig(method="rmu", n_layers=0)
+
+
+def test_the_grid_sampler_runs_the_space_with_its_schedule():
+    """The classic grid holds every searched parameter (GridSampler refuses one it lacks)."""
+    from sweeps.config import SweepConfig
+    from sweeps.search import make_sampler
+
+    cfg = SweepConfig(method="npo")
+    sampler = make_sampler("grid", 0, "npo", "tiny", cfg.defaults_point())
+    study = optuna.create_study(sampler=sampler)
+    params = SPACES["npo"](study.ask(), cfg.space_options())
+    assert params["schedule"] == "linear" and params["lr"] in (5e-4, 1e-3, 2e-3)
