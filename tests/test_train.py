@@ -2,7 +2,8 @@
 loss scaling and learning rates the loop really takes, resuming with a step carried across an
 epoch), seeded per-rank pairing, LR schedule, TrialDiverged on a non-finite loss, parameters
 changing, bit-for-bit determinism on CPU for a fixed seed, resuming from an epoch's state,
-stopping early on the full schedule (stop_after), and JobConfig <-> dict."""
+stopping early on the full schedule (stop_after), weight decay sparing biases and norms, and
+JobConfig <-> dict."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from unlearn_core.errors import TrialDiverged, UserError
 from unlearn_core.methods import get_method
-from unlearn_core.steps import ACCOUNTINGS, lr_lambda, step_plan
+from unlearn_core.steps import ACCOUNTINGS, decay_groups, lr_lambda, step_plan
 from unlearn_core.train import LoopState, TrainConfig, epoch_batches, unlearn
 
 
@@ -428,3 +429,67 @@ def test_open_unlearning_resume_carries_a_partial_step_and_stop_after_cuts_the_r
     assert all(p.grad is None for p in short.parameters())  # the unfinished step is dropped
     for n, p in short.named_parameters():
         assert torch.equal(p, states[2].model[n]), n
+
+
+NORMS = ("input_layernorm", "post_attention_layernorm")  # a Llama layer's RMSNorms
+
+
+def test_decay_groups_spare_biases_and_norm_weights(tiny_model):
+    class GemmaLikeRMSNorm(torch.nn.Module):  # a transformers-style norm: known by its name
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(3))
+
+    net = torch.nn.ModuleDict(
+        {
+            "proj": torch.nn.Linear(3, 3),
+            "ln": torch.nn.LayerNorm(3),
+            "rms": torch.nn.RMSNorm(3),
+            "custom": GemmaLikeRMSNorm(),
+        }
+    )
+    decay, spared = decay_groups(net, 0.1)
+    assert decay["weight_decay"] == 0.1 and spared["weight_decay"] == 0.0
+    assert [id(p) for p in decay["params"]] == [id(net["proj"].weight)]
+    want = [net["proj"].bias, net["ln"].weight, net["ln"].bias, net["rms"].weight]
+    assert {id(p) for p in spared["params"]} == {id(p) for p in want + [net["custom"].weight]}
+    # the tiny Llama: its RMSNorms (LlamaRMSNorm) undecayed, projections and embeddings decayed
+    decay, spared = decay_groups(tiny_model, 0.01)
+    named = {id(p): n for n, p in tiny_model.named_parameters()}
+    assert {named[id(p)] for p in spared["params"]} == {
+        "model.norm.weight",
+        *(f"model.layers.{i}.{k}.weight" for i in (0, 1) for k in NORMS),
+    }
+    assert "model.layers.0.self_attn.q_proj.weight" in {named[id(p)] for p in decay["params"]}
+
+
+@pytest.mark.parametrize("method_name", ["grad_ascent", "dual_optim"])
+def test_weight_decay_shrinks_an_untouched_linear_weight_but_not_a_norm(
+    method_name, tiny_model, tiny_examples
+):
+    """A loss with zero gradient for every weight but one: AdamW (and DualOptim's optimizer)
+    then only decays, so a projection shrinks by (1 - lr * wd) per step and a norm stays put."""
+
+    def zero_grad_loss(batch, model, ref_model, hp):
+        touch_all = sum(p.sum() for p in model.parameters())
+        return model.model.embed_tokens.weight[0, 0] + 0.0 * touch_all, {}
+
+    m = dataclasses.replace(get_method(method_name), loss=zero_grad_loss)
+    norm = tiny_model.model.layers[0].input_layernorm.weight
+    proj = tiny_model.model.layers[0].self_attn.q_proj.weight
+    norm0, proj0 = norm.detach().clone(), proj.detach().clone()
+    cfg = TrainConfig(
+        lr=0.1,
+        weight_decay=0.5,
+        epochs=1,
+        batch_size=2,
+        grad_accum=1,
+        warmup_epochs=0,
+        schedule="constant",
+        max_grad_norm=0,
+    )
+    forget, retain = tiny_examples
+    res = unlearn(tiny_model, m, m.make_hparams({}), cfg, forget, retain, 0)
+    assert res.optimizer_steps == 2
+    assert torch.equal(norm, norm0)
+    assert torch.allclose(proj, proj0 * (1 - 0.1 * 0.5) ** 2, atol=1e-7)

@@ -1,6 +1,7 @@
-"""Step accounting: which micro-batches make each optimizer step, how each micro loss is scaled,
-and the learning-rate schedule over those steps, in this project's accounting or in
-open-unlearning's (the HF Trainer of its pinned transformers 4.45.1 and accelerate 0.34.2)."""
+"""How the optimizer steps: which micro-batches make each step, how each micro loss is scaled and
+the learning-rate schedule over the steps, in this project's accounting or in open-unlearning's
+(the HF Trainer of its pinned transformers 4.45.1 and accelerate 0.34.2); and which parameters
+weight decay applies to."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from unlearn_core.errors import UserError
 
-if TYPE_CHECKING:
-    from unlearn_core.train import TrainConfig
-
 ACCOUNTINGS = ("unlearn-sweep", "open-unlearning")
 # TrainConfig.schedule -> the name transformers' get_scheduler knows it by (its "constant" has
 # no warmup; open-unlearning's MUSE runs pass warmup 0, so the two agree there)
 HF_SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+class TrainFields(Protocol):
+    """The fields of train.TrainConfig read here (train.py imports this module, not the reverse)."""
+
+    epochs: int
+    batch_size: int
+    grad_accum: int
+    warmup_epochs: float
+    schedule: str
+    step_accounting: str
+
+    @property
+    def last_epoch(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,7 @@ class StepPlan:
         return size if self.accounting == "unlearn-sweep" else self.grad_accum
 
 
-def step_plan(n_forget: int, cfg: TrainConfig, world: int) -> StepPlan:
+def step_plan(n_forget: int, cfg: TrainFields, world: int) -> StepPlan:
     """The step plan of `n_forget` forget rows on `world` ranks under cfg.step_accounting.
 
     unlearn-sweep: each data epoch is cut into steps of grad_accum micro-batches, the last one
@@ -111,7 +123,7 @@ def _hf_ends(micro: int, accum: int, max_steps: int) -> list[int]:
     return ends
 
 
-def lr_lambda(cfg: TrainConfig, total: int, warmup: int) -> Callable[[int], float]:
+def lr_lambda(cfg: TrainFields, total: int, warmup: int) -> Callable[[int], float]:
     """This project's schedule: warmup (step + 1) / (warmup + 1), so no step runs at LR 0."""
 
     def factor(step: int) -> float:
@@ -128,7 +140,7 @@ def lr_lambda(cfg: TrainConfig, total: int, warmup: int) -> Callable[[int], floa
 
 
 def scheduler(
-    opt: torch.optim.Optimizer, cfg: TrainConfig, plan: StepPlan
+    opt: torch.optim.Optimizer, cfg: TrainFields, plan: StepPlan
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """The LR schedule over plan.total_steps: ours, or transformers' own (open-unlearning's, whose
     linear warmup starts at step / warmup, so its first step runs at LR 0)."""
@@ -143,3 +155,26 @@ def scheduler(
         num_warmup_steps=plan.warmup_steps,
         num_training_steps=plan.total_steps,
     )
+
+
+def _is_norm(module: torch.nn.Module) -> bool:
+    """A normalisation layer: torch's LayerNorm, RMSNorm or GroupNorm, or any class whose name ends
+    in "Norm" (transformers' LlamaRMSNorm, Qwen2RMSNorm, OlmoLayerNorm, ... subclass nn.Module)."""
+    norms = (torch.nn.LayerNorm, torch.nn.RMSNorm, torch.nn.GroupNorm)
+    return isinstance(module, norms) or type(module).__name__.endswith("Norm")
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """The trainable parameters as optimizer groups: weight decay for all but biases and the
+    weights of normalisation layers, as HF Trainer (so open-unlearning and closer-look) decays.
+    Its rule: no decay for a parameter of a normalisation module (decided by the module's type,
+    _is_norm) or with "bias" in its name. Decaying a norm's gain pulls it towards 0, shrinking
+    the layer's output, which is not what the regulariser is for."""
+    spared = {id(p) for m in model.modules() if _is_norm(m) for p in m.parameters()}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if id(p) in spared or "bias" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    groups.append({"params": no_decay, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]  # LoRA: no trainable norms

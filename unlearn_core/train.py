@@ -19,7 +19,7 @@ from unlearn_core.config import check_fields
 from unlearn_core.data.format import collate
 from unlearn_core.errors import TrialDiverged, UserError
 from unlearn_core.methods import Method
-from unlearn_core.steps import ACCOUNTINGS, scheduler, step_plan
+from unlearn_core.steps import ACCOUNTINGS, decay_groups, scheduler, step_plan
 
 SCHEDULES = ("linear", "cosine", "constant")
 SEED_MAX = 2**32 - 1  # numpy (and Optuna's samplers) take seeds in 0..2**32-1
@@ -33,7 +33,7 @@ class TrainConfig:
     epochs: int = 10  # passes over the forget set
     batch_size: int = 8  # per device
     grad_accum: int = 4  # gradient accumulation steps (effective batch = batch_size x grad_accum)
-    weight_decay: float = 0.01  # AdamW's decoupled weight decay
+    weight_decay: float = 0.01  # AdamW's decoupled weight decay, of all but biases and norms
     warmup_epochs: float = 1.0  # linear warmup, in epochs (fractions allowed)
     schedule: str = "linear"  # learning-rate decay after warmup: linear, cosine or constant
     max_grad_norm: float = 1.0  # 0 disables clipping
@@ -264,7 +264,7 @@ def unlearn(
     if method.prepare is not None:
         model = method.prepare(model, hp)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = _optimizer(method, hp, cfg, params)
+    opt = _optimizer(method, hp, cfg, model)
     sched = scheduler(opt, cfg, plan)  # sized for all cfg.epochs, even with stop_after
     order_gen = torch.Generator().manual_seed(cfg.seed)  # identical on every rank
     pair_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + 1 + rank)  # one per rank
@@ -323,12 +323,14 @@ def unlearn(
 
 
 def _optimizer(
-    method: Method, hp: object, cfg: TrainConfig, params: list[torch.nn.Parameter]
+    method: Method, hp: object, cfg: TrainConfig, model: torch.nn.Module
 ) -> torch.optim.Optimizer:
-    """The method's optimizer, AdamW unless it brings one."""
+    """The method's optimizer, AdamW unless it brings one, over the trainable parameters in two
+    groups: decayed, and biases and norms undecayed (steps.decay_groups)."""
+    groups = decay_groups(model, cfg.weight_decay)
     if method.optimizer is not None:
-        return method.optimizer(params, cfg, hp)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return method.optimizer(groups, cfg, hp)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _backward(

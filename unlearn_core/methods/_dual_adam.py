@@ -4,6 +4,8 @@ DualOptim (Zhong et al. 2025, arXiv 2504.15827) keeps decoupled Adam states for 
 steps; TAU uses it so that its task-vector phase starts from fresh moments, as DUSK's separate run
 does. The phase of optimizer step s (0-based, = batch["step"] of the loss that produced the
 gradients) is `phase_of(s)`; the learning rate is the scheduled lr times `lr_ratios[phase]`.
+The loop passes the parameters in two groups, biases and norm weights with weight_decay 0
+(unlearn_core.steps.decay_groups); each group counts its steps, in step with the others.
 """
 
 from __future__ import annotations
