@@ -179,7 +179,8 @@ def suggest_optimizer(
         "warmup_epochs": suggest(trial, "warmup_epochs", warmup_epochs or Range(0.0, 1.0), opts),
         # open-unlearning TOFU: 0.01; MUSE: 0
         "weight_decay": suggest(trial, "weight_decay", Range(0.0, 0.1), opts),
-        # open-unlearning TOFU: linear; MUSE, WMDP: constant; #167 proposes cosine
+        # open-unlearning TOFU: linear; MUSE, WMDP: constant; #167 proposes cosine. Sweeps fix it
+        # to the method's reference schedule unless the user fixes another (SweepConfig)
         "schedule": suggest_choice(trial, "schedule", SCHEDULES, opts),
     }
 

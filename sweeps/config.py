@@ -113,9 +113,15 @@ class SweepConfig:
         return "tiny" if builtin and self.source.model is None else "llm"
 
     def space_options(self, check: bool = True) -> SpaceOptions:
+        """The space's options. The schedule is held at the method's reference one unless the
+        user fixes another (`--fix schedule=cosine`): one more searched dimension would cost
+        trials (issue 17) for a choice the benchmark's own setup already makes."""
         ranges = dict(parse_range(f"{k}={v}") for k, v in self.space.items())
         family = get_benchmark(self.source.benchmark).family
         opts = SpaceOptions(self.resolved_preset(), ranges, dict(self.fixed), self.n_layers, family)
+        if "schedule" not in opts.fixed:
+            schedule = reference_point(self.method, opts)["schedule"].value
+            opts = dataclasses.replace(opts, fixed=opts.fixed | {"schedule": schedule})
         if check:
             check_space(self.method, opts)
         return opts
@@ -127,12 +133,13 @@ class SweepConfig:
     def defaults_point(self) -> dict:
         """The reference point's values the study evaluates first: without the batch (not
         searched) and fixed values, inside a user's narrower ranges."""
+        opts = self.space_options()
         point = {k: r.value for k, r in self.reference().items() if k not in BATCH_KEYS}
-        for k, r in self.space_options().ranges.items():
+        for k, r in opts.ranges.items():
             if k in point and isinstance(point[k], int | float):
                 v = min(max(point[k], r.low), r.high)
                 point[k] = int(round(v)) if r.integer else v
-        return {k: v for k, v in point.items() if k not in self.fixed}
+        return {k: v for k, v in point.items() if k not in opts.fixed}
 
 
 def model_depth(source: Source) -> int | None:

@@ -98,11 +98,7 @@ def trainable(config: dict) -> None:
     progress, loop = ({"seed_index": 0, "done": [], "epoch_metrics": {}}, None)
     if (ckpt := tune.get_checkpoint()) is not None:
         progress, loop = _load(ckpt)
-        if (
-            loop is not None
-            and "last" in progress
-            and loop.epoch >= spec.job(sweep.seed).train.last_epoch
-        ):
+        if loop is not None and "last" in progress and loop.final:
             # The trial had finished, but the Ray state a resumed sweep restored predates its
             # end: report the final result again instead of training anything twice.
             tune.report(progress["last"])

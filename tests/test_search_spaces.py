@@ -309,18 +309,26 @@ def test_sweep_reads_the_depth_and_evaluates_the_scaled_reference_first(tmp_path
 
     tiny = SweepConfig(method="rmu")
     assert (tiny.n_layers, tiny.batch_size, tiny.grad_accum) == (2, 8, 4)
-    assert tiny.defaults_point()["layer"] == 1 and tiny.defaults_point()["schedule"] == "linear"
+    assert tiny.defaults_point()["layer"] == 1 and "schedule" not in tiny.defaults_point()
+    # the schedule is held at the reference's, not searched (no Optuna dimension for it)
+    assert tiny.space_options().fixed["schedule"] == "linear"
+    trial = optuna.create_study().ask()
+    assert SPACES["rmu"](trial, tiny.space_options())["schedule"] == "linear"
+    assert "schedule" not in trial.distributions
     model = _config_only_model(tmp_path / "m16", 16)
     rmu = SweepConfig(method="rmu", source=Source("tiny-tofu-small", model=model))
     point = rmu.defaults_point()
     assert rmu.n_layers == 16 and rmu.resolved_preset() == "llm"
     assert (point["layer"], point["trainable_layers"], point["alpha"]) == (4, (2, 3, 4), 1200.0)
-    job = make_job(rmu, point, 0)
+    # what the first trial runs: the space on the enqueued point (the schedule comes fixed)
+    job = make_job(rmu, SPACES["rmu"](optuna.trial.FixedTrial(point), rmu.space_options()), 0)
     assert (job.train.lr, job.train.schedule, job.train.warmup_epochs) == (5e-5, "constant", 0.0)
     assert job.hparams["layer"] == 4
     # MUSE's setting on a real model: constant LR, no warmup or decay, 4 x 8
     muse = SweepConfig(method="npo", source=Source("tiny-muse-small", model=model))
-    job = make_job(muse, muse.defaults_point(), 0)
+    job = make_job(
+        muse, SPACES["npo"](optuna.trial.FixedTrial(muse.defaults_point()), muse.space_options()), 0
+    )
     assert (job.train.schedule, job.train.warmup_epochs, job.train.weight_decay) == (
         "constant",
         0.0,

@@ -378,7 +378,7 @@ def test_the_loop_takes_the_planned_steps(
         forget,
         retain,
         0,
-        on_epoch_end=lambda e, _, s: fired.append((e, s.step)),
+        on_epoch_end=lambda e, _, s: fired.append((e, s.step, s.final)),
     )
     assert [seen_steps.count(s) for s in range(len(sizes))] == sizes
     assert len(seen_steps) == sum(sizes)  # no micro-batch runs past the last step
@@ -386,7 +386,10 @@ def test_the_loop_takes_the_planned_steps(
     assert [lr for _, lr in stepped] == pytest.approx([0.1 * f for f in run_at])
     assert [x["lr"] for x in res.logs] == pytest.approx([0.1 * f for f in logged])
     assert res.optimizer_steps == len(sizes) and res.epochs == epochs[-1]
-    assert [e for e, _ in fired] == epochs and fired[-1][1] == len(sizes)
+    assert [e for e, _, _ in fired] == epochs and fired[-1][1] == len(sizes)
+    # only the run's last epoch is final (the third row's ends at epoch 2 of 3): what the job's
+    # last evaluation and a restored finished sweep trial go by
+    assert [f for _, _, f in fired] == [False] * (len(epochs) - 1) + [True]
 
 
 def test_open_unlearning_resume_carries_a_partial_step_and_stop_after_cuts_the_run(

@@ -176,7 +176,7 @@ def run_job(
     last: list[tuple[dict, dict]] = []
 
     def epoch_end(epoch: int, m: torch.nn.Module, state: LoopState) -> None:
-        if epoch % eval_every and epoch != job.train.last_epoch:
+        if epoch % eval_every and not state.final:
             return
         metrics, ps = evaluate(m)
         last[:] = [(metrics, ps)]

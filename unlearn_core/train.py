@@ -104,6 +104,9 @@ class LoopState:
     # the next epoch): its gradients by parameter name and its logged values so far; else empty
     pending_grads: dict = field(default_factory=dict)
     pending_parts: dict = field(default_factory=dict)
+    # the run's last epoch (StepPlan.last_epoch, which open-unlearning's accounting may reach
+    # before cfg.last_epoch): nothing is left to train
+    final: bool = False
 
 
 # on_epoch_end(epoch, model, state): model is what an evaluation should see (finalized copy for
@@ -305,6 +308,7 @@ def unlearn(
             model.eval()
             plain = acc.unwrap_model(model)
             state = _snapshot(epoch + 1, step, plain, opt, sched, order_gen, pair_gen, logs, parts)
+            state = dataclasses.replace(state, final=epoch + 1 == plan.last_epoch)
             on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
     bar.close()
     opt.zero_grad(set_to_none=True)  # a step left accumulating by stop_after is never taken

@@ -95,6 +95,7 @@ TRAIN_FLAGS = (
     "warmup_epochs",
     "schedule",
     "seed",
+    "step_accounting",
 )
 # SweepConfig fields given as flags of their own name; objectives, space and fixed have flags
 # of their own shape (a comma-separated list, repeatable NAME=... pairs)
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     from search_spaces._common import PRESETS
     from sweeps.config import SAMPLERS, SweepConfig
     from unlearn_core.source import SOURCE_KEYS
+    from unlearn_core.steps import ACCOUNTINGS
     from unlearn_core.train import SCHEDULES, TrainConfig
     from unlearn_core.version import VERSION
     from unlearn_sweep.flags import add_fields
@@ -174,7 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_args(p, SOURCE_KEYS)
     _add_eval_args(p)
-    add_fields(p, TrainConfig, TRAIN_FLAGS, choices={"schedule": SCHEDULES})
+    add_fields(
+        p,
+        TrainConfig,
+        TRAIN_FLAGS,
+        choices={"schedule": SCHEDULES, "step_accounting": ACCOUNTINGS},
+    )
     p.add_argument(
         "--eval-every-epoch",
         action="store_true",
@@ -217,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         SweepConfig,
         _sweep_keys(),
-        choices={"sampler": SAMPLERS, "preset": ("auto", *PRESETS)},
+        choices={
+            "sampler": SAMPLERS,
+            "preset": ("auto", *PRESETS),
+            "step_accounting": ACCOUNTINGS,
+        },
     )
     _add_source_args(p, SOURCE_KEYS)
 
