@@ -17,7 +17,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from search_spaces import SPACES
-from search_spaces._common import SpaceOptions, default_point
+from search_spaces._common import default_point
 from sweeps import rows
 from sweeps.config import SweepConfig, to_dict
 from sweeps.objectives import get_objectives, objective_values
@@ -126,7 +126,7 @@ def defaults_point(cfg: SweepConfig) -> dict:
 
 def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: list) -> None:
     trial = study.ask()
-    params = SPACES[cfg.method](trial, SpaceOptions("tiny", fixed=dict(cfg.fixed)))
+    params = SPACES[cfg.method](trial, cfg.space_options())  # as the sweep runs it
     last = None
     if outcome in ("failed", "crashed"):  # failed: errors in epoch 2 after reporting epoch 1
         if outcome == "failed":
