@@ -121,12 +121,14 @@ def test_altpo_jobs_sample_alternates_once_from_the_target(small_benchmark):
     from unlearn_core.suites import alternates
 
     views, cpu = METHODS["altpo"].views, torch.device("cpu")
-    job = JobConfig(method="altpo", source=Source(NAME), eval=EvalConfig(generate=False))
+    # forget01 (20 questions): 5 alternates each are 100 generations (forget10: 400, ~25 s)
+    source = Source(NAME, "forget01")
+    job = JobConfig(method="altpo", source=source, eval=EvalConfig(generate=False))
     ctx = job_context(job, views, cpu)
-    assert len(ctx.forget) == 80 * altpo.N_ALTERNATES  # a row per alternate, as open-unlearning
+    assert len(ctx.forget) == 20 * altpo.N_ALTERNATES  # a row per alternate, as open-unlearning
     assert all("forget_alt" in ex for ex in ctx.forget)
     target = ModelConfig(ctx.setup.target_model)
-    rows = alternates("forget10", ctx.setup.data, ctx.setup.fmt, target, 0, cpu, False)
+    rows = alternates("forget01", ctx.setup.data, ctx.setup.fmt, target, 0, cpu, False)
     assert not any(altpo.near_copies([r["alternate"] for r in rows], [r["answer"] for r in rows]))
     hits = alternates.cache_info().hits
     job_context(dataclasses.replace(job, eval=EvalConfig(batch_size=8)), views, cpu)
