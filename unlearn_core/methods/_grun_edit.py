@@ -189,8 +189,12 @@ def save_edit(model: torch.nn.Module, out: Path) -> str | None:
     name, edits = found[0]
     tensors = {k: v.detach().cpu().contiguous() for k, v in edits.state_dict().items()}
     save_file(tensors | {"anchor": edits.anchor.cpu()}, out / EDIT_WEIGHTS)
-    config = {"format": EDIT_FORMAT, "hidden_size": edits.hidden_size, "rank": edits.rank,
-              "layers": [int(i) for i in edits.edits]}  # fmt: skip
+    config = {
+        "format": EDIT_FORMAT,
+        "hidden_size": edits.hidden_size,
+        "rank": edits.rank,
+        "layers": [int(i) for i in edits.edits],
+    }
     (out / EDIT_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     return f"{name}."
 

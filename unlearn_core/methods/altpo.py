@@ -90,10 +90,15 @@ def sample_answers(
             gen = model.generate(
                 input_ids=batch["input_ids"].to(device),
                 attention_mask=batch["attention_mask"].to(device),
-                do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                max_new_tokens=max_new_tokens, use_cache=True,
-                pad_token_id=tok.pad_token_id, eos_token_id=end_tokens(model, tok),
-            )  # fmt: skip
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                use_cache=True,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=end_tokens(model, tok),
+            )
             new = gen[:, batch["input_ids"].shape[1] :]
             out += [tok.decode(row, skip_special_tokens=True).strip() for row in new]
     return out
@@ -136,8 +141,15 @@ def make_alternates(
             bad = [i for i, b in enumerate(near_copies(alts, answers)) if b]
             if not bad:
                 break
-            redo = sample_answers(model, tok, fmt, [prompts[i] for i in bad], seed + attempt,
-                                  max_new_tokens, batch_size)  # fmt: skip
+            redo = sample_answers(
+                model,
+                tok,
+                fmt,
+                [prompts[i] for i in bad],
+                seed + attempt,
+                max_new_tokens,
+                batch_size,
+            )
             for i, a in zip(bad, redo, strict=True):
                 alts[i] = a
     finally:
@@ -177,6 +189,9 @@ def _fill(alts: list[str], answers: list[str], n: int, seed: int) -> list[str]:
         log.warning(
             "%d of %d alternates stayed empty or near-copies of the answer after the redraws: "
             "%d reuse another alternate of the question, %d (questions with none) are refusals",
-            reused + refused, len(alts), reused, refused,
-        )  # fmt: skip
+            reused + refused,
+            len(alts),
+            reused,
+            refused,
+        )
     return out
