@@ -222,6 +222,7 @@ def _snapshot(
     pair_gen: torch.Generator,
     logs: list[dict],
     parts: dict[str, float],
+    final: bool,
 ) -> LoopState:
     """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
     return LoopState(
@@ -235,6 +236,7 @@ def _snapshot(
         list(logs),
         {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None},
         dict(parts),
+        final,
     )
 
 
@@ -307,8 +309,10 @@ def unlearn(
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
-            state = _snapshot(epoch + 1, step, plain, opt, sched, order_gen, pair_gen, logs, parts)
-            state = dataclasses.replace(state, final=epoch + 1 == plan.last_epoch)
+            final = epoch + 1 == plan.last_epoch
+            state = _snapshot(
+                epoch + 1, step, plain, opt, sched, order_gen, pair_gen, logs, parts, final
+            )
             on_epoch_end(epoch + 1, _finalized(plain, method, hp, ref_model), state)
     bar.close()
     opt.zero_grad(set_to_none=True)  # a step left accumulating by stop_after is never taken

@@ -109,7 +109,7 @@ def _sweep_keys() -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from search_spaces._common import PRESETS
+    from search_spaces._common import LLM_OPTIMIZER, PRESETS
     from sweeps.config import SAMPLERS, SweepConfig
     from unlearn_core.source import SOURCE_KEYS
     from unlearn_core.steps import ACCOUNTINGS
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="show this method only (default: every method)")
     p.add_argument(
         "--family",
-        choices=("tofu", "muse", "dusk"),
+        choices=tuple(LLM_OPTIMIZER),
         default="tofu",
         help="benchmark family whose optimiser setting the reference starts from (default: tofu)",
     )
