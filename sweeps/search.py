@@ -21,6 +21,15 @@ from sweeps.relocate import inside, relative
 from sweeps.rows import ray_name
 
 OBJECTIVE = ray_name("objectives", "")  # the prefix of the objectives' names for Ray
+# The user attribute of a study trial that the searcher added for an evaluated epoch of a Ray
+# trial other than its last: its value is that Ray trial's id. Such a trial is a point the
+# sampler learns from and the front holds, not a trial of the budget.
+EPOCH_OF = "epoch_of"
+
+
+def is_epoch_point(t) -> bool:
+    """True for a study trial recording an earlier evaluated epoch of a Ray trial (EPOCH_OF)."""
+    return EPOCH_OF in t.user_attrs
 
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
