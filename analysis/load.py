@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sweeps import experiment as folder
-from sweeps.experiment import load_study, read_manifest
+from sweeps.experiment import EPOCH_OF, is_epoch_point, load_study, read_manifest
 from sweeps.objectives import BY_KEY, OBJECTIVES
 from sweeps.rows import EVENTS, IDENTITY, SECTIONS
 from unlearn_core.errors import UserError
@@ -233,6 +233,10 @@ def _match_optuna(trials: dict[str, dict], study) -> list:
         return []
     left = []
     for ot in study.get_trials(deepcopy=False):
+        if is_epoch_point(ot):  # an earlier epoch of a Ray trial: its own row is in the log
+            if ot.user_attrs[EPOCH_OF] not in trials:
+                left.append(ot)  # the log lost that trial: keep the study's values
+            continue
         rid = ot.user_attrs.get("ray_trial_id")
         if rid is None:
             rid = next(

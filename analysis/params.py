@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sweeps.experiment import is_epoch_point
+
 log = logging.getLogger(__name__)
 NEAR_BOUND = 0.1  # a front point within this fraction of the range (log-scaled if log) is flagged
 
@@ -90,12 +92,20 @@ def importances(study, keys: list[str], directions: list[str]) -> Importances:
     complete = (
         []
         if study is None
-        else study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        else [
+            t
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if not is_epoch_point(t)
+        ]
     )
     if len(complete) < 2:
         return Importances({}, f"{len(complete)} complete trial(s); importances need >= 2")
     if not search_ranges(study):
         return Importances({}, "no searched parameter")
+    # one trial per sampled configuration: a trial's earlier epochs, told as points of their own
+    # (sweeps/search.py), would weigh its parameters once per epoch
+    trials = optuna.create_study(directions=study.directions)
+    trials.add_trials(complete)
     targets = {"front": None} if len(keys) > 1 else {}
     for i, (key, d) in enumerate(zip(keys, directions, strict=True)):
         sign = -1.0 if d == "max" else 1.0
@@ -104,7 +114,7 @@ def importances(study, keys: list[str], directions: list[str]) -> Importances:
     for name, target in targets.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            values[name] = optuna.importance.get_param_importances(study, target=target)
+            values[name] = optuna.importance.get_param_importances(trials, target=target)
         # PED-ANOVA returns equal shares (with a warning) when too few trials reach the top set
         notes |= {str(w.message) for w in caught if "too small" in str(w.message)}
     return Importances(

@@ -33,7 +33,7 @@ import pandas as pd
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SAMPLERS = ("random", "tpe", "gp")  # one sweep per seed each; the grid runs once
+SAMPLERS = ("random", "tpe", "gp")  # one sweep per seed each (--samplers); the grid runs once
 GRID_SIZE = 27  # sweeps/search.py: 3 lr x 3 coefficient x 3 epochs
 
 
@@ -126,9 +126,11 @@ def run_sweep(sweep: Sweep, root: Path, reuse_only: bool = False) -> Path:
 
 def _finished(home: Path, method: str) -> int:
     from analysis.load import load_study
+    from sweeps.experiment import is_epoch_point
 
     study = load_study(home, method)
-    return 0 if study is None else sum(t.state.is_finished() for t in study.trials)
+    trials = [] if study is None else [t for t in study.trials if not is_epoch_point(t)]
+    return sum(t.state.is_finished() for t in trials)
 
 
 def load_rows(home: Path) -> pd.DataFrame:
@@ -269,7 +271,9 @@ def method_sweeps(args: argparse.Namespace, method: str) -> tuple[Sweep, dict[st
         )
 
     grid = sweep("grid", args.seeds[0], min(args.trials_max, GRID_SIZE))
-    return grid, {s: [sweep(s, seed, args.trials_max) for seed in args.seeds] for s in SAMPLERS}
+    return grid, {
+        s: [sweep(s, seed, args.trials_max) for seed in args.seeds] for s in args.samplers
+    }
 
 
 def run_all(args: argparse.Namespace, root: Path) -> None:
@@ -291,7 +295,7 @@ def bench_method(args: argparse.Namespace, method: str, root: Path) -> dict:
     target = grid["curve"][-1]
     out = {"grid": grid, "grid_hv": target, "samplers": {}}
     expected, pooled = expected_defaults(args, method), []
-    for sampler in SAMPLERS:
+    for sampler in args.samplers:
         per_seed = {}
         for seed, sweep in zip(args.seeds, others[sampler], strict=True):
             home = run_sweep(sweep, root, reuse_only=True)
@@ -311,6 +315,7 @@ def bench_method(args: argparse.Namespace, method: str, root: Path) -> dict:
     out["identical_leading_trials"] = {
         f"{a}/{b}": [same_prefix(x, y) for x, y in zip(orders[a], orders[b], strict=True)]
         for a, b in (("random", "tpe"), ("random", "gp"), ("tpe", "gp"))
+        if a in orders and b in orders
     }
     # the method's front over all its sweeps, against each sweep's defaults
     pooled = pd.concat(pooled, ignore_index=True)
@@ -322,10 +327,10 @@ def bench_method(args: argparse.Namespace, method: str, root: Path) -> dict:
 
 
 def targets(res: dict, args: argparse.Namespace) -> dict:
-    fast = {s: res["samplers"][s]["reach"] for s in ("tpe", "gp")}
+    fast = {s: res["samplers"][s]["reach"] for s in ("tpe", "gp") if s in res["samplers"]}
     ok = [s for s, r in fast.items() if r["all_reached"] and r["mean"] <= args.target_trials]
     why = "; ".join(f"{s}: {_reach_text(r)}" for s, r in fast.items())
-    sweeps = [s for smp in SAMPLERS for s in res["samplers"][smp]["per_seed"].values()]
+    sweeps = [s for smp in args.samplers for s in res["samplers"][smp]["per_seed"].values()]
     beaten = sum(s["beats_default"]["n_better"] > 0 for s in sweeps)
     pooled = sum(s["pooled_beats_default"] for s in sweeps)
     return {
@@ -425,11 +430,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budgets", default="9,18,27")
     ap.add_argument("--trials-max", type=int, default=27, help="trials per sweep")
     ap.add_argument("--epochs-fixed", type=int, help="fix epochs instead of searching them")
-    ap.add_argument("--target-trials", type=int, default=14)
+    ap.add_argument(
+        "--samplers", default=",".join(SAMPLERS), help="comma-separated, of " + ", ".join(SAMPLERS)
+    )
+    ap.add_argument("--target-trials", type=int, default=9)
     ap.add_argument("--max-concurrent", type=int, default=2)
     add_output_args(ap)
     args = ap.parse_args(argv)
     args.methods = args.methods.split(",")
+    args.samplers = args.samplers.split(",")
+    if not set(args.samplers) <= set(SAMPLERS):
+        ap.error(f"--samplers: choose among {', '.join(SAMPLERS)}")
     args.budgets = [int(b) for b in args.budgets.split(",")]
     args.seeds = list(range(args.seeds))
     if not args.seeds or min(args.budgets) < 1 or max(args.budgets) > args.trials_max:
@@ -464,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods:
         results[method] = bench_method(args, method, root)
     print(
-        f"\n{args.benchmark} forget10, samplers grid/random/tpe/gp, budgets {args.budgets}, "
+        f"\n{args.benchmark} forget10, samplers grid/{'/'.join(args.samplers)}, "
+        f"budgets {args.budgets}, "
         f"seeds {args.seeds}, epochs {args.epochs_fixed or 'searched'}, utility floor off"
     )
     for method, res in results.items():

@@ -152,16 +152,17 @@ def account(home: Path, method: str, trials: int) -> dict:
     """Optuna's study against Ray's trials (the results log) and the injected faults."""
     from optuna.trial import TrialState
 
-    from sweeps.experiment import load_study
+    from sweeps.experiment import is_epoch_point, load_study
 
     study = load_study(home, method)
+    trials_ = [t for t in study.trials if not is_epoch_point(t)]  # not a trial's earlier epochs
     rows = results(home, method)
     ray_done = {r["trial_id"] for r in rows if r["event"] in ("complete", "error")}
     errors = {r["trial_id"]: r["run"].get("error", "") for r in rows if r["event"] == "error"}
-    every_fail = [t for t in study.trials if t.state == TrialState.FAIL]
+    every_fail = [t for t in trials_ if t.state == TrialState.FAIL]
     lost = [t for t in every_fail if t.user_attrs.get("failure", "").startswith("lost")]
     fails = [t for t in every_fail if t not in lost]
-    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    done = [t for t in trials_ if t.state == TrialState.COMPLETE]
     linked = Counter(t.user_attrs.get("ray_trial_id") for t in done + fails)
 
     def cause(t) -> str:
@@ -177,12 +178,12 @@ def account(home: Path, method: str, trials: int) -> dict:
     fired = Counter(p.read_text() for p in (home / "faults").glob("*.fired"))
     return {
         "requested": trials,
-        "optuna_trials": len(study.trials),
+        "optuna_trials": len(trials_),
         "complete": len(done),
         "failed": len(fails),
         "failed_by_cause": dict(causes),
         "lost": len(lost),
-        "running": sum(t.state == TrialState.RUNNING for t in study.trials),
+        "running": sum(t.state == TrialState.RUNNING for t in trials_),
         "no_cause": sum("failure" not in t.user_attrs for t in every_fail),
         "ray_trials_finished": len(ray_done),
         "ray_trials_not_in_optuna": len(ray_done - set(linked)),

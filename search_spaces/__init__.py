@@ -79,6 +79,36 @@ REFERENCES = {
 }
 
 
+# Methods whose loss is gamma * L_forget + alpha * L_retain and one Adam: scaling the whole loss
+# leaves Adam's steps almost unchanged, so only alpha / gamma matters. A sweep holds gamma at its
+# reference and searches alpha alone, which is then the ratio times that reference (its range
+# is centred on the reference ratio in every space below); `--space gamma=...` searches both.
+# Not PDU (alpha starts a dual variable), DualOptim (one Adam per term), nor CEU, RMU, GRUN.
+RATIO_HELD = {
+    "altpo": "gamma",
+    "grad_diff": "gamma",
+    "idk_ap": "gamma",
+    "idk_dpo": "gamma",
+    "idk_nll": "gamma",
+    "me_gd": "gamma",
+    "npo": "gamma",
+    "palu": "gamma",
+    "satimp": "gamma",
+    "simnpo": "gamma",
+    "undial": "gamma",
+    "wga": "gamma",
+}
+# Optimiser knobs a sweep holds at the method's reference unless the user searches them
+# (`--space warmup_epochs=0:1`) or fixes another value: each searched dimension costs trials,
+# for choices the benchmark's own setup already makes (bench_search, issue 17)
+HELD_OPTIMIZER = ("schedule", "warmup_epochs", "weight_decay")
+
+
+def held(method: str) -> tuple[str, ...]:
+    """The parameters a sweep of `method` holds at their reference values by default."""
+    return HELD_OPTIMIZER + ((RATIO_HELD[method],) if method in RATIO_HELD else ())
+
+
 def reference_point(method: str, opts: SpaceOptions) -> dict[str, Ref]:
     """What a sweep of `method` evaluates first, each value with its source: the benchmark's
     optimiser setting (with the sweep's batch) under the method's own values."""

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces import SPACES, reference_point
+from search_spaces import SPACES, held, reference_point
 from search_spaces._common import BATCH_KEYS, PRESETS, Ref, SpaceOptions, parse_range
 from sweeps.objectives import DEFAULTS, check_family, get_objectives
 from unlearn_core import builtin, safe_yaml
@@ -113,15 +113,15 @@ class SweepConfig:
         return "tiny" if builtin and self.source.model is None else "llm"
 
     def space_options(self, check: bool = True) -> SpaceOptions:
-        """The space's options. The schedule is held at the method's reference one unless the
-        user fixes another (`--fix schedule=cosine`): one more searched dimension would cost
-        trials (issue 17) for a choice the benchmark's own setup already makes."""
+        """The space's options. The schedule, warmup, weight decay and (for a loss gamma * forget
+        + alpha * retain) gamma are held at the method's reference values unless the user fixes
+        another value or gives a range to search (search_spaces.held)."""
         ranges = dict(parse_range(f"{k}={v}") for k, v in self.space.items())
         family = get_benchmark(self.source.benchmark).family
         opts = SpaceOptions(self.resolved_preset(), ranges, dict(self.fixed), self.n_layers, family)
-        if "schedule" not in opts.fixed:
-            schedule = reference_point(self.method, opts)["schedule"].value
-            opts = dataclasses.replace(opts, fixed=opts.fixed | {"schedule": schedule})
+        ref = reference_point(self.method, opts)
+        hold = {k: ref[k].value for k in held(self.method) if k not in opts.fixed | opts.ranges}
+        opts = dataclasses.replace(opts, fixed=opts.fixed | hold)
         if check:
             check_space(self.method, opts)
         return opts

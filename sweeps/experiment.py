@@ -169,6 +169,17 @@ def _sweep_problem(sweep: object) -> str | None:
     return None
 
 
+# The user attribute of a study trial that the searcher added for an evaluated epoch of a Ray
+# trial other than its last (sweeps/search.py): its value is that Ray trial's id. Such a trial
+# is a point the sampler learns from and the front holds, not a trial of the budget.
+EPOCH_OF = "epoch_of"
+
+
+def is_epoch_point(t) -> bool:
+    """True for a study trial recording an earlier evaluated epoch of a Ray trial (EPOCH_OF)."""
+    return EPOCH_OF in t.user_attrs
+
+
 def study_name(method: str) -> str:
     return method  # one study per method and folder
 

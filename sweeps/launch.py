@@ -286,7 +286,13 @@ def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: s
     from ray import tune
 
     from sweeps.callbacks import DriverMemory, Progress, ResultsLog, StateBackup
-    from sweeps.search import MovableGenerator, make_searcher, searcher_journal, trials_left
+    from sweeps.search import (
+        MovableGenerator,
+        budget_of,
+        make_searcher,
+        searcher_journal,
+        trials_left,
+    )
 
     storage = searcher_journal(home, journal_path(home, cfg.method))
     left, existing = trials_left(storage, study_name(cfg.method), cfg.trials)
@@ -305,6 +311,7 @@ def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: s
         study_name(cfg.method),
         defaults_point(cfg),
         defaults_first=not existing,  # a continued study evaluated them first already
+        budget=budget_of(cfg.method, cfg.space_options(), cfg.trials, cfg.eval_every),
     )
     local = "://" not in storage_path
     stored_inside = relative(home, storage_path) if local else None

@@ -5,6 +5,7 @@ constraint."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -17,19 +18,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions
+from sweeps.experiment import EPOCH_OF, is_epoch_point
 from sweeps.relocate import inside, relative
 from sweeps.rows import ray_name
 
 OBJECTIVE = ray_name("objectives", "")  # the prefix of the objectives' names for Ray
-# The user attribute of a study trial that the searcher added for an evaluated epoch of a Ray
-# trial other than its last: its value is that Ray trial's id. Such a trial is a point the
-# sampler learns from and the front holds, not a trial of the budget.
-EPOCH_OF = "epoch_of"
-
-
-def is_epoch_point(t) -> bool:
-    """True for a study trial recording an earlier evaluated epoch of a Ray trial (EPOCH_OF)."""
-    return EPOCH_OF in t.user_attrs
+EPOCH = ray_name("run", "epoch")
 
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
@@ -53,15 +47,63 @@ def grid_space(method: str, preset: str, defaults: dict, fixed=()) -> dict[str, 
     return {k: v for k, v in space.items() if k not in fixed}  # fixed values are not sampled
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What a sampler's start-up is sized by: the trials of the sweep, the dimensions its space
+    searches, and the study trials each sweep trial adds (one per evaluated epoch)."""
+
+    trials: int = 32
+    dims: int = 4
+    points_per_trial: float = 1.0
+
+    def startup_configs(self) -> int:
+        """Random configurations after the reference defaults before TPE or GP fit a model: a
+        tenth of the budget per 4 searched dimensions, 2 to 10. Optuna's fixed 10 made the first
+        11 trials of TPE, GP and random the same, so any budget under ~15 was random search
+        (bench_search, issue 17)."""
+        return min(10, max(2, math.ceil(self.trials * self.dims / 40)))
+
+    def startup_points(self) -> int:
+        """Optuna counts start-up in completed study trials, and each sweep trial adds one per
+        evaluated epoch: the defaults and the random configurations, in study trials."""
+        return max(1, round((1 + self.startup_configs()) * self.points_per_trial))
+
+    def population(self) -> int:
+        """NSGA-II's population: a quarter of the budget, 4 to 50. Optuna's 50 exceeded the
+        default budget (32), so such a sweep never left its random first generation. Its
+        generations are of sweep trials (their last epoch); earlier epochs carry none."""
+        return min(50, max(4, self.trials // 4))
+
+
+def budget_of(method: str, opts: SpaceOptions, trials: int, eval_every: int) -> Budget:
+    """The Budget of a sweep: the space run once on a throwaway study gives its searched
+    dimensions and epoch range; a trial of E epochs evaluates ceil(E / eval_every) of them."""
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(0))
+    trial = study.ask()
+    params = SPACES[method](trial, opts)
+    d = trial.distributions.get("epochs")
+    epochs = range(int(d.low), int(d.high) + 1) if d is not None else [int(params["epochs"])]
+    evaluated = sum(math.ceil(e / eval_every) for e in epochs) / len(epochs)
+    return Budget(trials, len(trial.distributions), evaluated)
+
+
 def make_sampler(
-    name: str, seed: int, method: str, preset: str, defaults: dict | None = None, fixed=()
+    name: str,
+    seed: int,
+    method: str,
+    preset: str,
+    defaults: dict | None = None,
+    fixed=(),
+    budget: Budget = Budget(),
 ) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=budget.startup_points()
+        )
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=budget.startup_points())
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=budget.population())
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
     if name == "random":
@@ -105,10 +147,21 @@ def repair_journal(path: Path) -> int:
     return len(data) - keep
 
 
+def _finite_values(result: dict | None, metric: list[str]) -> list[float] | None:
+    values = [(result or {}).get(m) for m in metric]
+    ok = values and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+    return [float(v) for v in values] if ok else None
+
+
 class UnlearnSearch(OptunaSearch):
     """OptunaSearch that (1) tells FAIL, with the cause, for errored, diverged or non-finite trials
-    instead of leaving them RUNNING (Ray logs the tell error and moves on), and (2) forwards the
-    utility-floor violation as an Optuna constraint (feasible iff <= 0)."""
+    instead of leaving them RUNNING (Ray logs the tell error and moves on), (2) forwards the
+    utility-floor violation as an Optuna constraint (feasible iff <= 0), and (3) learns from every
+    evaluated epoch: Ray's OptunaSearch tells a multi-objective study only a trial's last result,
+    while analysis and export choose among every epoch. Each evaluated epoch before the last is
+    added to the study as a completed trial of its own (the Ray trial's params, user attrs
+    EPOCH_OF, epoch and stop_after: `TrainConfig.stop_after` reproduces it), so the sampler, the
+    study's best_trials and the analysis front all see the same points."""
 
     def _setup_study(self, mode: str | list[str]) -> None:
         super()._setup_study(mode)
@@ -124,7 +177,49 @@ class UnlearnSearch(OptunaSearch):
         for sampler in {id(s): s for s in (self._sampler, self._ot_study.sampler) if s}.values():
             sampler.reseed_rng()
 
+    def _pending(self) -> dict[str, dict]:
+        """Each running trial's latest result, held until the next shows it was not the last.
+        In __dict__ so Ray's pickle of the searcher keeps it; a searcher pickled before this
+        field existed starts it empty."""
+        return self.__dict__.setdefault("_last_results", {})
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Ray's own returns at once for several objectives. A result is known to be an earlier
+        # epoch only when the next arrives, so the one before this is added now.
+        before = self._pending().get(trial_id)
+        self._pending()[trial_id] = result
+        if before is not None and before.get(EPOCH) != result.get(EPOCH):
+            self._add_epoch_point(trial_id, before)
+
+    def _add_epoch_point(self, trial_id: str, result: dict) -> None:
+        """The evaluated epoch in `result` as a completed study trial, once per (trial, epoch):
+        a trial resumed from a checkpoint reports its epochs again."""
+        values = _finite_values(result, self.metric)
+        if values is None or trial_id not in self._ot_trials or result.get(EPOCH) is None:
+            return
+        epoch = int(result[EPOCH])
+        for t in self._ot_study.get_trials(deepcopy=False):
+            if t.user_attrs.get(EPOCH_OF) == trial_id and t.user_attrs.get("epoch") == epoch:
+                return
+        asked = self._ot_trials[trial_id]
+        asked.set_user_attr("ray_trial_id", trial_id)  # its points name it while it runs
+        violation = result.get(ray_name("run", "utility_violation"))
+        self._ot_study.add_trial(
+            optuna.trial.create_trial(
+                values=values,
+                params=asked.params,
+                distributions=asked.distributions,
+                user_attrs={EPOCH_OF: trial_id, "epoch": epoch, "stop_after": epoch},
+                constraints=None if violation is None else {"utility_floor": float(violation)},
+            )
+        )
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        last = self._pending().pop(trial_id, None)
+        told = None if error else _finite_values(result, self.metric)
+        if last is not None and (told is None or last.get(EPOCH) != result.get(EPOCH)):
+            # the trial will not be told `last` (it failed, or the stopper cut it after)
+            self._add_epoch_point(trial_id, last)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
@@ -135,16 +230,14 @@ class UnlearnSearch(OptunaSearch):
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         # `result` is flat: Ray names a reported section's fields "<section>/<key>"
         result = result or {}
-        values = [result.get(m) for m in self.metric]
-        finite = values and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
-        if error or not finite:
+        if error or _finite_values(result, self.metric) is None:
             failure = result.get(ray_name("run", "failure"), "no finite objectives")
             cause = "error" if error else failure
             ot_trial.set_user_attr("failure", str(cause))
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return None
-        ot_trial.set_user_attr("epoch", int(result.get(ray_name("run", "epoch"), 0)))
+        ot_trial.set_user_attr("epoch", int(result.get(EPOCH, 0)))
         if (violation := result.get(ray_name("run", "utility_violation"))) is not None:
             ot_trial.set_constraint("utility_floor", float(violation))
         return super().on_trial_complete(trial_id, result, error)
@@ -161,6 +254,7 @@ def make_searcher(
     study_name: str,
     defaults: dict | None,
     defaults_first: bool = True,
+    budget: Budget = Budget(),
 ) -> UnlearnSearch:
     """Define-by-run search over the method's space (a partial of a module-level function, so the
     searcher pickles), the reference defaults evaluated first."""
@@ -169,7 +263,7 @@ def make_searcher(
         space=partial(SPACES[method], opts=opts),
         metric=[ray_name("objectives", k) for k in keys],
         mode=modes,
-        sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed),
+        sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed, budget),
         study_name=study_name,
         storage=storage,
         points_to_evaluate=[defaults]
@@ -197,9 +291,11 @@ def trials_left(storage: JournalStorage, study_name: str, trials: int) -> tuple[
     done = [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.state.is_finished() and not str(t.user_attrs.get("failure", "")).startswith(LOST)
+        if t.state.is_finished()
+        and not is_epoch_point(t)
+        and not str(t.user_attrs.get("failure", "")).startswith(LOST)
     ]
-    return max(0, trials - len(done)), len(study.trials)
+    return max(0, trials - len(done)), sum(not is_epoch_point(t) for t in study.trials)
 
 
 class MovableGenerator(SearchGenerator):

@@ -21,6 +21,7 @@ from analysis import export, pareto
 from analysis.load import load, metric_columns
 from analysis.openunlearning import openunlearning_overrides
 from analysis.params import SearchRange, importances, near_bounds
+from analysis.summary import analyze, front_table
 from unlearn_core.errors import UserError
 from unlearn_sweep.cli import main
 
@@ -150,7 +151,7 @@ def test_load_counts_every_trial_with_its_status(experiment):
         4: "failed",
         5: "stopped",
         6: "complete",
-        7: "complete",
+        7: "stopped",  # ran to its end, its last epochs below the floor (lr 4.6e-3 sampled)
         8: "running",
         9: "complete",
     }
@@ -161,7 +162,7 @@ def test_load_counts_every_trial_with_its_status(experiment):
     stopped = npo[npo["trial_index"] == 5]
     assert stopped["status"].tolist() == ["complete", "stopped"]  # epoch 1 feasible, 2 not
     retried = npo[npo["trial_index"] == 6]  # epoch 1 written twice: the later one stands
-    assert retried["epoch"].tolist() == [1, 2, 3, 4] and retried["retries"].iloc[0] == 1
+    assert retried["epoch"].tolist() == [1, 2, 3, 4, 5, 6, 7] and retried["retries"].iloc[0] == 1
     assert npo[npo["is_default"]]["trial_index"].unique().tolist() == [1]
     assert {
         "p_lr",
@@ -177,6 +178,44 @@ def test_load_counts_every_trial_with_its_status(experiment):
     assert not any(c.startswith("run_") for c in metric_columns(rows))
     assert not {"run_config", "run_node_ip", "run_hostname", "run_trial_id"} & set(rows.columns)
     assert exp.target == TARGET
+
+
+def test_the_studys_front_is_the_analysis_front(tmp_path):
+    """Every evaluated epoch is a study trial (the asked one holds the last, EPOCH_OF points the
+    rest), so the study's best_trials, which `status` prints, are the rows analyze puts on the
+    front: same (trial, epoch) points, same values. The retried trial's repeated epoch is one
+    point; the stopped and the failed trial's feasible epoch 1 one each. (A running trial's
+    latest epoch joins the study when its next report or its end arrives: a finished sweep.)"""
+    from sweeps.experiment import EPOCH_OF, load_study
+    from sweeps.status import study_summary
+
+    outcomes = {2: "diverged", 3: "failed", 4: "stopped", 5: "retried"}
+    experiment = write_experiment(tmp_path / "exp", outcomes=outcomes)
+    a = analyze([experiment])
+    for method in ("npo", "grad_diff"):
+        keys, _ = a.objectives[method]
+        table = front_table(a, method)
+        ours = {
+            (r.trial_id, int(r.epoch)): [getattr(r, k) for k in keys] for r in table.itertuples()
+        }
+        study = load_study(experiment, method)
+        theirs = {
+            (
+                t.user_attrs.get(EPOCH_OF, t.user_attrs.get("ray_trial_id")),
+                t.user_attrs["epoch"],
+            ): t.values
+            for t in study.best_trials
+        }
+        assert ours == theirs and len(ours) >= 2
+        epochs = [t for t in study.trials if EPOCH_OF in t.user_attrs]
+        rows = a.rows[(a.rows["series"] == method) & a.rows["status"].isin(["complete", "stopped"])]
+        last = rows.groupby("trial_id")["epoch"].transform("max")
+        # a point per evaluated epoch but the last of a trial that was told (or still runs)
+        told = rows["trial_status"].isin(["complete", "stopped"])
+        assert len(epochs) == int((rows["epoch"] < last).sum() + (~told).sum())
+    lines = study_summary(experiment)
+    shown = [ln for ln in lines if ln.lstrip().startswith("trial")]
+    assert len(shown) == sum(len(front_table(a, m)) for m in ("npo", "grad_diff"))
 
 
 def test_a_new_run_field_is_never_a_metric(tmp_path):
@@ -245,7 +284,7 @@ def test_analyze_writes_every_plot_and_the_report(experiment, capsys):
     md = (experiment / "report.md").read_text()
     for text in (
         "## Sweep settings",
-        "| npo | 9 | 5 | 1 | 1 | 1 | 1 |",
+        "| npo | 9 | 4 | 2 | 1 | 1 | 1 |",
         "out of memory",
         "![pareto](analysis/pareto.png)",
         "### grad_diff",
@@ -269,7 +308,7 @@ def test_analyze_compares_folders_side_by_side(tmp_path, capsys):
     assert main(["analyze", str(tpe), str(grid)]) == 0
     md = (tpe / "comparison" / "report.md").read_text()
     assert "tpe/npo" in md and "grid/npo" in md and "## Front across series" in md
-    assert "| grid/npo | 4 | 3 | 0 | 0 | 1 | 0 |" in md
+    assert "| grid/npo | 4 | 2 | 1 | 0 | 1 | 0 |" in md
     assert (tpe / "comparison" / "analysis" / "pareto.png").is_file()
     assert (tpe / "report.md").is_file() and (grid / "report.md").is_file()
 
@@ -388,7 +427,7 @@ def test_record_keeps_the_trial_schedule_and_stops_early(experiment):
     row = rows[(rows["method"] == "npo") & (rows["trial_index"] == 6) & (rows["epoch"] == 2)]
     doc = export.record(exp, row.iloc[0], export.Rule("knee"), KEYS, ["forget_quality"])
     train = doc["job"]["train"]
-    assert train["epochs"] == 4 and train["stop_after"] == 2 and doc["info"]["epoch"] == 2
+    assert train["epochs"] == 7 and train["stop_after"] == 2 and doc["info"]["epoch"] == 2
     assert isinstance(train["epochs"], int) and doc["info"]["rule"] == {"name": "knee"}
     assert doc["info"]["optimizer_steps"] == 3 * 2  # the fake sweep's 3 steps per epoch
     text = openunlearning_overrides(doc)
@@ -397,7 +436,7 @@ def test_record_keeps_the_trial_schedule_and_stops_early(experiment):
         "forget_split=forget10",
         "retain_split=retain90",
         f"trainer.args.learning_rate={train['lr']!r}",
-        "trainer.args.num_train_epochs=4",
+        "trainer.args.num_train_epochs=7",
         "trainer.args.save_strategy=epoch",
         "trainer.args.per_device_train_batch_size=8",
     ):

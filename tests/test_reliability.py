@@ -82,7 +82,7 @@ def _trials(home: Path) -> list[tuple]:
     study = optuna.load_study(study_name="npo", storage=journal(home / "optuna" / "npo.journal"))
     rows = [json.loads(ln) for ln in (home / "results" / "npo.jsonl").open()]
     out = []
-    for t in study.trials:
+    for t in study.trials:  # epochs=1: no trial has an earlier epoch told as a point
         mine = [
             {k: v for k, v in r.items() if k != "trial_id"}  # Ray's ids differ
             | {"run": {k: v for k, v in r["run"].items() if k not in VOLATILE}}

@@ -81,3 +81,69 @@ def test_the_progress_line_reads_a_sectioned_report(capsys):
     assert "finished: log10 FQ -3, utility 0.8 (epoch 2)" in first
     assert "best log10_forget_quality -3, best model_utility 0.8" in first
     assert "FAILED: nan" in second and "failed 1" in second
+
+
+def _epoch(epoch: int, fq: float, mu: float, floor: float = 0.4) -> dict:
+    run = RUN | {"epoch": epoch, "utility_violation": floor - mu}
+    return flatten_dict(rows.report(run, {KEYS[0]: fq, KEYS[1]: mu}, METRICS) | RAY)
+
+
+def test_the_study_learns_every_evaluated_epoch_once_and_its_front_is_the_rows_front(tmp_path):
+    """Ray tells a multi-objective searcher only a trial's last result; every earlier epoch
+    becomes a study trial of its own (EPOCH_OF), once even when a resumed trial reports it
+    again, feasible or not by its own utility, so best_trials is the front of all epoch rows."""
+    from analysis.pareto import pareto_mask
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = experiment.journal(experiment.journal_path(tmp_path, "npo"))
+    searcher = make_searcher(
+        "npo", "tpe", 0, SpaceOptions("tiny"), KEYS, ["max"] * 2, storage, "npo", None
+    )
+    reports = {  # trial -> the epochs it reports, in order
+        "a": [
+            _epoch(1, -9.0, 0.95),
+            _epoch(2, -4.0, 0.85),
+            _epoch(2, -4.0, 0.85),
+            _epoch(3, -2.0, 0.5),
+        ],
+        # cut by the utility floor at epoch 2: Ray hands its searcher that report only at the end
+        "b": [_epoch(1, -1.0, 0.6), _epoch(2, -0.5, 0.1)],
+        "c": [_epoch(1, -3.0, 0.7)],  # errors in epoch 2: its epoch 1 still counts
+    }
+    for tid in reports:
+        assert searcher.suggest(tid)
+    for tid, results in reports.items():
+        for r in results[:-1] if tid == "b" else results:
+            searcher.on_trial_result(tid, r)
+    searcher.on_trial_complete("a", reports["a"][-1])
+    searcher.on_trial_complete("b", reports["b"][-1])
+    searcher.on_trial_complete("c", None, error=True)
+    study = experiment.load_study(tmp_path, "npo")
+    seen = {
+        (
+            t.user_attrs.get(experiment.EPOCH_OF) or t.user_attrs["ray_trial_id"],
+            t.user_attrs["epoch"],
+        ): t
+        for t in study.trials
+        if t.state.name == "COMPLETE"
+    }
+    rows_ = {
+        (tid, int(r[rows.ray_name("run", "epoch")])): r for tid, rs in reports.items() for r in rs
+    }
+    assert sorted(seen) == sorted(rows_) and len(study.trials) == 3 + 4  # 3 asked + 4 earlier
+    for key, t in seen.items():
+        assert t.values == [rows_[key][f"objectives/{k}"] for k in KEYS]
+        assert t.constraints == {"utility_floor": rows_[key]["run/utility_violation"]}
+    points = [t for t in study.trials if experiment.is_epoch_point(t)]
+    asked = {t.user_attrs["ray_trial_id"]: t for t in study.trials if t not in points}
+    assert all(t.params == asked[t.user_attrs[experiment.EPOCH_OF]].params for t in points)
+    assert all(t.user_attrs["stop_after"] == t.user_attrs["epoch"] for t in points)
+    assert {t.user_attrs[experiment.EPOCH_OF] for t in points} == {"a", "b", "c"}
+    # the front: feasible rows only (b's epoch 2 is below the floor), as analysis computes it
+    keys = [k for k, r in rows_.items() if r["run/utility_violation"] <= 0]
+    values = [[rows_[k][f"objectives/{o}"] for o in KEYS] for k in keys]
+    front = {k for k, on in zip(keys, pareto_mask(values, ["max", "max"]), strict=True) if on}
+    best = {k for k, t in seen.items() if t.number in {b.number for b in study.best_trials}}
+    # trial a was told its epoch 3, off the front: its epochs 1 and 2 are on it
+    assert best == front, (best, front)
+    assert front == {("a", 1), ("a", 2), ("b", 1), ("c", 1)}

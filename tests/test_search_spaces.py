@@ -382,3 +382,50 @@ def test_the_grid_sampler_runs_the_space_with_its_schedule():
     study = optuna.create_study(sampler=sampler)
     params = SPACES["npo"](study.ask(), cfg.space_options())
     assert params["schedule"] == "linear" and params["lr"] in (5e-4, 1e-3, 2e-3)
+
+
+@pytest.mark.parametrize("method", sorted(SPACES))
+def test_a_sweep_holds_the_optimiser_knobs_and_gamma_unless_asked(method):
+    """Lean default spaces (issue 17): schedule, warmup and weight decay at the method's
+    reference, and for a loss gamma * forget + alpha * retain gamma too (only the ratio matters
+    under Adam); a --space range or a --fix value searches or sets them instead."""
+    from search_spaces import RATIO_HELD, held
+    from sweeps.config import SweepConfig
+
+    cfg = SweepConfig(method=method)
+    ref = {k: r.value for k, r in cfg.reference().items()}
+    trial = optuna.create_study().ask()
+    params = SPACES[method](trial, cfg.space_options())
+    for name in held(method):
+        assert name not in trial.distributions and params[name] == ref[name], name
+    assert ("gamma" in held(method)) == (method in RATIO_HELD)
+    if method in RATIO_HELD:
+        assert "alpha" in trial.distributions  # alpha / gamma, searched as alpha
+    asked = SweepConfig(
+        method=method, space={"warmup_epochs": "0:0.5"}, fixed={"weight_decay": 0.0}
+    )
+    trial = optuna.create_study().ask()
+    params = SPACES[method](trial, asked.space_options())
+    assert trial.distributions["warmup_epochs"].high == 0.5 and params["weight_decay"] == 0.0
+
+
+def test_start_up_and_population_scale_with_the_budget():
+    """TPE's and GP's random start-up and NSGA-II's population follow the budget (Optuna's 10
+    start-up trials and population of 50 made small budgets random search), counted in study
+    trials: one per evaluated epoch."""
+    from sweeps.config import SweepConfig
+    from sweeps.search import budget_of, make_sampler
+
+    cfg = SweepConfig(method="npo")
+    small, large = (budget_of("npo", cfg.space_options(), n, 1) for n in (9, 100))
+    assert small.dims == 4 and small.points_per_trial == 4.5  # epochs 1..8, each evaluated
+    assert small.startup_configs() == 2 and large.startup_configs() == 10
+    assert small.startup_points() == round(3 * 4.5)
+    assert budget_of("npo", cfg.space_options(), 9, 2).points_per_trial == 2.5  # ceil(E / 2)
+    tpe = make_sampler("tpe", 0, "npo", "tiny", budget=small)
+    assert tpe._n_startup_trials == 14
+    assert make_sampler("gp", 0, "npo", "tiny", budget=small)._n_startup_trials == 14
+    nsga = make_sampler(
+        "nsga2", 0, "npo", "tiny", budget=budget_of("npo", cfg.space_options(), 32, 1)
+    )
+    assert nsga._population_size == 8 < 32

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from sweeps.experiment import EPOCH_OF, is_epoch_point
+
 pytestmark = pytest.mark.slow
 
 
@@ -84,13 +86,28 @@ def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
     home, *_ = fault_sweep
     study = load_study(home)
     assert study.metric_names == ["log10_forget_quality", "model_utility"]  # for the dashboard
-    states = [t.state for t in study.trials]
+    told = [t for t in study.trials if not is_epoch_point(t)]
+    states = [t.state for t in told]
     assert len(states) == 5 and TrialState.RUNNING not in states
     assert states.count(TrialState.COMPLETE) == 4 and states.count(TrialState.FAIL) == 1
-    failed = next(t for t in study.trials if t.state == TrialState.FAIL)
+    failed = next(t for t in told if t.state == TrialState.FAIL)
     assert "loss became non-finite" in failed.user_attrs["failure"]
     rows = results(home)
-    for t in study.trials:
+    # every evaluated epoch but a told trial's last is a study trial of its own (EPOCH_OF)
+    points = {
+        (t.user_attrs[EPOCH_OF], t.user_attrs["epoch"]): t for t in study.trials if t not in told
+    }
+    evaluated = {(r["trial_id"], r["run"]["epoch"]): r for r in rows if "objectives" in r}
+    last = {(t.user_attrs["ray_trial_id"], t.user_attrs["epoch"]) for t in told if t.values}
+    assert set(points) == set(evaluated) - last and points
+    for key, p in points.items():
+        values = evaluated[key]["objectives"]
+        assert p.values == [values["log10_forget_quality"], values["model_utility"]]
+        assert (
+            p.user_attrs["stop_after"] == key[1]
+            and p.params["lr"] == evaluated[key]["params"]["lr"]
+        )
+    for t in told:
         if t.state != TrialState.COMPLETE:
             continue
         ray_id = t.user_attrs["ray_trial_id"]
@@ -106,7 +123,7 @@ def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
     assert len(diverged) == 1 and "objectives" not in diverged[0]
     assert "loss became non-finite" in diverged[0]["run"]["failure"]
     # the defaults were evaluated first
-    first = study.trials[0].params
+    first = told[0].params
     assert first["lr"] == 1e-3 and first["beta"] == 0.1 and first["alpha"] == 1.0
 
 
@@ -402,3 +419,38 @@ def test_a_trial_a_stale_state_restores_is_reported_again_without_training(fault
     assert trial_checkpoints(home)[tid] == ["checkpoint_000001"]
     assert not list(Path(env["TMPDIR"]).glob("unlearn-ckpt-*"))
     assert not marked_processes(env[MARK])
+
+
+def test_study_status_analysis_and_export_share_one_front(tmp_path, small_benchmark, capsys):
+    """A 4-trial sweep with 3 epochs evaluated each: the study holds every evaluated epoch (4
+    told trials, 8 earlier epochs as points), its best_trials are the analysis front point for
+    point, `status` prints that front, and the exported knee is one of its points."""
+    from analysis.summary import analyze, front_table
+    from unlearn_sweep.cli import main
+
+    args = ["--method", "npo", "--trials", "4", "--output", str(tmp_path), "--name", "front"]
+    cmd = sweep_cmd(*args, "--split", "forget01", "--fix", "epochs=3", "--utility-floor", "0")
+    run = subprocess.run(cmd, env=sweep_env(tmp_path / "tmp"), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    home = tmp_path / "front"
+    study = load_study(home)
+    told = [t for t in study.trials if not is_epoch_point(t)]
+    assert len(told) == 4 and len(study.trials) == 4 * 3
+    a = analyze([home])
+    table = front_table(a, "npo")
+    keys = ["log10_forget_quality", "model_utility"]
+    ours = {(r.trial_id, int(r.epoch)): [getattr(r, k) for k in keys] for r in table.itertuples()}
+    theirs = {
+        (
+            t.user_attrs.get(EPOCH_OF) or t.user_attrs["ray_trial_id"],
+            t.user_attrs["epoch"],
+        ): t.values
+        for t in study.best_trials
+    }
+    assert ours == theirs
+    assert main(["status", str(home)]) == 0
+    shown = [ln for ln in capsys.readouterr().out.splitlines() if ln.lstrip().startswith("trial")]
+    assert len(shown) == len(ours)
+    assert main(["export", str(home), "--rule", "knee"]) == 0
+    info = json.loads((home / "best" / "npo.json").read_text())["info"]
+    assert (info["trial"], info["epoch"]) in ours

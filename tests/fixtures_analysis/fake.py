@@ -20,6 +20,7 @@ from search_spaces import SPACES
 from search_spaces._common import default_point
 from sweeps import rows
 from sweeps.config import SweepConfig, to_dict
+from sweeps.experiment import EPOCH_OF
 from sweeps.objectives import get_objectives, objective_values
 from unlearn_core.methods import get_method
 from unlearn_core.source import Source
@@ -124,6 +125,25 @@ def defaults_point(cfg: SweepConfig) -> dict:
     return {k: v for k, v in point.items() if k not in cfg.fixed and not isinstance(v, str)}
 
 
+def _epoch_points(cfg, study, trial, trial_id: str, results: list[dict]) -> None:
+    """As UnlearnSearch adds them: each evaluated epoch in `results` (once per epoch, the last
+    report of it standing) as a completed study trial marked EPOCH_OF the Ray trial."""
+    keys = [o.key for o in get_objectives(list(cfg.objectives))]
+    if results:
+        trial.set_user_attr("ray_trial_id", trial_id)
+    for r in {r["run"]["epoch"]: r for r in results}.values():
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[r["objectives"][k] for k in keys],
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={EPOCH_OF: trial_id, "epoch": r["run"]["epoch"]}
+                | {"stop_after": r["run"]["epoch"]},
+                constraints={"utility_floor": r["run"]["utility_violation"]},
+            )
+        )
+
+
 def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: list) -> None:
     trial = study.ask()
     params = SPACES[cfg.method](trial, cfg.space_options())  # as the sweep runs it
@@ -131,6 +151,7 @@ def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: li
     if outcome in ("failed", "crashed"):  # failed: errors in epoch 2 after reporting epoch 1
         if outcome == "failed":
             lines.append(_result(cfg, trial_id, params, 1, floor, rng))
+            _epoch_points(cfg, study, trial, trial_id, lines[-1:])
         error = "RuntimeError: CUDA error: out of memory"
         lines.append(rows.log_row("error", trial_id, cfg.method, params, error=error, time=1.8e9))
         trial.set_user_attr("ray_trial_id", trial_id)
@@ -162,6 +183,9 @@ def _trial(cfg, study, outcome: str, trial_id: str, floor: float, rng, lines: li
             lines.append(rows.log_row("retry", trial_id, cfg.method, None, error=error, time=1.8e9))
             last = _result(cfg, trial_id, params, 1, floor, rng)
             lines.append(last)
+    # every epoch but the last reported: a running trial's last is still pending in the searcher
+    mine = [r for r in lines if r["event"] == "result" and r["trial_id"] == trial_id]
+    _epoch_points(cfg, study, trial, trial_id, [r for r in mine if r["run"]["epoch"] < stop])
     if outcome == "running":  # no complete event, Optuna trial left RUNNING
         return
     lines.append(rows.log_row("complete", trial_id, cfg.method, params, time=1.8e9))
