@@ -7,6 +7,7 @@ a 95% interval per objective and metric in HOME/confirmed.json (analysis/confirm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -272,6 +273,8 @@ def _run(cfg: SweepConfig, home: Path, todo: list[tuple[Point, int]]) -> tuple[l
         out.append((p, _run_record(seed, p.epoch, result.metrics or {})))
     if "://" not in storage:  # the record holds what the trials measured
         shutil.rmtree(Path(storage) / name, ignore_errors=True)
+        with contextlib.suppress(OSError):  # confirm's folder, when no other run is in it
+            Path(storage).rmdir()
     return out, interrupted
 
 

@@ -31,6 +31,7 @@ def is_epoch_point(t) -> bool:
     """True for a study trial recording an earlier evaluated epoch of a Ray trial (EPOCH_OF)."""
     return EPOCH_OF in t.user_attrs
 
+
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
 GRID_COEF = {
