@@ -235,7 +235,11 @@ def _run(cfg: SweepConfig, home: Path, todo: list[tuple[Point, int]]) -> tuple[l
         }
         for p, seed in todo
     ]
-    storage = cfg.storage or str(folder.confirm_storage(home))
+    storage = (  # as the sweep's own trials (sweeps/launch.py run_method)
+        str(Path(cfg.storage).expanduser().absolute())
+        if cfg.storage and "://" not in cfg.storage
+        else (cfg.storage or str(folder.confirm_storage(home)))
+    )
     name = f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"  # never restored: a fresh experiment
     fn = tune.with_resources(
         tune.with_parameters(_confirm_trial, configs=configs),
@@ -273,8 +277,9 @@ def _run(cfg: SweepConfig, home: Path, todo: list[tuple[Point, int]]) -> tuple[l
         out.append((p, _run_record(seed, p.epoch, result.metrics or {})))
     if "://" not in storage:  # the record holds what the trials measured
         shutil.rmtree(Path(storage) / name, ignore_errors=True)
+    if cfg.storage is None:
         with contextlib.suppress(OSError):  # confirm's folder, when no other run is in it
-            Path(storage).rmdir()
+            folder.confirm_storage(home).rmdir()
     return out, interrupted
 
 
