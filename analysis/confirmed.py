@@ -1,11 +1,15 @@
-"""`confirm`'s record, `HOME/confirmed.json`, read for analyze and export, and the statistics of a
-point's fresh-seed runs: mean, sample std, n and the 95% Student-t interval of the mean,
-mean +- t(0.975, n - 1) * std / sqrt(n). Reads files; never ray (sweeps/confirm.py writes it)."""
+"""`confirm`'s record, `HOME/confirmed.json`, and its one owner: the record built from fresh-seed
+runs (`merged`), read for analyze and export (`read`, `table`), and the statistics of a point's
+runs: mean, sample std, n and the 95% Student-t interval of the mean,
+mean +- t(0.975, n - 1) * std / sqrt(n). Never ray (sweeps/confirm.py runs the trials and
+writes the record)."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +22,19 @@ LEVEL = 0.95  # of the interval
 # are its seed + i for i < its `seeds` (< SEED_OFFSET), so a confirmation never reruns them.
 SEED_OFFSET = 1000
 STATS = ("sweep", "mean", "std", "n", "low", "high")
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point of a sweep: the trial's sampled params evaluated at `epoch` (reproduced by the same
+    params with TrainConfig.stop_after = epoch), and what the sweep reported there."""
+
+    method: str
+    trial: str
+    epoch: int
+    params: dict
+    why: tuple[str, ...]  # "knee #1" (rank by distance to the knee), "exported", "given"
+    sweep: dict  # {"objectives": {...}, "metrics": {...}} as the sweep reported them
 
 
 def stats(values: list[float], sweep: float | None) -> dict:
@@ -50,7 +67,7 @@ def summarise(point: dict) -> dict:
     return out
 
 
-def read(home) -> dict:
+def read(home: Path) -> dict:
     """The record: {"seed_offset", "methods": {method: {"points": [point, ...]}}}; an empty one
     when `confirm` never ran. A file that is not what `confirm` writes is refused in one line."""
     path = confirmed_path(home)
@@ -83,7 +100,7 @@ def _is_point(p: object) -> bool:
     )
 
 
-def table(home, experiment: str) -> pd.DataFrame:
+def table(home: Path, experiment: str) -> pd.DataFrame:
     """One row per confirmed point: experiment, method, trial_id, epoch, n (fresh seeds with
     objectives), seeds, and per objective key k: k_sweep, k_mean, k_std, k_low, k_high."""
     rows = []
@@ -120,4 +137,66 @@ def means(rows: pd.DataFrame, confirmed: pd.DataFrame, keys: list[str]) -> pd.Da
         for k in keys:
             out.loc[at, k] = c[f"{k}_mean"]
         out.loc[at, "confirmed"] = True
+    return out
+
+
+def _entries(record: dict, method: str) -> dict[tuple[str, int], dict]:
+    points = record["methods"].get(method, {"points": []})["points"]
+    return {(p["trial"], p["epoch"]): p for p in points}
+
+
+def seen(record: dict, method: str, p: Point) -> set[int]:
+    entry = _entries(record, method).get((p.trial, p.epoch))
+    return {r["seed"] for r in entry["runs"]} if entry else set()
+
+
+def merged(record: dict, method: str, points: list[Point], runs: list) -> dict:
+    """The record with the method's points added (earlier points and runs kept) and every
+    point's statistics computed again from its runs."""
+    record = {
+        "seed_offset": SEED_OFFSET,
+        "interval": f"{LEVEL:.0%} Student t: mean +- t(0.975, n-1) * std / sqrt(n)",
+        "methods": dict(record["methods"]),
+    }
+    entries = _entries(record, method)
+    for p in points:
+        entry = entries.get((p.trial, p.epoch))
+        if entry is None:
+            entry = entries[(p.trial, p.epoch)] = {
+                "trial": p.trial,
+                "epoch": p.epoch,
+                "params": p.params,
+                "why": list(p.why),
+                "sweep": p.sweep,
+                "runs": [],
+            }
+        else:
+            entry["why"] = list(dict.fromkeys([*entry["why"], *p.why]))
+    for p, run in runs:
+        entry = entries[(p.trial, p.epoch)]
+        entry["runs"] = sorted([*entry["runs"], run], key=lambda r: r["seed"])
+    record["methods"][method] = {"points": [summarise(e) for e in entries.values()]}
+    return record
+
+
+def lines(home: Path) -> list[str]:
+    """The record for people: per point, each objective's sweep value and fresh-seed mean +- the
+    interval's half width."""
+    out = []
+    for method, m in read(home)["methods"].items():
+        for p in m["points"]:
+            parts = []
+            for k, s in p["objectives"].items():
+                fresh = "no finite run" if s["mean"] is None else f"{s['mean']:.4g}"
+                if s["low"] is not None:
+                    fresh += f" +- {(s['high'] - s['low']) / 2:.3g}"
+                sweep = "-" if s["sweep"] is None else f"{s['sweep']:.4g}"
+                parts.append(f"{k} sweep {sweep}, fresh {fresh} (n {s['n']})")
+            failed = sum("failure" in r for r in p["runs"])
+            tail = f"; {failed} run(s) diverged" if failed else ""
+            out.append(
+                f"{method} trial {p['trial']} epoch {p['epoch']} ({', '.join(p['why'])}): "
+                + "; ".join(parts)
+                + tail
+            )
     return out

@@ -107,6 +107,8 @@ def knee_order(rows: pd.DataFrame, keys: list[str], directions: list[str]) -> pd
     """One method's Pareto front, closest to the knee first (the knee rule's pick first, the
     same ties); `confirm` reruns the first K."""
     cands = candidates(rows, keys)
+    if cands.empty:
+        return cands
     values = cands[keys].to_numpy(dtype=float)  # (N, M)
     on = pareto_mask(values, directions)
     front, fv = cands[on], values[on]

@@ -13,7 +13,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,19 +31,6 @@ log = logging.getLogger(__name__)
 
 TOP = 3  # front points per method closest to the knee
 SEEDS = 3  # fresh seeds per point
-
-
-@dataclass(frozen=True)
-class Point:
-    """A point of a sweep: the trial's sampled params evaluated at `epoch` (reproduced by the same
-    params with TrainConfig.stop_after = epoch), and what the sweep reported there."""
-
-    method: str
-    trial: str
-    epoch: int
-    params: dict
-    why: tuple[str, ...]  # "knee #1" (rank by distance to the knee), "exported", "given"
-    sweep: dict  # {"objectives": {...}, "metrics": {...}} as the sweep reported them
 
 
 def fresh_seeds(cfg: SweepConfig, n: int) -> list[int]:
@@ -65,30 +52,12 @@ def confirm(
     from sweeps.lock import experiment_lock
     from sweeps.relocate import drive
 
-    if top < 1 or seeds < 1:
-        raise UserError(f"--top and --seeds must be >= 1, got --top {top} --seeds {seeds}")
     home = Path(home).expanduser().absolute()
-    exp = open_experiment(home)
-    cfgs = {m: sweep_from_dict(d, f"{home}: sweep {m}") for m, d in exp.sweeps.items()}
-    if any(c.seeds > confirmed.SEED_OFFSET for c in cfgs.values()):
-        raise UserError(f"confirm's fresh seeds start {confirmed.SEED_OFFSET} after the sweep's")
-    methods = [m for m in cfgs if _completed(home, m)]
-    if not methods:
-        raise UserError(f"{home} has no completed trial yet: nothing to confirm")
-    rows, _ = load([home])
-    chosen = _given(rows, points, home) if points is not None else _chosen(exp, rows, methods, top)
-    record = confirmed.read(home)
-    work = {
-        m: [
-            (p, s) for p in pts for s in fresh_seeds(cfgs[m], seeds) if s not in _seen(record, m, p)
-        ]
-        for m, pts in chosen.items()
-    }
+    cfgs, chosen, work = _plan(home, top, seeds, points)
+    path = folder.confirmed_path(home)
     if not any(work.values()):
-        log.warning(
-            "every point already has %d fresh seeds in %s", seeds, folder.confirmed_path(home)
-        )
-        return folder.confirmed_path(home)
+        log.warning("every point already has %d fresh seeds in %s", seeds, path)
+        return path
     first = cfgs[next(m for m, w in work.items() if w)]
     check_address(first.address)
     drive(home)
@@ -99,11 +68,46 @@ def confirm(
     with experiment_lock(home):  # the one driver of the folder: no sweep writes beside us
         for m, todo in work.items():
             runs, interrupted = _run(cfgs[m], home, todo) if todo else ([], False)
-            record = _merge(confirmed.read(home), m, chosen[m], runs)
-            write_text(folder.confirmed_path(home), json.dumps(record, indent=2) + "\n")
+            record = confirmed.merged(confirmed.read(home), m, chosen[m], runs)
+            try:
+                write_text(path, json.dumps(record, indent=2) + "\n")
+            except OSError as e:
+                raise UserError(
+                    f"cannot write {path} ({e.strerror or e}); the sweep's files are unchanged: "
+                    "free space or fix the permission and run confirm again"
+                ) from None
             if interrupted:  # what finished is recorded; a rerun adds the rest
                 raise KeyboardInterrupt
-    return folder.confirmed_path(home)
+    return path
+
+
+def _plan(home: Path, top: int, seeds: int, points: list[dict] | None) -> tuple:
+    """Everything checked before Ray starts or anything is written: (the sweeps' configs, the
+    points per method, the (point, seed) pairs per method not yet in the record)."""
+    if top < 1 or seeds < 1:
+        raise UserError(f"--top and --seeds must be >= 1, got --top {top} --seeds {seeds}")
+    exp = open_experiment(home)
+    cfgs = {m: sweep_from_dict(d, f"{home}: sweep {m}") for m, d in exp.sweeps.items()}
+    if any(c.seeds > confirmed.SEED_OFFSET for c in cfgs.values()):
+        raise UserError(f"confirm's fresh seeds start {confirmed.SEED_OFFSET} after the sweep's")
+    methods = [m for m in cfgs if _completed(home, m)]
+    if not methods:
+        raise UserError(f"{home} has no completed trial yet: nothing to confirm")
+    rows, _ = load([home])
+    chosen = _given(rows, points, home) if points is not None else _chosen(exp, rows, methods, top)
+    if not any(chosen.values()):
+        raise UserError(f"{home} has no feasible evaluated epoch (all below the utility floor)")
+    record = confirmed.read(home)
+    work = {
+        m: [
+            (p, s)
+            for p in pts
+            for s in fresh_seeds(cfgs[m], seeds)
+            if s not in confirmed.seen(record, m, p)
+        ]
+        for m, pts in chosen.items()
+    }
+    return cfgs, chosen, work
 
 
 def _completed(home: Path, method: str) -> bool:
@@ -119,11 +123,11 @@ def _completed(home: Path, method: str) -> bool:
     )
 
 
-def _point(row: pd.Series, part: pd.DataFrame, keys: list[str], why: str) -> Point:
+def _point(row: pd.Series, part: pd.DataFrame, keys: list[str], why: str) -> confirmed.Point:
     from analysis.export import _plain
 
     metrics = [c for c in metric_columns(part) if c not in keys and pd.notna(row[c])]
-    return Point(
+    return confirmed.Point(
         str(row["method"]),
         str(row["trial_id"]),
         int(row["epoch"]),
@@ -136,7 +140,9 @@ def _point(row: pd.Series, part: pd.DataFrame, keys: list[str], why: str) -> Poi
     )
 
 
-def _chosen(exp, rows: pd.DataFrame, methods: list[str], top: int) -> dict[str, list[Point]]:
+def _chosen(
+    exp, rows: pd.DataFrame, methods: list[str], top: int
+) -> dict[str, list[confirmed.Point]]:
     """Per method: the `top` front points closest to the knee (export's knee rule, the same
     order), then the exported point if `export` wrote one and it is not among them."""
     out = {}
@@ -184,12 +190,12 @@ def _row(part: pd.DataFrame, trial: str, epoch: int) -> pd.Series | None:
     return None if at.empty else at.iloc[0]
 
 
-def _given(rows: pd.DataFrame, points: list[dict], home: Path) -> dict[str, list[Point]]:
+def _given(rows: pd.DataFrame, points: list[dict], home: Path) -> dict[str, list[confirmed.Point]]:
     """Explicit points ({"method", "trial", "epoch"}), each an evaluated epoch of the experiment."""
     from analysis.load import Experiment
 
     exp: Experiment = open_experiment(home)
-    out: dict[str, list[Point]] = {}
+    out: dict[str, list[confirmed.Point]] = {}
     for p in points:
         if not isinstance(p, dict) or set(p) != {"method", "trial", "epoch"}:
             raise UserError(f"a point is {{'method', 'trial', 'epoch'}}, got {p!r}")
@@ -204,17 +210,9 @@ def _given(rows: pd.DataFrame, points: list[dict], home: Path) -> dict[str, list
     return out
 
 
-def _entries(record: dict, method: str) -> dict[tuple[str, int], dict]:
-    points = record["methods"].get(method, {"points": []})["points"]
-    return {(p["trial"], p["epoch"]): p for p in points}
-
-
-def _seen(record: dict, method: str, p: Point) -> set[int]:
-    entry = _entries(record, method).get((p.trial, p.epoch))
-    return {r["seed"] for r in entry["runs"]} if entry else set()
-
-
-def _run(cfg: SweepConfig, home: Path, todo: list[tuple[Point, int]]) -> tuple[list, bool]:
+def _run(
+    cfg: SweepConfig, home: Path, todo: list[tuple[confirmed.Point, int]]
+) -> tuple[list, bool]:
     """One Ray Tune experiment of fixed configs (one trial per point and seed) through the sweep's
     trainable, with its resources, retries and storage; returns ([(point, run)], interrupted).
     A trial that errored is left out (a rerun tries it again); a diverged one is recorded."""
@@ -315,54 +313,3 @@ def _run_record(seed: int, epoch: int, result: dict) -> dict:
         "metrics": finite,
         "optimizer_steps": run.get("optimizer_steps"),
     }
-
-
-def _merge(record: dict, method: str, points: list[Point], runs: list) -> dict:
-    """The record with the method's points added (earlier points and runs kept) and every
-    point's statistics computed again from its runs."""
-    record = {
-        "seed_offset": confirmed.SEED_OFFSET,
-        "interval": f"{confirmed.LEVEL:.0%} Student t: mean +- t(0.975, n-1) * std / sqrt(n)",
-        "methods": dict(record["methods"]),
-    }
-    entries = _entries(record, method)
-    for p in points:
-        entry = entries.get((p.trial, p.epoch))
-        if entry is None:
-            entry = entries[(p.trial, p.epoch)] = {
-                "trial": p.trial,
-                "epoch": p.epoch,
-                "params": p.params,
-                "why": list(p.why),
-                "sweep": p.sweep,
-                "runs": [],
-            }
-        else:
-            entry["why"] = list(dict.fromkeys([*entry["why"], *p.why]))
-    for p, run in runs:
-        entry = entries[(p.trial, p.epoch)]
-        entry["runs"] = sorted([*entry["runs"], run], key=lambda r: r["seed"])
-    record["methods"][method] = {"points": [confirmed.summarise(e) for e in entries.values()]}
-    return record
-
-
-def lines(path: Path) -> list[str]:
-    """The record for people: per point, each objective's sweep value and fresh-seed mean +- the
-    interval's half width."""
-    out = []
-    for method, m in confirmed.read(path.parent)["methods"].items():
-        for p in m["points"]:
-            parts = []
-            for k, s in p["objectives"].items():
-                fresh = "no finite run" if s["mean"] is None else f"{s['mean']:.4g}"
-                if s["low"] is not None:
-                    fresh += f" +- {(s['high'] - s['low']) / 2:.3g}"
-                parts.append(f"{k} sweep {s['sweep']:.4g}, fresh {fresh} (n {s['n']})")
-            failed = sum("failure" in r for r in p["runs"])
-            tail = f"; {failed} run(s) diverged" if failed else ""
-            out.append(
-                f"{method} trial {p['trial']} epoch {p['epoch']} ({', '.join(p['why'])}): "
-                + "; ".join(parts)
-                + tail
-            )
-    return out

@@ -37,7 +37,7 @@ def home(tmp_path):
     return write_experiment(tmp_path / "exp", methods=("npo",), trials=6, outcomes={})
 
 
-def fake_runs(point: cf.Point, shift: dict[str, list[float]]) -> list:
+def fake_runs(point: confirmed.Point, shift: dict[str, list[float]]) -> list:
     """One run per fresh seed 1000.. with the sweep's objectives plus `shift[key][i]`."""
     n = len(next(iter(shift.values())))
     runs = []
@@ -51,12 +51,12 @@ def fake_runs(point: cf.Point, shift: dict[str, list[float]]) -> list:
 
 
 def write_record(home, points, runs) -> dict:
-    record = cf._merge(confirmed.read(home), "npo", points, runs)
+    record = confirmed.merged(confirmed.read(home), "npo", points, runs)
     confirmed_path(home).write_text(json.dumps(record))
     return record
 
 
-def knee_points(home, top=2) -> list[cf.Point]:
+def knee_points(home, top=2) -> list[confirmed.Point]:
     rows, (exp,) = load([home])
     return cf._chosen(exp, rows, ["npo"], top)["npo"]
 
@@ -85,6 +85,7 @@ def test_confirm_picks_the_knee_points_in_exports_order(home):
     assert [(p.trial, p.epoch) for p in pts] == list(
         zip(ranked["trial_id"][:3], ranked["epoch"][:3].astype(int), strict=True)
     )
+    assert export.knee_order(npo.iloc[0:0], KEYS, ["max", "max"]).empty  # nothing feasible
     knee = export.choose(npo, KEYS, ["max", "max"], export.Rule("knee"), 0.85)
     assert (pts[0].trial, pts[0].epoch) == (knee["trial_id"], int(knee["epoch"]))
     assert pts[0].why == ("knee #1",) and set(pts[0].params) >= {"lr", "beta", "epochs"}
@@ -112,7 +113,9 @@ def test_record_has_mean_std_interval_and_keeps_earlier_confirmations(home):
     mu = second["objectives"]["model_utility"]
     assert mu["mean"] == pytest.approx(b.sweep["objectives"]["model_utility"] + 0.02)
     assert mu["n"] == 2 and first["metrics"]["forget_quality"]["n"] == 3
-    assert cf._seen(doc, "npo", a) == {1000, 1001, 1002} and cf._seen(doc, "npo", b) == {1000, 1001}
+    assert confirmed.seen(doc, "npo", a) == {1000, 1001, 1002} and confirmed.seen(
+        doc, "npo", b
+    ) == {1000, 1001}
     # a third seed for b joins its two; a's runs are untouched
     extra = [(b, {"seed": 1002, "objectives": dict(b.sweep["objectives"]), "metrics": {}})]
     doc = write_record(home, [b], extra)

@@ -365,9 +365,9 @@ def _confirm(home: Path, top: int, seeds: int | None = None) -> Path:
 
 
 def _print_confirmed(path: Path) -> None:
-    from sweeps.confirm import lines
+    from analysis.confirmed import lines
 
-    for line in lines(path):
+    for line in lines(path.parent):
         print(line)
     print(f"confirmed: {path}")
 
