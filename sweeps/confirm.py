@@ -94,7 +94,7 @@ def _plan(home: Path, top: int, seeds: int, points: list[dict] | None) -> tuple:
     if not methods:
         raise UserError(f"{home} has no completed trial yet: nothing to confirm")
     rows, _ = load([home])
-    chosen = _given(rows, points, home) if points is not None else _chosen(exp, rows, methods, top)
+    chosen = _given(exp, rows, points) if points is not None else _chosen(exp, rows, methods, top)
     if not any(chosen.values()):
         raise UserError(f"{home} has no feasible evaluated epoch (all below the utility floor)")
     record = confirmed.read(home)
@@ -190,11 +190,8 @@ def _row(part: pd.DataFrame, trial: str, epoch: int) -> pd.Series | None:
     return None if at.empty else at.iloc[0]
 
 
-def _given(rows: pd.DataFrame, points: list[dict], home: Path) -> dict[str, list[confirmed.Point]]:
+def _given(exp, rows: pd.DataFrame, points: list[dict]) -> dict[str, list[confirmed.Point]]:
     """Explicit points ({"method", "trial", "epoch"}), each an evaluated epoch of the experiment."""
-    from analysis.load import Experiment
-
-    exp: Experiment = open_experiment(home)
     out: dict[str, list[confirmed.Point]] = {}
     for p in points:
         if not isinstance(p, dict) or set(p) != {"method", "trial", "epoch"}:
@@ -203,7 +200,8 @@ def _given(rows: pd.DataFrame, points: list[dict], home: Path) -> dict[str, list
         at = _row(part, str(p["trial"]), int(p["epoch"]))
         if p["method"] not in exp.sweeps or at is None:
             raise UserError(
-                f"{home} has no evaluated epoch {p['epoch']} of {p['method']} trial {p['trial']}"
+                f"{exp.home} has no evaluated epoch {p['epoch']} of {p['method']} "
+                f"trial {p['trial']}"
             )
         keys, _ = objective_keys(exp.sweeps[p["method"]])
         out.setdefault(p["method"], []).append(_point(at, part, keys, "given"))
