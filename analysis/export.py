@@ -16,7 +16,9 @@ its best, 1 where the front does not vary; "better" follows each objective's dir
 The forget objective is the sweep's first objective and the utility objective its second
 (TOFU: forget_quality, model_utility; MUSE: forget_verbmem, model_utility; DUSK:
 forget_specific, shared_knowledge); a third is ignored by these two rules, and a sweep with one
-objective has only knee and weighted. Remaining ties go to the earlier trial and epoch."""
+objective has only knee and weighted. Remaining ties go to the earlier trial and epoch.
+Points that `unlearn-sweep confirm` re-ran on fresh seeds (HOME/confirmed.json) take part with
+their fresh-seed means in place of the sweep's values; the record's info.confirmed says so."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from analysis import confirmed
 from analysis.files import check_inside, write_text
 from analysis.load import (
     Experiment,
@@ -39,7 +42,8 @@ from analysis.load import (
     trial_name,
 )
 from analysis.pareto import FQ_MU, pareto_mask, reference_point
-from sweeps.experiment import best_dir, best_path, openunlearning_path
+from sweeps.experiment import best_dir, best_path, confirmed_path, openunlearning_path
+from sweeps.objectives import BY_KEY
 from unlearn_core.errors import UserError
 
 RULES = ("knee", "max-forget", "max-utility", "weighted")
@@ -79,14 +83,37 @@ def _normalised(values: np.ndarray, directions: list[str], over: np.ndarray) -> 
     return np.where(hi > lo, (v - lo) / span, 1.0)
 
 
-def _first_best(cands: pd.DataFrame, *scores: np.ndarray) -> pd.Series:
-    """The highest first score, ties broken by the next scores (all higher-is-better), then to
-    the earlier trial and epoch."""
+def _ranked(cands: pd.DataFrame, *scores: np.ndarray) -> pd.DataFrame:
+    """The rows best first: by the first score, ties broken by the next scores (all
+    higher-is-better), then to the earlier trial and epoch."""
     cols = [f"_score{i}" for i in range(len(scores))]
     order = cands.assign(**dict(zip(cols, scores, strict=True))).sort_values(
         [*cols, "trial_index", "epoch"], ascending=[False] * len(cols) + [True, True], kind="stable"
     )
-    return order.drop(columns=cols).iloc[0]
+    return order.drop(columns=cols)
+
+
+def _first_best(cands: pd.DataFrame, *scores: np.ndarray) -> pd.Series:
+    return _ranked(cands, *scores).iloc[0]
+
+
+def candidates(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows a rule chooses from: feasible evaluated epochs with finite objectives."""
+    cands = rows[rows["status"] == "complete"]
+    return cands[np.isfinite(cands[keys].to_numpy(dtype=float)).all(axis=1)]
+
+
+def knee_order(rows: pd.DataFrame, keys: list[str], directions: list[str]) -> pd.DataFrame:
+    """One method's Pareto front, closest to the knee first (the knee rule's pick first, the
+    same ties); `confirm` reruns the first K."""
+    cands = candidates(rows, keys)
+    if cands.empty:
+        return cands
+    values = cands[keys].to_numpy(dtype=float)  # (N, M)
+    on = pareto_mask(values, directions)
+    front, fv = cands[on], values[on]
+    n = _normalised(fv, directions, fv)  # (F, M)
+    return _ranked(front, -np.sqrt(((1 - n) ** 2).sum(axis=1)))
 
 
 def choose(
@@ -101,17 +128,16 @@ def choose(
     target_utility: the target model's value of the utility objective (keys[1]); retain_forget:
     the retain model's value of the forget objective (keys[0])."""
     method = rows["method"].iloc[0] if len(rows) else "(no rows)"
-    cands = rows[rows["status"] == "complete"]
-    cands = cands[np.isfinite(cands[keys].to_numpy(dtype=float)).all(axis=1)]
+    cands = candidates(rows, keys)
     if cands.empty:
         raise UserError(f"{method}: no complete, feasible trial to export")
     values = cands[keys].to_numpy(dtype=float)  # (N, M)
-    if rule.name in ("knee", "weighted"):
+    if rule.name == "knee":
+        return knee_order(cands, keys, directions).iloc[0]
+    if rule.name == "weighted":
         on = pareto_mask(values, directions)
         front, fv = cands[on], values[on]
         n = _normalised(fv, directions, fv)  # (F, M)
-        if rule.name == "knee":
-            return _first_best(front, -np.sqrt(((1 - n) ** 2).sum(axis=1)))
         w = np.array(rule.weights) if rule.weights is not None else np.ones(len(keys))
         if len(w) != len(keys):
             raise UserError(
@@ -167,8 +193,8 @@ def _forget_reached(
 ) -> pd.DataFrame:
     """max-utility's candidates: forget_quality >= Q, or any other forget objective at least as
     good as the retain model's."""
-    if key == FQ_MU[0]:
-        ok = cands[cands["forget_quality"] >= rule.min_forget_quality]
+    if key == FQ_MU[0]:  # compared as the objective (log10), which confirm's means replace
+        ok = cands[cands[key] >= BY_KEY[key].fn(rule.min_forget_quality)]
         bar, shown = f"forget_quality >= {rule.min_forget_quality:g}", "forget_quality"
     else:
         if retain is None:
@@ -194,12 +220,18 @@ def _plain(v):
 
 
 def record(
-    exp: Experiment, row: pd.Series, rule: Rule, keys: list[str], metric_names: list[str]
+    exp: Experiment,
+    row: pd.Series,
+    rule: Rule,
+    keys: list[str],
+    metric_names: list[str],
+    confirmation: dict | None = None,
 ) -> dict:
     """The exported document: `job`, the JobConfig the trial ran (built by the sweep's own
     make_job, stopped after the chosen epoch), which `unlearn --config` reads back with
-    job_from_dict; and `info`, what the sweep measured and how the row was chosen."""
-    return {
+    job_from_dict; and `info`, what the sweep measured and how the row was chosen (with
+    `confirmation`, see `_confirmation`, under `confirmed`)."""
+    doc = {
         "job": exported_job(exp, row),
         "info": {
             "trial": str(row["trial_id"]),
@@ -217,6 +249,35 @@ def record(
             else str(exp.manifest.get("version")),
         },
     }
+    if confirmation is not None:
+        doc["info"]["confirmed"] = confirmation
+    return doc
+
+
+def _confirmation(
+    home: Path, chosen_from: pd.DataFrame, row: pd.Series, table: pd.DataFrame, keys: list[str]
+) -> dict:
+    """info.confirmed: how many points took part with their fresh-seed means, and the chosen
+    point's fresh-seed statistics per objective (None if it was not confirmed)."""
+    mine = table[(table["trial_id"] == row["trial_id"]) & (table["epoch"] == row["epoch"])]
+    point = None
+    if bool(row["confirmed"]) and len(mine):
+        c = mine.iloc[0]
+        point = {
+            "seeds": [int(x) for x in c["seeds"]],
+            "objectives": {
+                k: {x: _none(c[f"{k}_{x}"]) for x in ("mean", "std", "low", "high")} for k in keys
+            },
+        }
+    return {
+        "means_used": int(chosen_from["confirmed"].sum()),
+        "file": confirmed_path(home).name,
+        "point": point,
+    }
+
+
+def _none(v) -> float | None:
+    return None if pd.isna(v) else float(v)
 
 
 def _steps(row: pd.Series) -> int | None:
@@ -255,6 +316,7 @@ def select(exp: Experiment, rows: pd.DataFrame, rule: Rule) -> list[dict]:
     from sweeps.objectives import OBJECTIVES
 
     derived = {o.key for o in OBJECTIVES.values() if o.key != o.needs}
+    table = confirmed.table(exp.home, exp.name)
     out = []
     for method, sweep in exp.sweeps.items():
         part = rows[(rows["experiment"] == exp.name) & (rows["method"] == method)]
@@ -263,9 +325,18 @@ def select(exp: Experiment, rows: pd.DataFrame, rule: Rule) -> list[dict]:
         keys, dirs = objective_keys(sweep)
         target = objective_value(exp.target, keys[1]) if exp.target and len(keys) > 1 else None
         retain = objective_value(exp.retain, keys[0]) if exp.retain else None
-        row = choose(part, keys, dirs, rule, target, retain)
+        mine = table[table["method"] == method]
+        # confirmed points compete with their fresh-seed means (the sweep's one seed is luck)
+        chosen_from = confirmed.means(part, mine, keys)
+        row = choose(chosen_from, keys, dirs, rule, target, retain)
         metric_names = [m for m in metric_columns(part) if m not in derived]
-        out.append(record(exp, row, rule, keys, metric_names))
+        confirmation = (
+            _confirmation(exp.home, chosen_from, row, mine, keys)
+            if chosen_from["confirmed"].any()
+            else None
+        )
+        # the record keeps the sweep's own values; the confirmed ones are under info.confirmed
+        out.append(record(exp, part.loc[row.name], rule, keys, metric_names, confirmation))
     return out
 
 

@@ -192,6 +192,65 @@ def _front(ax, pfig: go.Figure, f: pd.DataFrame, x: Axis, c: str, s: str) -> Non
     )
 
 
+def _bars(a: Axis, c: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where a confirmed point sits on axis `a` (its fresh-seed mean; the trial against trial
+    order) and its interval as distances below and above it (0 where there is none)."""
+    if a.direction is None:
+        x = c["trial_index"].to_numpy(dtype=float)
+        return x, np.zeros(len(c)), np.zeros(len(c))
+    mean, low, high = (
+        a.of(c[f"{a.key}_{s}"].to_numpy(dtype=float)) for s in ("mean", "low", "high")
+    )
+    return mean, np.nan_to_num(mean - low), np.nan_to_num(high - mean)
+
+
+def _confirmed(ax, pfig: go.Figure, c: pd.DataFrame, x: Axis, y: Axis, colour: str, s: str) -> None:
+    """Confirmed points: a hollow diamond at the fresh-seed mean with its 95% interval as error
+    bars on both axes (the sweep's own value stays where the front drew it)."""
+    (xm, xlo, xhi), (ym, ylo, yhi) = _bars(x, c), _bars(y, c)
+    label = f"{s} confirmed ({len(c)}; fresh-seed mean, 95% interval)"
+    ax.errorbar(
+        xm,
+        ym,
+        xerr=None if x.direction is None else [xlo, xhi],
+        yerr=[ylo, yhi],
+        fmt="D",
+        ms=7,
+        mfc="white",
+        color=colour,
+        ecolor=colour,
+        capsize=3,
+        zorder=5,
+        label=label,
+    )
+    text = [
+        f"<b>{s} trial {r['trial_id']} epoch {int(r['epoch'])}</b>, confirmed on "
+        f"{int(r['n'])} fresh seed(s)<br>"
+        + "<br>".join(
+            f"{k}: sweep {_fmt(r[f'{k}_sweep'])}, fresh mean {_fmt(r[f'{k}_mean'])} "
+            f"[{_fmt(r[f'{k}_low'])}, {_fmt(r[f'{k}_high'])}]"
+            for k in dict.fromkeys(a.key for a in (x, y) if a.direction is not None)
+        )
+        for _, r in c.iterrows()
+    ]
+    pfig.add_trace(
+        go.Scatter(
+            x=xm,
+            y=ym,
+            mode="markers",
+            legendgroup=s,
+            name=label,
+            hoverinfo="text",
+            hovertext=text,
+            marker={"symbol": "diamond-open", "size": 11, "color": colour},
+            error_x=None
+            if x.direction is None
+            else {"type": "data", "symmetric": False, "array": xhi, "arrayminus": xlo},
+            error_y={"type": "data", "symmetric": False, "array": yhi, "arrayminus": ylo},
+        )
+    )
+
+
 def pareto(
     rows: pd.DataFrame,
     on_front: pd.Series,
@@ -200,10 +259,26 @@ def pareto(
     directions: list[str],
     stem: Path,
     title: str,
+    confirmed: pd.DataFrame | None = None,
 ) -> list[Path]:
+    """pareto_figures as stem.png and stem.html."""
+    figs = pareto_figures(rows, on_front, refs, keys, directions, title, confirmed)
+    return save(*figs, stem)
+
+
+def pareto_figures(
+    rows: pd.DataFrame,
+    on_front: pd.Series,
+    refs: dict[str, dict],
+    keys: list[str],
+    directions: list[str],
+    title: str,
+    confirmed: pd.DataFrame | None = None,
+):
     """The first two objectives (log10 forget quality as the p-value on a log axis; a single
     objective against trial order): every evaluated row faint (x: below the utility floor), each
-    series' front as a step line, the target, retain and default points marked."""
+    series' front as a step line, the target, retain and default points marked, and the points
+    `confirm` reran at their fresh-seed means with 95% intervals. Returns (matplotlib, plotly)."""
     x, y = plane_axes(keys, directions)
     evaluated = rows[rows["status"].isin(["complete", "stopped"])]
     evaluated = evaluated.assign(_x=x.of(evaluated[x.key]), _y=y.of(evaluated[y.key]))
@@ -264,6 +339,11 @@ def pareto(
                     },
                 )
             )
+        mine = (
+            confirmed[confirmed["series"] == s] if confirmed is not None and len(confirmed) else ()
+        )
+        if len(mine):
+            _confirmed(ax, pfig, mine, x, y, c, s)
     _references(ax, pfig, refs, x, y)
     if x.log:
         ax.set_xscale("log")
@@ -278,7 +358,7 @@ def pareto(
         yaxis={"title": y.label},
         template="plotly_white",
     )
-    return save(fig, pfig, stem)
+    return fig, pfig
 
 
 def hypervolume(curves: pd.DataFrame, stem: Path, title: str, unit: str) -> list[Path]:

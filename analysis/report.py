@@ -86,7 +86,14 @@ def draw(a: Analysis, out: Path, title: str) -> dict[str, list[Path]]:
     ref = ", ".join(f"{_names(k)[2]} {r:g}" for k, r in zip(keys, a.reference, strict=True))
     figs = {
         "pareto": plots.pareto(
-            a.rows, a.on_plot_front, a.refs, keys, dirs, d / "pareto", f"{title}: {_plane_title(a)}"
+            a.rows,
+            a.on_plot_front,
+            a.refs,
+            keys,
+            dirs,
+            d / "pareto",
+            f"{title}: {_plane_title(a)}",
+            a.confirmed,
         ),
         "hypervolume": plots.hypervolume(
             a.curves,
@@ -145,7 +152,65 @@ def blocks(a: Analysis, figs: dict[str, list[Path]], title: str) -> list[tuple]:
         *_setting_blocks(a),
         *_trial_blocks(a),
         *_front_blocks(a, figs),
+        *_confirmed_blocks(a),
     ]
+
+
+def _interval(mean: float, low: float, high: float) -> str:
+    """A fresh-seed mean with its 95% interval: "-3.1 +- 0.42 [-3.5, -2.7]" (one seed: the mean)."""
+    if pd.isna(mean):
+        return "-"
+    if pd.isna(low):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} +- {(high - low) / 2:.3g} [{low:.4g}, {high:.4g}]"
+
+
+def confirmed_table(a: Analysis, series: str) -> pd.DataFrame:
+    """The series' confirmed points: trial, epoch, fresh seeds, and per objective the sweep's
+    value beside the fresh-seed mean +- the 95% interval's half width [its ends]."""
+    c = a.confirmed[a.confirmed["series"] == series]
+    out = pd.DataFrame(
+        {
+            "trial": c["trial_id"],
+            "epoch": c["epoch"].astype(int),
+            "fresh seeds": c["n"].astype(int),
+        }
+    )
+    for k in a.objectives[series][0]:
+        if f"{k}_mean" not in c:
+            continue
+        out[f"{k} sweep"] = c[f"{k}_sweep"]
+        out[f"{k} fresh mean +- 95%"] = [
+            _interval(m, lo, hi)
+            for m, lo, hi in zip(c[f"{k}_mean"], c[f"{k}_low"], c[f"{k}_high"], strict=True)
+        ]
+    return out.reset_index(drop=True)
+
+
+def _confirmed_blocks(a: Analysis) -> list[tuple]:
+    b: list[tuple] = [("h2", "Confirmed on fresh seeds")]
+    if not len(a.confirmed):
+        return b + [
+            (
+                "p",
+                "No point was confirmed yet: `unlearn-sweep confirm DIR` reruns the front points "
+                "closest to the knee on fresh seeds (a sweep's best point on one seed is partly "
+                "its luckiest seed).",
+            )
+        ]
+    b.append(
+        (
+            "p",
+            "Points `unlearn-sweep confirm` reran on training seeds the sweep never used: the "
+            "sweep's value beside the fresh-seed mean +- the half width of its 95% Student-t "
+            "interval, mean +- t(0.975, n-1) std / sqrt(n) [its ends]. The Pareto plot draws "
+            "them as hollow diamonds with these intervals; `export` chooses with these means.",
+        )
+    )
+    for s in a.series:
+        if (a.confirmed["series"] == s).any():
+            b += [("h3", f"{s} (confirmed)"), ("table", confirmed_table(a, s))]
+    return b
 
 
 def _setting_blocks(a: Analysis) -> list[tuple]:

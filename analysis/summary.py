@@ -3,12 +3,12 @@ series and across series, hypervolume curves, range-bound flags and parameter im
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from analysis import pareto
+from analysis import confirmed, pareto
 from analysis.load import STATUSES, Experiment, load, load_study, objective_keys
 from analysis.params import Importances, SearchRange, importances, near_bounds, search_ranges
 from sweeps.objectives import OBJECTIVES
@@ -42,6 +42,9 @@ class Analysis:
     importances: dict[str, Importances]  # series -> importances
     floor: float  # log10 forget quality's hypervolume reference (pareto.LOG10_FQ_FLOOR)
     reference: list[float]  # hypervolume reference point, one value per key of `shared`
+    # points `confirm` reran on fresh seeds (analysis/confirmed.py's table, with each point's
+    # series and trial_index); empty when none was
+    confirmed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def refs(self) -> dict[str, dict]:
@@ -130,6 +133,19 @@ def analyze(homes: list[str | Path], floor: float = pareto.LOG10_FQ_FLOOR) -> An
         imps,
         floor,
         pareto.reference_point(keys, floor),
+        confirmed_points(rows, exps),
+    )
+
+
+def confirmed_points(rows: pd.DataFrame, exps: list[Experiment]) -> pd.DataFrame:
+    """The confirmed points of the folders that are evaluated epochs of their rows, with the
+    rows' series and trial_index."""
+    on = ["experiment", "method", "trial_id", "epoch"]
+    table = pd.concat([confirmed.table(e.home, e.name) for e in exps], ignore_index=True)
+    evaluated = rows[rows["status"].isin(["complete", "stopped"])]
+    table = table.astype({"epoch": float})
+    return table.merge(
+        evaluated[[*on, "series", "trial_index"]].astype({"epoch": float}), on=on, how="inner"
     )
 
 

@@ -58,6 +58,9 @@ class SweepConfig:
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
     max_failures: int = 2  # retries of a crashed trial from its last checkpoint; -1: no limit
     keep_checkpoints: int = 2  # checkpoints kept per trial
+    # at the sweep's end, rerun the K front points closest to the knee of each method on 3 fresh
+    # seeds (`unlearn-sweep confirm DIR --top K`); 0: off
+    confirm: int = 0
 
     def __post_init__(self) -> None:
         benchmark = self.source.benchmark
@@ -80,6 +83,8 @@ class SweepConfig:
         ):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.confirm < 0:
+            raise UserError(f"confirm must be >= 0 (0: off), got {self.confirm}")
         if self.max_concurrent < 0 or self.max_failures < -1:
             raise UserError(
                 "max_concurrent must be >= 0 (0: as many as fit) and max_failures "

@@ -88,6 +88,18 @@ def best_path(home: Path, method: str, suffix: str) -> Path:
     return best_dir(home) / f"{method}{suffix}"
 
 
+def confirmed_path(home: Path) -> Path:
+    """`confirm`'s record: each confirmed point's fresh-seed runs and their mean and interval
+    (sweeps/confirm.py writes it, analysis/confirmed.py reads it)."""
+    return home / "confirmed.json"
+
+
+def confirm_storage(home: Path) -> Path:
+    """Ray's storage for `confirm`'s trials unless --storage names another; removed after each
+    run (the record holds what they measured, and nothing resumes them)."""
+    return ray_path(home) / "confirm"
+
+
 def openunlearning_path(home: Path, method: str) -> Path:
     """`export --openunlearning`'s open-unlearning experiment file, beside the exported config."""
     return best_dir(home) / f"{method}.openunlearning.yaml"
@@ -222,6 +234,7 @@ def holds(path: Path, home: Path) -> str:
         (report_path(home, ".html"), "the analysis report"),
         (comparison_path(home), "the comparison report"),
         (best_dir(home), "the exported configs"),
+        (confirmed_path(home), "the confirmed points"),
     ]
     try:
         first = Path(path).absolute().relative_to(home).parts[0]

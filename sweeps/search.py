@@ -25,6 +25,7 @@ from sweeps.rows import ray_name
 OBJECTIVE = ray_name("objectives", "")  # the prefix of the objectives' names for Ray
 EPOCH = ray_name("run", "epoch")
 
+
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
 GRID_COEF = {

@@ -39,9 +39,17 @@ class TrialSpec:
     reference: str  # RetainReference JSON path
     utility_floor: float  # absolute model_utility below which the trial is stopped
     experiment: str  # the experiment folder
+    # stop after this epoch of the sampled schedule (`confirm` reruns a front point evaluated
+    # mid-schedule, as export writes it); None: train every epoch
+    stop_after: int | None = None
 
     def job(self, seed: int) -> JobConfig:
-        return make_job(self.sweep, self.params, seed, self.reference)
+        job = make_job(self.sweep, self.params, seed, self.reference)
+        if self.stop_after is None or self.stop_after == job.train.epochs:
+            return job
+        return dataclasses.replace(
+            job, train=dataclasses.replace(job.train, stop_after=self.stop_after)
+        )
 
 
 def trial_spec(config: dict) -> TrialSpec:
@@ -52,7 +60,12 @@ def trial_spec(config: dict) -> TrialSpec:
     # paths relative to the experiment, wherever the driver found it (sweeps/relocate.py)
     home = inside("")
     return TrialSpec(
-        sweep, params, str(inside(config["reference"])), float(config["utility_floor"]), str(home)
+        sweep,
+        params,
+        str(inside(config["reference"])),
+        float(config["utility_floor"]),
+        str(home),
+        config.get("stop_after"),
     )
 
 

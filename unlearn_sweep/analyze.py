@@ -191,8 +191,26 @@ def cmd_export(args: argparse.Namespace) -> None:
             f"{job['method']}: trial {info['trial']} epoch {info['epoch']}{stop}, {objs} -> "
             f"{yaml_path}"
         )
+        if "confirmed" in info:
+            print(f"  {_confirmed_line(info['confirmed'])}")
     for r, text, path in zip(records, overrides, ou_files, strict=False):
         print(f"\n# open-unlearning equivalent of {r['job']['method']} (also {path}):\n{text}")
+
+
+def _confirmed_line(c: dict) -> str:
+    """What export says when confirmed means took part in its choice."""
+    line = (
+        f"chosen with the fresh-seed means of {c['means_used']} confirmed point(s) "
+        f"({c['file']}) in place of their sweep values"
+    )
+    if c["point"] is None:
+        return line + "; this point was not confirmed (its sweep value stood)"
+    shown = ", ".join(
+        f"{k} {s['mean']:.4g}"
+        + ("" if s["low"] is None else f" [95%: {s['low']:.4g}, {s['high']:.4g}]")
+        for k, s in c["point"]["objectives"].items()
+    )
+    return f"{line}; this point on {len(c['point']['seeds'])} fresh seeds: {shown}"
 
 
 COMMANDS = {"analyze": cmd_analyze, "export": cmd_export}

@@ -1,6 +1,6 @@
 """The one command line, `unlearn-sweep`: prepare, methods, unlearn, evaluate, sweep, resume,
-status, analyze, export. The flags of unlearn, evaluate and sweep are generated from the config
-dataclasses (flags.py). User errors print one line and exit 2; nothing is written before the
+status, confirm, analyze, export. The flags of unlearn, evaluate and sweep are generated from the
+config dataclasses (flags.py). User errors print one line and exit 2; nothing is written before the
 inputs are validated."""
 
 from __future__ import annotations
@@ -238,6 +238,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="trials done/running/failed and the current Pareto front")
     p.add_argument("experiment")
 
+    from sweeps.confirm import SEEDS, TOP
+
+    p = sub.add_parser(
+        "confirm",
+        help="rerun each method's front points closest to the knee (and its exported point) on "
+        "fresh seeds; record mean, std and a 95%% interval in DIR/confirmed.json",
+        description="The winner's curse: a sweep measures each configuration on one seed, so its "
+        "best point is partly the luckiest seed. confirm reruns the points that matter on seeds "
+        "the sweep never used (the sweep's seed + 1000 + j) as Ray trials on the sweep's "
+        "cluster; analyze draws the intervals and export chooses with the fresh-seed means. "
+        "Seeds a point already has are not run again.",
+    )
+    p.add_argument("experiment", metavar="DIR")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=TOP,
+        metavar="K",
+        help=f"front points per method, closest to the knee first (default: {TOP})",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=SEEDS,
+        metavar="S",
+        help=f"fresh training seeds per point (default: {SEEDS})",
+    )
+
     p = sub.add_parser("evaluate", help="evaluate a saved model on a benchmark split")
     p.add_argument("--model", required=True, help="the model folder or hub id to evaluate")
     _add_source_args(p, tuple(k for k in SOURCE_KEYS if k not in ("model", "lora_r")))
@@ -319,7 +347,34 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     with _resumable(home), reported(home):  # Ctrl-C or a full disk: one line naming `resume`
         run_sweep(cfgs, home, name)
     _print_status(home)
+    _confirm_at_end(home, cfgs[0].confirm)
     print(f"\nexperiment folder: {home}")
+
+
+def _confirm_at_end(home: Path, top: int) -> None:
+    """`sweep --confirm K` (kept in the manifest, so `resume` does it too)."""
+    if top > 0:
+        print(f"\nconfirming the {top} point(s) per method closest to the knee", flush=True)
+        _print_confirmed(_confirm(home, top))
+
+
+def _confirm(home: Path, top: int, seeds: int | None = None) -> Path:
+    from sweeps.confirm import SEEDS, confirm
+
+    return confirm(home, top, SEEDS if seeds is None else seeds)
+
+
+def _print_confirmed(path: Path) -> None:
+    from analysis.confirmed import lines
+
+    for line in lines(path.parent):
+        print(line)
+    print(f"confirmed: {path}")
+
+
+def cmd_confirm(args: argparse.Namespace) -> None:
+    home = Path(args.experiment).expanduser().absolute()
+    _print_confirmed(_confirm(home, args.top, args.seeds))
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
@@ -331,6 +386,9 @@ def cmd_resume(args: argparse.Namespace) -> None:
     with _resumable(home), reported(home):
         resume_sweep(home)
     _print_status(home)
+    from sweeps.experiment import read_manifest
+
+    _confirm_at_end(home, int(read_manifest(home)["sweeps"][0].get("confirm", 0)))
 
 
 @contextlib.contextmanager
@@ -620,6 +678,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "resume": cmd_resume,
     "status": cmd_status,
+    "confirm": cmd_confirm,
     **analysis_cli.COMMANDS,
 }
 
