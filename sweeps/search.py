@@ -31,6 +31,7 @@ def is_epoch_point(t) -> bool:
     """True for a study trial recording an earlier evaluated epoch of a Ray trial (EPOCH_OF)."""
     return EPOCH_OF in t.user_attrs
 
+
 # The classic grid: 3 learning rates x 3 values of the method's main coefficient x 3 epoch counts,
 # as open-unlearning's community scripts sweep (27 runs per method).
 GRID_COEF = {
@@ -161,10 +162,14 @@ def make_searcher(
     study_name: str,
     defaults: dict | None,
     defaults_first: bool = True,
+    warm: list[dict] | None = None,
 ) -> UnlearnSearch:
     """Define-by-run search over the method's space (a partial of a module-level function, so the
-    searcher pickles), the reference defaults evaluated first."""
+    searcher pickles), the reference defaults evaluated first, then the `warm` points (an earlier
+    front, sweeps/warm.py). OptunaSearch enqueues them in the study: they are its first trials,
+    counted in the budget."""
     assert opts.preset in PRESETS
+    first = [defaults, *(warm or [])] if defaults else None
     return UnlearnSearch(
         space=partial(SPACES[method], opts=opts),
         metric=[ray_name("objectives", k) for k in keys],
@@ -172,9 +177,7 @@ def make_searcher(
         sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed),
         study_name=study_name,
         storage=storage,
-        points_to_evaluate=[defaults]
-        if defaults_first and defaults and sampler != "grid"
-        else None,
+        points_to_evaluate=first if defaults_first and sampler != "grid" else None,
     )
 
 
