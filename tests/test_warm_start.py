@@ -7,6 +7,7 @@ missing trials. The one-line refusals: tests/test_bad_inputs.py."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -216,3 +217,9 @@ def test_resume_trials_adds_exactly_the_missing_trials(warm_pair):
     # a plain resume afterwards restores the new Tuner's state: nothing is left to run
     cli(sys.executable, "-m", "unlearn_sweep", "resume", str(second))
     assert len(budget(second)) == total and ray_trials(second) == ray_after
+    # without Ray's folder the journal says what is missing: one more trial, a new one
+    shutil.rmtree(second / "ray")
+    cli(sys.executable, "-m", "unlearn_sweep", "resume", str(second), "--trials", str(total + 1))
+    last = budget(second)
+    assert len(last) == total + 1 and last[-1].state == TrialState.COMPLETE
+    assert len(ray_trials(second)) == total + 1
