@@ -247,7 +247,8 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
     }
     repair(cfg, home, exp_dir)
     restore = tune.Tuner.can_restore(exp_dir)
-    if restore and (total is None or total >= cfg.trials):
+    extend = total is not None and total != cfg.trials  # resume --trials N
+    if restore and not (extend and total < cfg.trials):
         # the constants are passed again: trials the restored searcher creates need them
         tuner = tune.Tuner.restore(
             exp_dir,
@@ -258,7 +259,7 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
         )
         if fit(tuner):  # interrupted trials stay RUNNING: `resume` ends them
             raise Interrupted(home)
-    if total is not None and total != cfg.trials:
+    if extend:
         # Ray's state starts no trial past the total it was made for: after it finished its own
         # (or, for fewer trials, instead of it: its unfinished ones run again from the start), a
         # new Tuner runs what the journal says is missing. The manifest names the new total from
@@ -266,9 +267,9 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
         set_trials(home, cfg.method, total)
         cfg = dataclasses.replace(cfg, trials=total)
         constants["sweep"] = to_dict(cfg)
-        restore = False
-    if not restore and (tuner := new_tuner(cfg, home, fn, constants, storage_path, floor)):
-        if fit(tuner):
+    if extend or not restore:
+        tuner = new_tuner(cfg, home, fn, constants, storage_path, floor)
+        if tuner is not None and fit(tuner):
             raise Interrupted(home)
     reconcile(home, cfg.method)
 
