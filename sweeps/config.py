@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from search_spaces import SPACES, held, reference_point
@@ -61,6 +62,9 @@ class SweepConfig:
     # at the sweep's end, rerun the K front points closest to the knee of each method on 3 fresh
     # seeds (`unlearn-sweep confirm DIR --top K`); 0: off
     confirm: int = 0
+    # an earlier experiment folder: each method's Pareto front there is evaluated first (after
+    # the reference defaults, within the trials); None: none
+    warm_start: str | None = None
 
     def __post_init__(self) -> None:
         benchmark = self.source.benchmark
@@ -100,6 +104,14 @@ class SweepConfig:
             raise UserError(
                 f"unknown step_accounting {self.step_accounting!r}; "
                 f"accepted: {', '.join(ACCOUNTINGS)}"
+            )
+        if self.warm_start is not None:  # absolute: the manifest keeps it for resume
+            if self.sampler == "grid":
+                raise UserError(
+                    "warm_start: a grid evaluates its own 27 points; use another sampler"
+                )
+            object.__setattr__(
+                self, "warm_start", str(Path(self.warm_start).expanduser().absolute())
             )
         if self.n_layers is None:  # resolved once; the manifest keeps it for resume and export
             object.__setattr__(self, "n_layers", model_depth(self.source))

@@ -3,6 +3,7 @@ target's utility computed once, one Ray Tune experiment and one Optuna study per
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -139,11 +140,16 @@ def prepare_home(home: Path, cfgs: list[SweepConfig], name: str) -> None:
             f"{home} exists and is not an unlearn-sweep experiment; choose another --name"
         )
     home.mkdir(parents=True, exist_ok=True)
-    write_json(folder.manifest_path(home), manifest)
+    write_manifest(home, manifest)
+
+
+def write_manifest(home: Path, manifest: dict) -> None:
+    """The manifest, and its sweeps as YAML for people."""
     import yaml
 
+    write_json(folder.manifest_path(home), manifest)
     folder.sweep_yaml_path(home).write_text(
-        yaml.safe_dump({"name": name, "sweeps": manifest["sweeps"]}, sort_keys=False)
+        yaml.safe_dump({"name": manifest["name"], "sweeps": manifest["sweeps"]}, sort_keys=False)
     )
 
 
@@ -217,8 +223,9 @@ def slots(cfg: SweepConfig) -> int:
     return max(1, min(fit, cfg.max_concurrent or fit, cfg.trials))
 
 
-def run_method(cfg: SweepConfig, home: Path) -> None:
-    """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started."""
+def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
+    """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started.
+    `total` (resume --trials): the trials the study is to have from now on, for the manifest."""
     from ray import tune
 
     from sweeps.trainable import trainable
@@ -239,7 +246,9 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
         "utility_floor": floor,
     }
     repair(cfg, home, exp_dir)
-    if tune.Tuner.can_restore(exp_dir):
+    restore = tune.Tuner.can_restore(exp_dir)
+    extend = total is not None and total != cfg.trials  # resume --trials N
+    if restore and not (extend and total < cfg.trials):
         # the constants are passed again: trials the restored searcher creates need them
         tuner = tune.Tuner.restore(
             exp_dir,
@@ -248,10 +257,20 @@ def run_method(cfg: SweepConfig, home: Path) -> None:
             resume_errored=False,
             param_space=constants,
         )
-    else:
+        if fit(tuner):  # interrupted trials stay RUNNING: `resume` ends them
+            raise Interrupted(home)
+    if extend:
+        # Ray's state starts no trial past the total it was made for: after it finished its own
+        # (or, for fewer trials, instead of it: its unfinished ones run again from the start), a
+        # new Tuner runs what the journal says is missing. The manifest names the new total from
+        # here on, so a plain `resume` of this Tuner's state continues it.
+        set_trials(home, cfg.method, total)
+        cfg = dataclasses.replace(cfg, trials=total)
+        constants["sweep"] = to_dict(cfg)
+    if extend or not restore:
         tuner = new_tuner(cfg, home, fn, constants, storage_path, floor)
-    if tuner is not None and fit(tuner):  # interrupted trials stay RUNNING: `resume` ends them
-        raise Interrupted(home)
+        if tuner is not None and fit(tuner):
+            raise Interrupted(home)
     reconcile(home, cfg.method)
 
 
@@ -280,9 +299,19 @@ def repair(cfg: SweepConfig, home: Path, exp_dir: str) -> None:
     check_checkpoints(Path(exp_dir))
 
 
+def set_trials(home: Path, method: str, trials: int) -> None:
+    """`resume --trials`: the manifest's trials of `method`, what a later resume compares."""
+    manifest = read_manifest(home)
+    for sweep in manifest["sweeps"]:
+        if sweep["method"] == method:
+            sweep["trials"] = trials
+    write_manifest(home, manifest)
+
+
 def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: str, floor: float):
     """A Tuner for the trials the study still lacks (None: it has them all); without Ray's state
-    (a new sweep, or its folder gone) the journal says what is left."""
+    (a new sweep, its folder gone, or `resume --trials`) the journal says what is left. A new
+    study evaluates the reference defaults first, then the warm start's front (sweeps/warm.py)."""
     from ray import tune
 
     from sweeps.callbacks import DriverMemory, Progress, ResultsLog, StateBackup
@@ -298,6 +327,13 @@ def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: s
     left, existing = trials_left(storage, study_name(cfg.method), cfg.trials)
     if left == 0:
         return None
+    warm = []
+    if cfg.warm_start is not None and not existing:
+        from sweeps.warm import warm_points
+
+        warm, notes = warm_points(cfg, home)
+        for line in notes:
+            log.warning("%s", line)
     objectives = get_objectives(list(cfg.objectives))
     keys, modes = [o.key for o in objectives], [o.mode for o in objectives]
     searcher = make_searcher(
@@ -312,6 +348,7 @@ def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: s
         defaults_point(cfg),
         defaults_first=not existing,  # a continued study evaluated them first already
         budget=budget_of(cfg.method, cfg.space_options(), cfg.trials, cfg.eval_every),
+        warm=warm,
     )
     local = "://" not in storage_path
     stored_inside = relative(home, storage_path) if local else None
@@ -404,7 +441,9 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
     return home
 
 
-def resume_sweep(home: Path) -> Path:
+def resume_sweep(home: Path, trials: int | None = None) -> Path:
+    """Continue the experiment; `trials` (resume --trials, checked by preflight.check_resume): the
+    total each study extends (or, interrupted, shrinks) to."""
     from sweeps.experiment import load_study
 
     manifest = read_manifest(home)
@@ -420,5 +459,5 @@ def resume_sweep(home: Path) -> Path:
         drive(home)
         init_ray(cfgs[0].address)
         for cfg in cfgs:
-            run_method(cfg, home)
+            run_method(cfg, home, trials)
     return home

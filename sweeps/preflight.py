@@ -32,6 +32,10 @@ def check_sweep(cfgs: list[SweepConfig], name: str, home: Path) -> None:
         check_resources(cfg)
         check_seeds(cfg)
         check_values(cfg)
+        if cfg.warm_start is not None:  # the earlier front, read now: a refusal writes nothing
+            from sweeps.warm import warm_points
+
+            warm_points(cfg, home)
 
 
 def check_name(name: str) -> None:
@@ -108,14 +112,17 @@ def check_values(cfg: SweepConfig) -> None:
         raise UserError(f"retain logs {src.retain_logs!r} is not a file")
 
 
-def check_resume(home: Path) -> None:
+def check_resume(home: Path, trials: int | None = None) -> None:
     """The experiment's own files a resume reads before Ray starts: the manifest, and the
-    reference metrics it reuses instead of computing them again."""
+    reference metrics it reuses instead of computing them again; with `trials` (resume
+    --trials), that no study has run more."""
     import json
 
     from sweeps.experiment import read_manifest, references_path
 
-    read_manifest(home)
+    manifest = read_manifest(home)
+    if trials is not None:
+        check_total(home, manifest, trials)
     for path in sorted(references_path(home).glob("*.json")):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -126,3 +133,19 @@ def check_resume(home: Path) -> None:
             target and not isinstance(doc.get("model_utility"), float)
         ):
             raise UserError(f"{path} is damaged; remove it and `resume` computes it again")
+
+
+def check_total(home: Path, manifest: dict, trials: int) -> None:
+    """`resume --trials N`: N trials in all per method, not fewer than each study has run."""
+    from sweeps.experiment import load_study
+    from sweeps.warm import trials_run
+
+    if trials < 1:
+        raise UserError(f"resume --trials must be >= 1, got {trials}")
+    for sweep in manifest["sweeps"]:
+        run = trials_run(load_study(home, sweep["method"]))
+        if trials < run:
+            raise UserError(
+                f"resume --trials {trials}: the {sweep['method']} study has run {run} trials "
+                f"already; give at least {run}"
+            )

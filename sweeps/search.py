@@ -256,10 +256,14 @@ def make_searcher(
     defaults: dict | None,
     defaults_first: bool = True,
     budget: Budget = Budget(),
+    warm: list[dict] | None = None,
 ) -> UnlearnSearch:
     """Define-by-run search over the method's space (a partial of a module-level function, so the
-    searcher pickles), the reference defaults evaluated first."""
+    searcher pickles), the reference defaults evaluated first, then the `warm` points (an earlier
+    front, sweeps/warm.py). OptunaSearch enqueues them in the study: they are its first trials,
+    counted in the budget."""
     assert opts.preset in PRESETS
+    first = [defaults, *(warm or [])] if defaults else None
     return UnlearnSearch(
         space=partial(SPACES[method], opts=opts),
         metric=[ray_name("objectives", k) for k in keys],
@@ -267,9 +271,7 @@ def make_searcher(
         sampler=make_sampler(sampler, seed, method, opts.preset, defaults, opts.fixed, budget),
         study_name=study_name,
         storage=storage,
-        points_to_evaluate=[defaults]
-        if defaults_first and defaults and sampler != "grid"
-        else None,
+        points_to_evaluate=first if defaults_first and sampler != "grid" else None,
     )
 
 

@@ -119,6 +119,7 @@ def oserror(target: str, code: int, filename: str = "{exp}/ray/npo/experiment_st
 BILLION = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
 DEEP = "method: npo\nspace: " + "[" * 10000 + "]" * 10000 + "\n"
 NOT_A_ROW = '[1, 2]\n{"event": "result"}\n'
+FAILED = {0: "failed", 1: "crashed"}  # a study with no completed trial
 
 # (id, prepare(root) or None, args ({root}, {exp} filled in), message)
 VALUES = [
@@ -155,6 +156,35 @@ VALUES = [
     ("unlearn-seed-negative", None, [*UNLEARN, "--seed", "-1"], "seed must be in 0..2**32-1"),
     ("unlearn-hp-bool", None, [*UNLEARN, "--hp", "beta=true"], "beta must be float, got True"),
     ("unlearn-warmup-nan", None, [*UNLEARN, "--warmup-epochs", "nan"], "must be a finite"),
+    # issue 17: warm start and extend
+    ("warm-start-a-file", None, [*SWEEP, "--warm-start", "{root}/afile"], "is not a folder"),
+    ("warm-start-no-experiment", None, [*SWEEP, "--warm-start", "{root}"], "not an unlearn-sweep"),
+    (
+        "warm-start-other-method",
+        None,
+        [*SWEEP, "--method", "grad_diff", "--warm-start", "{exp}"],
+        "holds a study of another method (npo), not of grad_diff",
+    ),
+    (
+        "warm-start-no-completed-trials",
+        lambda r: write_experiment(r / "failed", methods=("npo",), trials=2, outcomes=FAILED),
+        [*SWEEP, "--warm-start", "{root}/failed"],
+        "its npo study has no completed trials",
+    ),
+    (
+        "warm-start-itself",
+        None,
+        [*SWEEP, "--output", "{root}", "--name", "exp", "--warm-start", "{exp}"],
+        "is this experiment; give an earlier one",
+    ),
+    (
+        "warm-start-grid",
+        None,
+        [*SWEEP, "--sampler", "grid", "--warm-start", "{exp}"],
+        "a grid evaluates its own 27 points",
+    ),
+    ("resume-trials-below-run", None, ["resume", "{exp}", "--trials", "2"], "has run 3 trials"),
+    ("resume-trials-zero", None, ["resume", "{exp}", "--trials", "0"], "must be >= 1, got 0"),
 ]
 YAML = [
     ("yaml-billion-laughs", yaml_file(BILLION), ["sweep", "--config", "in.yaml"], "aliases"),

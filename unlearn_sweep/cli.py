@@ -232,8 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_args(p, SOURCE_KEYS)
 
-    p = sub.add_parser("resume", help="continue an interrupted sweep")
+    p = sub.add_parser(
+        "resume", help="continue an interrupted sweep, or extend a finished one with --trials"
+    )
     p.add_argument("experiment")
+    add_fields(p, SweepConfig, ("trials",), shown={"trials": "the manifest's"})
 
     p = sub.add_parser("status", help="trials done/running/failed and the current Pareto front")
     p.add_argument("experiment")
@@ -382,9 +385,9 @@ def cmd_resume(args: argparse.Namespace) -> None:
     from sweeps.preflight import check_resume
 
     home = Path(args.experiment).expanduser().absolute()
-    check_resume(home)  # the files it reuses, before Ray starts
+    check_resume(home, args.trials)  # the files it reuses, before Ray starts
     with _resumable(home), reported(home):
-        resume_sweep(home)
+        resume_sweep(home, args.trials)
     _print_status(home)
     from sweeps.experiment import read_manifest
 
