@@ -64,7 +64,7 @@ def _front(cfg: SweepConfig, home: Path) -> tuple[Path, list[FrozenTrial], list[
             f"{given} holds a study of another method ({', '.join(methods)}), not of {cfg.method}"
         )
     trials = study.get_trials(deepcopy=False)
-    if not any(t.state == TrialState.COMPLETE for t in trials):
+    if not any(t.state == TrialState.COMPLETE and not is_epoch_point(t) for t in trials):
         raise UserError(f"{given}: its {cfg.method} study has no completed trials")
     front = study.best_trials
     if not front:
@@ -130,9 +130,12 @@ def warm_points(cfg: SweepConfig, home: Path) -> tuple[list[dict], list[str]]:
     defaults = cfg.defaults_point()
     fixed = cfg.space_options().fixed
     first = {k: v for k, v in defaults.items() if k in dists}  # trial 0 runs it already
-    points, notes = [], []
+    points, notes, seen = [], [], set()
     for t in front:
         source = by_ray.get(t.user_attrs[EPOCH_OF], t) if is_epoch_point(t) else t
+        if source.number in seen:  # another epoch of a trial already taken
+            continue
+        seen.add(source.number)
         point = _fitted(source.params, source.number, dists, defaults, fixed, notes)
         if point != first and point not in points:
             points.append(point)
