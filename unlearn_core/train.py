@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -177,7 +178,7 @@ def _restore(
     sched: torch.optim.lr_scheduler.LRScheduler,
     order_gen: torch.Generator,
     pair_gen: torch.Generator,
-) -> tuple[int, int, list[dict], dict[str, float]]:
+) -> tuple[int, int, list[dict], dict[str, torch.Tensor | float]]:
     """Load an interrupted run's weights, optimizer, schedule, RNG streams and the gradients of a
     step still accumulating; returns its (step, epochs done, logs, that step's logged values).
     Called after the scheduler exists: its constructor resets the optimizer's lr, which the
@@ -221,7 +222,7 @@ def _snapshot(
     order_gen: torch.Generator,
     pair_gen: torch.Generator,
     logs: list[dict],
-    parts: dict[str, float],
+    parts: dict[str, torch.Tensor | float],
     final: bool,
 ) -> LoopState:
     """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
@@ -295,15 +296,18 @@ def unlearn(
             logged = _backward(
                 acc, model, method, hp, ref_model, batch, plan.divisor(size), steps_now, on_loss
             )
-            for k, v in logged.items():  # the step's logs: means over its micro-batches
-                parts[k] = parts.get(k, 0.0) + v / size
+            for k, v in logged.items():  # the step's logs: means over its micro-batches, kept
+                parts[k] = parts.get(k, 0.0) + v / size  # on the device (no host sync here)
             if steps_now:
+                values = _to_host(parts)  # the step's one device-to-host transfer
+                if not math.isfinite(values["loss"]):  # before the step: weights stay finite
+                    raise TrialDiverged(step, values["loss"])
                 _update(acc, params, opt, sched, cfg.max_grad_norm)
                 step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.4f}")
+                bar.set_postfix(loss=f"{values['loss']:.4f}")
                 logs.append(
-                    {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **parts}
+                    {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **values}
                 )
                 parts = {}
         if on_epoch_end is not None:
@@ -351,18 +355,27 @@ def _backward(
     divisor: int,
     sync: bool,
     on_loss: LossHook | None = None,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor | float]:
     """Forward/backward of one micro-batch, its loss divided by `divisor` (StepPlan.divisor);
-    returns its logged values. Gradients sync across ranks only on a step's last micro-batch
-    (`sync`)."""
+    returns its logged values as detached fp32 tensors on the device, never read here: a read
+    (.item(), `if tensor`) waits for the GPU to finish, and ~25 of them per micro-batch kept
+    an H200 idle most of the time (issue 16). Gradients sync across ranks only on a step's last
+    micro-batch (`sync`)."""
     with nullcontext() if sync else acc.no_sync(model):
         loss, logged = method.loss(batch, model, ref_model, hp)
         if on_loss is not None:
             loss = on_loss(loss)
-        if not torch.isfinite(loss):
-            raise TrialDiverged(batch["step"], loss.item())
         acc.backward(loss / divisor)
-    return {"loss": loss.item(), **logged}
+    values = {"loss": loss} | logged
+    return {k: v.detach().float() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+
+
+def _to_host(parts: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """A step's logged values as floats, in one device-to-host copy (one stacked tensor): the
+    divergence check and the logs both read it."""
+    keys = [k for k, v in parts.items() if isinstance(v, torch.Tensor)]
+    read = dict(zip(keys, torch.stack([parts[k] for k in keys]).tolist(), strict=True))
+    return {k: read[k] if k in read else float(v) for k, v in parts.items()}
 
 
 def _update(acc: Accelerator, params: list, opt, sched, max_grad_norm: float) -> None:
