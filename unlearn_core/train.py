@@ -9,7 +9,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +23,7 @@ from unlearn_core.methods import Method
 from unlearn_core.steps import ACCOUNTINGS, decay_groups, scheduler, step_plan
 
 SCHEDULES = ("linear", "cosine", "constant")
+PRECISIONS = ("auto", "bf16-mixed", "bf16", "fp32")
 SEED_MAX = 2**32 - 1  # numpy (and Optuna's samplers) take seeds in 0..2**32-1
 
 
@@ -47,6 +48,10 @@ class TrainConfig:
     # next epoch, the schedule has epochs x (batches // grad_accum) steps and training stops there,
     # warmup starts at LR 0)
     step_accounting: str = "unlearn-sweep"
+    # weights and compute: bf16-mixed (fp32 weights and AdamW state, bf16 autocast compute), bf16
+    # (weights in bf16: most updates at lr 1e-5 round away, benchmarks/RESULTS.md) or fp32; auto:
+    # bf16-mixed on a GPU with bf16, fp32 elsewhere
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_fields(dataclasses.asdict(self), TrainConfig, "train")  # types, finite, no booleans
@@ -63,6 +68,10 @@ class TrainConfig:
             raise UserError("weight_decay, warmup_epochs and max_grad_norm must be >= 0")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(
+                f"unknown precision {self.precision!r}; accepted: {', '.join(PRECISIONS)}"
+            )
         if self.step_accounting not in ACCOUNTINGS:
             raise UserError(
                 f"unknown step_accounting {self.step_accounting!r}; "
@@ -267,8 +276,11 @@ def unlearn(
     acc = accelerator or Accelerator(gradient_accumulation_steps=1)
     world, rank = acc.num_processes, acc.process_index
     plan = step_plan(len(forget), cfg, world)
+    precision = resolve_precision(cfg.precision, acc.device)
+    _cast_weights(model, precision)  # before prepare: a method's own modules keep their dtype
     if method.prepare is not None:
         model = method.prepare(model, hp)
+    compute = _autocast(precision, acc.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(method, hp, cfg, model)
     sched = scheduler(opt, cfg, plan)  # sized for all cfg.epochs, even with stop_after
@@ -294,7 +306,16 @@ def unlearn(
             size, steps_now = plan.group(epoch * plan.micro_per_epoch + i)
             batch = make_batch(forget, retain, f, r, pad_id, acc.device, step)
             logged = _backward(
-                acc, model, method, hp, ref_model, batch, plan.divisor(size), steps_now, on_loss
+                acc,
+                model,
+                method,
+                hp,
+                ref_model,
+                batch,
+                plan.divisor(size),
+                steps_now,
+                on_loss,
+                compute,
             )
             for k, v in logged.items():  # the step's logs: means over its micro-batches, kept
                 parts[k] = parts.get(k, 0.0) + v / size  # on the device (no host sync here)
@@ -334,6 +355,40 @@ def unlearn(
     )
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """TrainConfig.precision with auto resolved: bf16-mixed on a GPU that has bf16 (pure bf16
+    loses most updates at these learning rates; the CPU figure in benchmarks/RESULTS.md), fp32
+    elsewhere (CPU autocast is slower than fp32 on most CPUs)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "fp32"
+
+
+def _cast_weights(model: torch.nn.Module, precision: str) -> None:
+    """Parameters (not buffers: rotary inv_freq stays fp32) in the precision's storage dtype, in
+    place. bf16-mixed keeps frozen weights as loaded (a LoRA base stays bf16, its fp32 adapters
+    are the master copy); autocast computes in bf16 all the same."""
+    if precision == "bf16-mixed" and not all(p.requires_grad for p in model.parameters()):
+        params = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = list(model.parameters())
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    with torch.no_grad():
+        for p in params:
+            if p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
+
+
+def _autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """The forward passes' context: bf16 autocast for bf16-mixed (backward runs outside it, as
+    torch's AMP recipe has it), else nothing."""
+    if precision != "bf16-mixed":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def _optimizer(
     method: Method, hp: object, cfg: TrainConfig, model: torch.nn.Module
 ) -> torch.optim.Optimizer:
@@ -355,14 +410,16 @@ def _backward(
     divisor: int,
     sync: bool,
     on_loss: LossHook | None = None,
+    compute: AbstractContextManager | None = None,
 ) -> dict[str, torch.Tensor | float]:
     """Forward/backward of one micro-batch, its loss divided by `divisor` (StepPlan.divisor);
     returns its logged values as detached fp32 tensors on the device, never read here: a read
     (.item(), `if tensor`) waits for the GPU to finish, and ~25 of them per micro-batch kept
     an H200 idle most of the time (issue 16). Gradients sync across ranks only on a step's last
-    micro-batch (`sync`)."""
+    micro-batch (`sync`). `compute` wraps the forward passes (the precision's autocast)."""
     with nullcontext() if sync else acc.no_sync(model):
-        loss, logged = method.loss(batch, model, ref_model, hp)
+        with compute or nullcontext():
+            loss, logged = method.loss(batch, model, ref_model, hp)
         if on_loss is not None:
             loss = on_loss(loss)
         acc.backward(loss / divisor)
