@@ -535,3 +535,43 @@ def test_bf16_mixed_keeps_the_updates_pure_bf16_rounds_away(
     else:
         assert fraction < 0.3  # 0.15 measured: most updates are lost
     assert all(math.isfinite(log["loss"]) for log in res.logs)
+
+
+def test_adamw_is_foreach_on_cpu_and_steps_as_the_per_parameter_loop(tiny_tokenizer):
+    """Issue 16: AdamW runs as multi-tensor ops (foreach on CPU; fused on CUDA), an
+    implementation choice only: its update equals the per-parameter loop's up to rounding."""
+    from conftest import make_tiny_model
+
+    from unlearn_core.train import _optimizer
+
+    models = [make_tiny_model(tiny_tokenizer) for _ in range(2)]
+    cfg = TrainConfig(lr=1e-2)
+    fast = _optimizer(get_method("grad_ascent"), None, cfg, models[0])
+    assert fast.defaults["foreach"] is True and not fast.defaults["fused"]
+    groups = decay_groups(models[1], cfg.weight_decay)
+    loop = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    for _ in range(3):
+        for model, opt in zip(models, (fast, loop), strict=True):
+            model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cuda_forwards_choose_the_sdpa_backends_and_cpu_ones_leave_them():
+    """Issue 16: on CUDA the loop's forward passes run with flash/memory-efficient/math sdpa only
+    (cuDNN's plans every new padded length); the flags are restored after; on CPU nothing."""
+    from unlearn_core.train import _compute
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with _compute("fp32", torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with _compute("fp32", torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with _compute("bf16-mixed", torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from accelerate import Accelerator
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from unlearn_core.config import check_fields
@@ -280,7 +282,7 @@ def unlearn(
     _cast_weights(model, precision)  # before prepare: a method's own modules keep their dtype
     if method.prepare is not None:
         model = method.prepare(model, hp)
-    compute = _autocast(precision, acc.device)
+    compute = functools.partial(_compute, precision, acc.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(method, hp, cfg, model)
     sched = scheduler(opt, cfg, plan)  # sized for all cfg.epochs, even with stop_after
@@ -381,12 +383,22 @@ def _cast_weights(model: torch.nn.Module, precision: str) -> None:
                 p.data = p.data.to(dtype)
 
 
-def _autocast(precision: str, device: torch.device) -> AbstractContextManager:
+# sdpa's backends on CUDA, in order of preference; cuDNN's is left out: it plans each new padded
+# length anew (~1 s per micro-batch before the shapes repeat, issue 16), flash and memory-efficient
+# attention do not; math is the fp32 fallback
+SDPA_BACKENDS = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
+
+
+@contextmanager
+def _compute(precision: str, device: torch.device) -> Iterator[None]:
     """The forward passes' context: bf16 autocast for bf16-mixed (backward runs outside it, as
-    torch's AMP recipe has it), else nothing."""
-    if precision != "bf16-mixed":
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    torch's AMP recipe has it) and, on CUDA, the sdpa backends chosen explicitly."""
+    with ExitStack() as stack:
+        if precision == "bf16-mixed":
+            stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+        if device.type == "cuda":
+            stack.enter_context(sdpa_kernel(list(SDPA_BACKENDS), set_priority=True))
+        yield
 
 
 def _optimizer(
@@ -397,7 +409,17 @@ def _optimizer(
     groups = decay_groups(model, cfg.weight_decay)
     if method.optimizer is not None:
         return method.optimizer(groups, cfg, hp)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **_adamw_kernel(groups)
+    )
+
+
+def _adamw_kernel(groups: list[dict]) -> dict[str, bool]:
+    """AdamW's implementation: fused (one kernel for all parameters) on CUDA, foreach (a few
+    multi-tensor ops, not one loop per parameter) elsewhere; the same update up to rounding."""
+    if all(p.device.type == "cuda" for g in groups for p in g["params"]):
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def _backward(
@@ -410,7 +432,7 @@ def _backward(
     divisor: int,
     sync: bool,
     on_loss: LossHook | None = None,
-    compute: AbstractContextManager | None = None,
+    compute: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, torch.Tensor | float]:
     """Forward/backward of one micro-batch, its loss divided by `divisor` (StepPlan.divisor);
     returns its logged values as detached fp32 tensors on the device, never read here: a read
@@ -418,7 +440,7 @@ def _backward(
     an H200 idle most of the time (issue 16). Gradients sync across ranks only on a step's last
     micro-batch (`sync`). `compute` wraps the forward passes (the precision's autocast)."""
     with nullcontext() if sync else acc.no_sync(model):
-        with compute or nullcontext():
+        with compute():
             loss, logged = method.loss(batch, model, ref_model, hp)
         if on_loss is not None:
             loss = on_loss(loss)
