@@ -61,6 +61,14 @@ SIZES = {  # Llama-3.2-1B's shape (its llama3 RoPE scaling left out: it costs no
         intermediate_size=1536,
         vocab_size=32000,
     ),
+    "20m": dict(  # ~20M parameters: bench_peer's and bench_precision's CPU size
+        hidden_size=512,
+        num_hidden_layers=5,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        intermediate_size=1376,
+        vocab_size=8192,
+    ),
     "tiny": dict(
         hidden_size=32,
         num_hidden_layers=2,

@@ -496,3 +496,82 @@ def test_weight_decay_shrinks_an_untouched_linear_weight_but_not_a_norm(
     assert res.optimizer_steps == 2
     assert torch.equal(norm, norm0)
     assert torch.allclose(proj, proj0 * (1 - 0.1 * 0.5) ** 2, atol=1e-7)
+
+
+def updated_fraction(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> float:
+    """Share of the weights (elements) that differ from `before`."""
+    changed = sum(int((p.float() != before[n]).sum()) for n, p in model.named_parameters())
+    return changed / sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16"])
+def test_bf16_mixed_keeps_the_updates_pure_bf16_rounds_away(
+    precision, tiny_examples, tiny_tokenizer
+):
+    """Issue 16: a bf16 model trained at lr 1e-5. AdamW moves each weight ~lr per step, far below
+    half a bf16 ulp of an N(0, 0.02) weight (~6e-5), so pure bf16 drops most updates; fp32 master
+    weights (bf16-mixed) keep them all."""
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tiny_tokenizer).to(torch.bfloat16)
+    before = {n: p.detach().float().clone() for n, p in model.named_parameters()}
+    res = run(
+        model,
+        tiny_examples,
+        tiny_tokenizer,
+        "grad_diff",
+        lr=1e-5,
+        epochs=3,
+        batch_size=1,
+        precision=precision,
+    )
+    assert res.optimizer_steps == 12
+    assert {p.dtype for p in model.parameters()} == {
+        torch.float32 if precision == "bf16-mixed" else torch.bfloat16
+    }
+    fraction = updated_fraction(model, before)
+    if precision == "bf16-mixed":
+        assert fraction > 0.99
+    else:
+        assert fraction < 0.3  # 0.15 measured: most updates are lost
+    assert all(math.isfinite(log["loss"]) for log in res.logs)
+
+
+def test_adamw_is_foreach_on_cpu_and_steps_as_the_per_parameter_loop(tiny_tokenizer):
+    """Issue 16: AdamW runs as multi-tensor ops (foreach on CPU; fused on CUDA), an
+    implementation choice only: its update equals the per-parameter loop's up to rounding."""
+    from conftest import make_tiny_model
+
+    from unlearn_core.train import _optimizer
+
+    models = [make_tiny_model(tiny_tokenizer) for _ in range(2)]
+    cfg = TrainConfig(lr=1e-2)
+    fast = _optimizer(get_method("grad_ascent"), None, cfg, models[0])
+    assert fast.defaults["foreach"] is True and not fast.defaults["fused"]
+    groups = decay_groups(models[1], cfg.weight_decay)
+    loop = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    for _ in range(3):
+        for model, opt in zip(models, (fast, loop), strict=True):
+            model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cuda_forwards_choose_the_sdpa_backends_and_cpu_ones_leave_them():
+    """Issue 16: on CUDA the loop's forward passes run with flash/memory-efficient/math sdpa only
+    (cuDNN's plans every new padded length); the flags are restored after; on CPU nothing."""
+    from unlearn_core.train import _compute
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with _compute("fp32", torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with _compute("fp32", torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with _compute("bf16-mixed", torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16

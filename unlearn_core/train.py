@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import math
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from accelerate import Accelerator
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from unlearn_core.config import check_fields
@@ -22,6 +25,7 @@ from unlearn_core.methods import Method
 from unlearn_core.steps import ACCOUNTINGS, decay_groups, scheduler, step_plan
 
 SCHEDULES = ("linear", "cosine", "constant")
+PRECISIONS = ("auto", "bf16-mixed", "bf16", "fp32")
 SEED_MAX = 2**32 - 1  # numpy (and Optuna's samplers) take seeds in 0..2**32-1
 
 
@@ -46,6 +50,10 @@ class TrainConfig:
     # next epoch, the schedule has epochs x (batches // grad_accum) steps and training stops there,
     # warmup starts at LR 0)
     step_accounting: str = "unlearn-sweep"
+    # weights and compute: bf16-mixed (fp32 weights and AdamW state, bf16 autocast compute), bf16
+    # (weights in bf16: most updates at lr 1e-5 round away, benchmarks/RESULTS.md) or fp32; auto:
+    # bf16-mixed on a GPU with bf16, fp32 elsewhere
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_fields(dataclasses.asdict(self), TrainConfig, "train")  # types, finite, no booleans
@@ -62,6 +70,10 @@ class TrainConfig:
             raise UserError("weight_decay, warmup_epochs and max_grad_norm must be >= 0")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(
+                f"unknown precision {self.precision!r}; accepted: {', '.join(PRECISIONS)}"
+            )
         if self.step_accounting not in ACCOUNTINGS:
             raise UserError(
                 f"unknown step_accounting {self.step_accounting!r}; "
@@ -177,7 +189,7 @@ def _restore(
     sched: torch.optim.lr_scheduler.LRScheduler,
     order_gen: torch.Generator,
     pair_gen: torch.Generator,
-) -> tuple[int, int, list[dict], dict[str, float]]:
+) -> tuple[int, int, list[dict], dict[str, torch.Tensor | float]]:
     """Load an interrupted run's weights, optimizer, schedule, RNG streams and the gradients of a
     step still accumulating; returns its (step, epochs done, logs, that step's logged values).
     Called after the scheduler exists: its constructor resets the optimizer's lr, which the
@@ -221,7 +233,7 @@ def _snapshot(
     order_gen: torch.Generator,
     pair_gen: torch.Generator,
     logs: list[dict],
-    parts: dict[str, float],
+    parts: dict[str, torch.Tensor | float],
     final: bool,
 ) -> LoopState:
     """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
@@ -266,8 +278,11 @@ def unlearn(
     acc = accelerator or Accelerator(gradient_accumulation_steps=1)
     world, rank = acc.num_processes, acc.process_index
     plan = step_plan(len(forget), cfg, world)
+    precision = resolve_precision(cfg.precision, acc.device)
+    _cast_weights(model, precision)  # before prepare: a method's own modules keep their dtype
     if method.prepare is not None:
         model = method.prepare(model, hp)
+    compute = functools.partial(_compute, precision, acc.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(method, hp, cfg, model)
     sched = scheduler(opt, cfg, plan)  # sized for all cfg.epochs, even with stop_after
@@ -293,17 +308,29 @@ def unlearn(
             size, steps_now = plan.group(epoch * plan.micro_per_epoch + i)
             batch = make_batch(forget, retain, f, r, pad_id, acc.device, step)
             logged = _backward(
-                acc, model, method, hp, ref_model, batch, plan.divisor(size), steps_now, on_loss
+                acc,
+                model,
+                method,
+                hp,
+                ref_model,
+                batch,
+                plan.divisor(size),
+                steps_now,
+                on_loss,
+                compute,
             )
-            for k, v in logged.items():  # the step's logs: means over its micro-batches
-                parts[k] = parts.get(k, 0.0) + v / size
+            for k, v in logged.items():  # the step's logs: means over its micro-batches, kept
+                parts[k] = parts.get(k, 0.0) + v / size  # on the device (no host sync here)
             if steps_now:
+                values = _to_host(parts)  # the step's one device-to-host transfer
+                if not math.isfinite(values["loss"]):  # before the step: weights stay finite
+                    raise TrialDiverged(step, values["loss"])
                 _update(acc, params, opt, sched, cfg.max_grad_norm)
                 step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.4f}")
+                bar.set_postfix(loss=f"{values['loss']:.4f}")
                 logs.append(
-                    {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **parts}
+                    {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **values}
                 )
                 parts = {}
         if on_epoch_end is not None:
@@ -330,6 +357,50 @@ def unlearn(
     )
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """TrainConfig.precision with auto resolved: bf16-mixed on a GPU that has bf16 (pure bf16
+    loses most updates at these learning rates; the CPU figure in benchmarks/RESULTS.md), fp32
+    elsewhere (CPU autocast is slower than fp32 on most CPUs)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "fp32"
+
+
+def _cast_weights(model: torch.nn.Module, precision: str) -> None:
+    """Parameters (not buffers: rotary inv_freq stays fp32) in the precision's storage dtype, in
+    place. bf16-mixed keeps frozen weights as loaded (a LoRA base stays bf16, its fp32 adapters
+    are the master copy); autocast computes in bf16 all the same."""
+    if precision == "bf16-mixed" and not all(p.requires_grad for p in model.parameters()):
+        params = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = list(model.parameters())
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    with torch.no_grad():
+        for p in params:
+            if p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
+
+
+# sdpa's backends on CUDA, in order of preference; cuDNN's is left out: it plans each new padded
+# length anew (~1 s per micro-batch before the shapes repeat, issue 16), flash and memory-efficient
+# attention do not; math is the fp32 fallback
+SDPA_BACKENDS = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
+
+
+@contextmanager
+def _compute(precision: str, device: torch.device) -> Iterator[None]:
+    """The forward passes' context: bf16 autocast for bf16-mixed (backward runs outside it, as
+    torch's AMP recipe has it) and, on CUDA, the sdpa backends chosen explicitly."""
+    with ExitStack() as stack:
+        if precision == "bf16-mixed":
+            stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+        if device.type == "cuda":
+            stack.enter_context(sdpa_kernel(list(SDPA_BACKENDS), set_priority=True))
+        yield
+
+
 def _optimizer(
     method: Method, hp: object, cfg: TrainConfig, model: torch.nn.Module
 ) -> torch.optim.Optimizer:
@@ -338,7 +409,17 @@ def _optimizer(
     groups = decay_groups(model, cfg.weight_decay)
     if method.optimizer is not None:
         return method.optimizer(groups, cfg, hp)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **_adamw_kernel(groups)
+    )
+
+
+def _adamw_kernel(groups: list[dict]) -> dict[str, bool]:
+    """AdamW's implementation: fused (one kernel for all parameters) on CUDA, foreach (a few
+    multi-tensor ops, not one loop per parameter) elsewhere; the same update up to rounding."""
+    if all(p.device.type == "cuda" for g in groups for p in g["params"]):
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def _backward(
@@ -351,18 +432,29 @@ def _backward(
     divisor: int,
     sync: bool,
     on_loss: LossHook | None = None,
-) -> dict[str, float]:
+    compute: Callable[[], AbstractContextManager] = nullcontext,
+) -> dict[str, torch.Tensor | float]:
     """Forward/backward of one micro-batch, its loss divided by `divisor` (StepPlan.divisor);
-    returns its logged values. Gradients sync across ranks only on a step's last micro-batch
-    (`sync`)."""
+    returns its logged values as detached fp32 tensors on the device, never read here: a read
+    (.item(), `if tensor`) waits for the GPU to finish, and ~25 of them per micro-batch kept
+    an H200 idle most of the time (issue 16). Gradients sync across ranks only on a step's last
+    micro-batch (`sync`). `compute` wraps the forward passes (the precision's autocast)."""
     with nullcontext() if sync else acc.no_sync(model):
-        loss, logged = method.loss(batch, model, ref_model, hp)
+        with compute():
+            loss, logged = method.loss(batch, model, ref_model, hp)
         if on_loss is not None:
             loss = on_loss(loss)
-        if not torch.isfinite(loss):
-            raise TrialDiverged(batch["step"], loss.item())
         acc.backward(loss / divisor)
-    return {"loss": loss.item(), **logged}
+    values = {"loss": loss} | logged
+    return {k: v.detach().float() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+
+
+def _to_host(parts: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """A step's logged values as floats, in one device-to-host copy (one stacked tensor): the
+    divergence check and the logs both read it."""
+    keys = [k for k, v in parts.items() if isinstance(v, torch.Tensor)]
+    read = dict(zip(keys, torch.stack([parts[k] for k in keys]).tolist(), strict=True))
+    return {k: read[k] if k in read else float(v) for k, v in parts.items()}
 
 
 def _update(acc: Accelerator, params: list, opt, sched, max_grad_norm: float) -> None:

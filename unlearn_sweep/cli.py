@@ -96,6 +96,7 @@ TRAIN_FLAGS = (
     "schedule",
     "seed",
     "step_accounting",
+    "precision",
 )
 # SweepConfig fields given as flags of their own name; objectives, space and fixed have flags
 # of their own shape (a comma-separated list, repeatable NAME=... pairs)
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sweeps.config import SAMPLERS, SweepConfig
     from unlearn_core.source import SOURCE_KEYS
     from unlearn_core.steps import ACCOUNTINGS
-    from unlearn_core.train import SCHEDULES, TrainConfig
+    from unlearn_core.train import PRECISIONS, SCHEDULES, TrainConfig
     from unlearn_core.version import VERSION
     from unlearn_sweep.flags import add_fields
 
@@ -180,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         TrainConfig,
         TRAIN_FLAGS,
-        choices={"schedule": SCHEDULES, "step_accounting": ACCOUNTINGS},
+        choices={
+            "schedule": SCHEDULES,
+            "step_accounting": ACCOUNTINGS,
+            "precision": PRECISIONS,
+        },
     )
     p.add_argument(
         "--eval-every-epoch",

@@ -20,9 +20,9 @@ def preference_loss(
     retain = retain_term(batch, model, ref_model, hp.retain_loss)
     total = hp.gamma * forget_loss + hp.alpha * retain
     logs = {
-        "forget_dpo": forget_loss.item(),
-        "retain_loss": retain.item(),
-        "win_logratio": r_win.mean().item(),
-        "lose_logratio": r_lose.mean().item(),
+        "forget_dpo": forget_loss.detach(),
+        "retain_loss": retain.detach(),
+        "win_logratio": r_win.mean().detach(),
+        "lose_logratio": r_lose.mean().detach(),
     }
     return total, logs

@@ -37,4 +37,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     keep = mask & (mask.cumsum(-1) > hp.ignore_first_n_answer_tokens)  # (B, T-1)
     without_true = logits.detach().float().scatter(-1, targets.unsqueeze(-1), float("-inf"))
     forget_loss = masked_mean(soft_cross_entropy(logits, without_true), keep)
-    return forget_loss, {"forget_ceu": forget_loss.item()}
+    return forget_loss, {"forget_ceu": forget_loss.detach()}

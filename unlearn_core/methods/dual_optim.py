@@ -139,6 +139,6 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     forget_part, retain_part, _ = BASES[hp.base]
     if phase(hp.forget_freq, hp.retain_freq, batch["step"]) == FORGET:
         part = forget_part(batch, model, ref_model, hp)
-        return hp.gamma * part, {"forget_loss": part.item(), "phase": float(FORGET)}
+        return hp.gamma * part, {"forget_loss": part.detach(), "phase": float(FORGET)}
     part = retain_part(batch, model, ref_model, hp)
-    return hp.alpha * part, {"retain_loss": part.item(), "phase": float(RETAIN)}
+    return hp.alpha * part, {"retain_loss": part.detach(), "phase": float(RETAIN)}

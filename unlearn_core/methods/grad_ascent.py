@@ -25,4 +25,4 @@ def needs_reference(hp: Hparams) -> bool:
 def loss(batch: dict, model: torch.nn.Module, ref_model: None, hp: Hparams):
     forget = batch["forget"]
     forget_nll = mean_nll(forward(model, forget), forget["labels"])
-    return -forget_nll, {"forget_nll": forget_nll.item()}
+    return -forget_nll, {"forget_nll": forget_nll.detach()}

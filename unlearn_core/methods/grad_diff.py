@@ -34,4 +34,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     forget_nll = mean_nll(forward(model, forget), forget["labels"])
     retain = retain_term(batch, model, ref_model, hp.retain_loss)
     total = -hp.gamma * forget_nll + hp.alpha * retain
-    return total, {"forget_nll": forget_nll.item(), "retain_loss": retain.item()}
+    return total, {"forget_nll": forget_nll.detach(), "retain_loss": retain.detach()}

@@ -91,25 +91,25 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     targets = torch.cat([torch.ones_like(f_gates), torch.zeros_like(r_gates)])
     bce = F.binary_cross_entropy_with_logits(gates, targets)
     logs = {
-        "retain_nll": retain_nll.item(),
-        "gate_bce": bce.item(),
-        "gate_forget": torch.sigmoid(f_gates).mean().item(),
-        "gate_retain": torch.sigmoid(r_gates).mean().item(),
+        "retain_nll": retain_nll.detach(),
+        "gate_bce": bce.detach(),
+        "gate_forget": torch.sigmoid(f_gates).mean().detach(),
+        "gate_retain": torch.sigmoid(r_gates).mean().detach(),
     }
     if hp.inner == "gd":
         forget_nll = mean_nll(f_logits, forget["labels"])
         forget_term = -hp.forget_weight * forget_nll
-        logs["forget_nll"] = forget_nll.item()
+        logs["forget_nll"] = forget_nll.detach()
     elif hp.inner == "idk":
         idk_nll = mean_nll(f_logits, forget["labels"])
         forget_term = hp.forget_weight * idk_nll
-        logs["forget_idk_nll"] = idk_nll.item()
+        logs["forget_idk_nll"] = idk_nll.detach()
     else:
         with located(None), torch.no_grad():
             base_logits = forward(model, forget)
         logp = -sequence_nll(f_logits, forget["labels"])
         logp_base = -sequence_nll(base_logits, forget["labels"])
         forget_term = hp.npo_coeff * npo_loss(logp, logp_base, hp.beta)
-        logs["forget_logratio"] = (logp - logp_base).mean().item()
+        logs["forget_logratio"] = (logp - logp_base).mean().detach()
     total = forget_term + hp.retain_weight * retain_nll + hp.gate_weight * bce
     return total, logs

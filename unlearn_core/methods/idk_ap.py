@@ -47,8 +47,8 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     ap = answer_preservation(nll_idk, nll_answer, hp.beta)
     total = hp.gamma * idk_nll + hp.alpha * ap
     logs = {
-        "forget_idk_nll": idk_nll.item(),
-        "retain_ap": ap.item(),
-        "retain_nll_gap": (nll_idk - nll_answer).mean().item(),
+        "forget_idk_nll": idk_nll.detach(),
+        "retain_ap": ap.detach(),
+        "retain_nll_gap": (nll_idk - nll_answer).mean().detach(),
     }
     return total, logs

@@ -32,4 +32,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     idk_nll = mean_nll(forward(model, idk), idk["labels"])
     retain_nll = mean_nll(forward(model, retain), retain["labels"])
     total = hp.gamma * idk_nll + hp.alpha * retain_nll
-    return total, {"forget_idk_nll": idk_nll.item(), "retain_loss": retain_nll.item()}
+    return total, {"forget_idk_nll": idk_nll.detach(), "retain_loss": retain_nll.detach()}

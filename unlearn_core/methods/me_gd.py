@@ -46,4 +46,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     me = uniform_kl(forward(model, forget), forget["labels"])
     retain_nll = mean_nll(forward(model, retain), retain["labels"])
     total = hp.gamma * me + hp.alpha * retain_nll
-    return total, {"forget_uniform_kl": me.item(), "retain_loss": retain_nll.item()}
+    return total, {"forget_uniform_kl": me.detach(), "retain_loss": retain_nll.detach()}

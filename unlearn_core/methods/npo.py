@@ -40,8 +40,8 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hp
     retain = retain_term(batch, model, ref_model, hp.retain_loss)
     total = hp.gamma * forget_loss + hp.alpha * retain
     logs = {
-        "forget_npo": forget_loss.item(),
-        "retain_loss": retain.item(),
-        "forget_logratio": (logp - logp_ref).mean().item(),
+        "forget_npo": forget_loss.detach(),
+        "retain_loss": retain.detach(),
+        "forget_logratio": (logp - logp_ref).mean().detach(),
     }
     return total, logs

@@ -72,8 +72,8 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hp
     retain_nll = mean_nll(forward(model, retain), retain["labels"])
     total = hp.gamma * forget_loss + hp.alpha * (retain_nll + non_sensitive)
     logs = {
-        "forget_flatten": forget_loss.item(),
-        "forget_nonsensitive_kl": non_sensitive.item(),
-        "retain_loss": retain_nll.item(),
+        "forget_flatten": forget_loss.detach(),
+        "forget_nonsensitive_kl": non_sensitive.detach(),
+        "retain_loss": retain_nll.detach(),
     }
     return total, logs

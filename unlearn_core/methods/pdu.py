@@ -86,7 +86,7 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     lam = dual.observe(batch["step"], retain, hp)
     total = hp.gamma * forget_loss + lam * (retain - hp.retain_loss_eps)
     return total, {
-        "forget_margin": forget_loss.item(),
-        "retain_nll": retain.item(),
-        "dual_lambda": lam.item(),
+        "forget_margin": forget_loss.detach(),
+        "retain_nll": retain.detach(),
+        "dual_lambda": lam.detach(),
     }

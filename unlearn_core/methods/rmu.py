@@ -90,4 +90,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hp
     forget_loss = masked_mse(h_forget, u.expand_as(h_forget), forget["labels"])
     retain_loss = masked_mse(h_retain, ref_acts[0], retain["labels"])
     total = hp.gamma * forget_loss + hp.alpha * retain_loss
-    return total, {"forget_mse": forget_loss.item(), "retain_mse": retain_loss.item()}
+    return total, {"forget_mse": forget_loss.detach(), "retain_mse": retain_loss.detach()}

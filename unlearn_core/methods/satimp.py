@@ -43,4 +43,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     forget_loss = weighted_ascent(forward(model, forget), forget["labels"], weight)
     retain = retain_term(batch, model, ref_model, hp.retain_loss)
     total = hp.gamma * forget_loss + hp.alpha * retain
-    return total, {"forget_satimp": forget_loss.item(), "retain_loss": retain.item()}
+    return total, {"forget_satimp": forget_loss.detach(), "retain_loss": retain.detach()}

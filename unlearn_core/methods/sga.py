@@ -33,9 +33,10 @@ def needs_reference(hp: Hparams) -> bool:
 def selected(mean_prob: torch.Tensor, threshold: float) -> torch.Tensor:
     """Boolean (B,): mean probability >= threshold, else only the argmax sequence."""
     keep = mean_prob >= threshold
-    if keep.any():
-        return keep
-    return torch.nn.functional.one_hot(mean_prob.argmax(), mean_prob.numel()).bool()
+    # chosen on the device: `if keep.any()` reads it on the host, and so does one_hot (its
+    # bounds check)
+    top1 = torch.arange(mean_prob.numel(), device=mean_prob.device) == mean_prob.argmax()
+    return torch.where(keep.any(), keep, top1)
 
 
 def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None, hp: Hparams):
@@ -44,9 +45,12 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     mean_prob = (logp.detach().exp() * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (B,)
     keep = selected(mean_prob, hp.threshold)
     nll = -logp.sum(-1)  # (B,) NLL_sum per sequence
-    total = -nll[keep].mean()
+    # the mean over the kept rows as a masked sum: nll[keep] has a data-dependent shape, which
+    # waits for the GPU
+    kept_nll = torch.where(keep, nll, 0.0).sum() / keep.sum()
+    total = -kept_nll
     return total, {
-        "forget_nll_sum": nll[keep].mean().item(),
-        "selected_frac": keep.float().mean().item(),
-        "forget_mean_prob": mean_prob.mean().item(),
+        "forget_nll_sum": kept_nll.detach(),
+        "selected_frac": keep.float().mean().detach(),
+        "forget_mean_prob": mean_prob.mean().detach(),
     }

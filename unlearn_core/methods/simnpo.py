@@ -46,8 +46,8 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     retain = retain_term(batch, model, ref_model, hp.retain_loss)
     total = hp.gamma * forget_loss + hp.alpha * retain
     logs = {
-        "forget_simnpo": forget_loss.item(),
-        "retain_loss": retain.item(),
-        "forget_nll": per_token_nll.mean().item(),
+        "forget_simnpo": forget_loss.detach(),
+        "retain_loss": retain.detach(),
+        "forget_nll": per_token_nll.mean().detach(),
     }
     return total, logs

@@ -32,7 +32,7 @@ def needs_reference(hp: Hparams) -> bool:
 def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hparams):
     forget = batch["forget"]
     nll = mean_nll(forward(model, forget), forget["labels"])
-    return nll, {"forget_nll": nll.item()}
+    return nll, {"forget_nll": nll.detach()}
 
 
 # Negating LoRA's A and B one by one does not negate their product B.A (refused, as TAU)
@@ -40,13 +40,20 @@ NO_LORA = "negates the fine-tuning delta weight by weight, which does not negate
 
 
 @torch.no_grad()
-def negate(model: torch.nn.Module, base: Mapping[str, torch.Tensor], scale: float) -> None:
-    """In place: theta <- base - scale * (theta - base) for every parameter (by name)."""
+def negate(
+    model: torch.nn.Module,
+    base: Mapping[str, torch.Tensor],
+    scale: float,
+    where: torch.Tensor | None = None,
+) -> None:
+    """In place: theta <- base - scale * (theta - base) for every parameter (by name); only if the
+    boolean 0-d `where` is true, when given (chosen on the device: reading it would sync)."""
     params = dict(model.named_parameters())
     assert params.keys() == base.keys(), "the task vector's base has other parameters"
     for name, p in params.items():
         b = base[name].float()
-        p.copy_(b - scale * (p.float() - b))
+        negated = b - scale * (p.float() - b)
+        p.copy_(negated if where is None else torch.where(where, negated, p.float()))
 
 
 def finalize(model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hparams) -> None:

@@ -80,8 +80,8 @@ def optimizer(params, cfg, hp: Hparams) -> torch.optim.Optimizer:
 def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None, hp: Hparams):
     if phase(hp.sga_steps, batch["step"]) == 0:
         return sga.loss(batch, model, None, sga.Hparams(hp.threshold))
-    core = unwrap(model)
-    if not core.tau_snapshot.taken:
+    if batch["step"] == hp.sga_steps:  # the first fine-tuning step: theta_sga (again at each of
+        core = unwrap(model)  # its micro-batches, the same weights: no read of `taken`, a sync)
         core.tau_snapshot.take(core)
     return task_vector.loss(batch, model, None, task_vector.Hparams(hp.scale))
 
@@ -89,6 +89,5 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
 def finalize(model: torch.nn.Module, ref_model: torch.nn.Module | None, hp: Hparams) -> None:
     """The negation around theta_sga; the model is the SGA model if no fine-tuning step ran."""
     snapshot = model.tau_snapshot
-    if snapshot.taken:
-        task_vector.negate(model, snapshot.weights(), hp.scale)
+    task_vector.negate(model, snapshot.weights(), hp.scale, where=snapshot.taken)
     del model.tau_snapshot

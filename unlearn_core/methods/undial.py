@@ -51,4 +51,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module, hp: Hp
     forget_loss = masked_mean(ce, mask)
     retain = retain_term(batch, model, ref_model, hp.retain_loss if hp.alpha else "none")
     total = hp.gamma * forget_loss + hp.alpha * retain
-    return total, {"forget_undial": forget_loss.item(), "retain_loss": retain.item()}
+    return total, {"forget_undial": forget_loss.detach(), "retain_loss": retain.detach()}

@@ -38,4 +38,4 @@ def loss(batch: dict, model: torch.nn.Module, ref_model: torch.nn.Module | None,
     forget_loss = weighted_ascent(logits, forget["labels"], lambda p: p**hp.beta)
     retain = retain_term(batch, model, ref_model, hp.retain_loss)
     total = hp.gamma * forget_loss + hp.alpha * retain
-    return total, {"forget_wga": forget_loss.item(), "retain_loss": retain.item()}
+    return total, {"forget_wga": forget_loss.detach(), "retain_loss": retain.detach()}
