@@ -174,6 +174,8 @@ def merged(record: dict, method: str, points: list[Point], runs: list) -> dict:
             entry["why"] = list(dict.fromkeys([*entry["why"], *p.why]))
     for p, run in runs:
         entry = entries[(p.trial, p.epoch)]
+        if any(r["seed"] == run["seed"] for r in entry["runs"]):
+            continue  # one run per seed: a seed the record holds is never counted twice
         entry["runs"] = sorted([*entry["runs"], run], key=lambda r: r["seed"])
     record["methods"][method] = {"points": [summarise(e) for e in entries.values()]}
     return record

@@ -204,7 +204,9 @@ def _given(exp, rows: pd.DataFrame, points: list[dict]) -> dict[str, list[confir
                 f"trial {p['trial']}"
             )
         keys, _ = objective_keys(exp.sweeps[p["method"]])
-        out.setdefault(p["method"], []).append(_point(at, part, keys, "given"))
+        mine = out.setdefault(p["method"], [])
+        if all((q.trial, q.epoch) != (str(p["trial"]), int(p["epoch"])) for q in mine):
+            mine.append(_point(at, part, keys, "given"))  # a point given twice runs once
     return out
 
 

@@ -300,3 +300,18 @@ def test_means_leave_unconfirmed_rows_alone(home):
     out = confirmed.means(rows, table, KEYS)
     assert not out["confirmed"].any()
     assert np.array_equal(out[KEYS].to_numpy(), rows[KEYS].to_numpy(), equal_nan=True)
+
+
+def test_a_point_given_twice_and_a_seed_run_twice_count_once(home):
+    """bench_confirm gave confirm the same point for two budgets: it ran each seed twice and the
+    record counted 6 runs of 3 seeds. A point given twice is planned once, and the record keeps
+    one run per seed whatever it is handed."""
+    rows, (exp,) = load([home])
+    row = rows[rows["status"] == "complete"].iloc[0]
+    given = {"method": "npo", "trial": row["trial_id"], "epoch": int(row["epoch"])}
+    (point,) = cf._given(exp, rows, [given, dict(given)])["npo"]
+    runs = fake_runs(point, {"log10_forget_quality": [0.0, -1.0, -2.0]})
+    record = write_record(home, [point, point], runs + runs)
+    (entry,) = record["methods"]["npo"]["points"]
+    assert [r["seed"] for r in entry["runs"]] == [1000, 1001, 1002]
+    assert entry["objectives"]["log10_forget_quality"]["n"] == 3
