@@ -76,7 +76,7 @@ def fault_sweep(tmp_path_factory, small_benchmark):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,  # 5 trials of 2 epochs; a loaded 2-core CI machine starts Ray workers slowly
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return out / "faults", run, env
