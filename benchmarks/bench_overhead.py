@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sweeps.config import SweepConfig, make_job
-    from sweeps.experiment import journal
+    from sweeps.experiment import is_epoch_point, journal
     from unlearn_core.job import run_job
     from unlearn_core.source import Source
     from unlearn_sweep.cli import main as cli
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         study = optuna.load_study(
             study_name=args.method, storage=journal(home / "optuna" / f"{args.method}.journal")
         )
-        params = [t.params for t in study.trials]
+        # the sweep's trials (not a trial's earlier epochs), each with the values its space held
+        params = [t.params for t in study.trials if not is_epoch_point(t)]
         cfg = SweepConfig(
             method=args.method,
             source=Source(args.benchmark),
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         for p in params:
             run_job(
-                make_job(cfg, p | {"epochs": args.epochs}, cfg.seed, reference),
+                make_job(cfg, cfg.space_options().fixed | p, cfg.seed, reference),
                 eval_before=False,
                 eval_every=cfg.eval_every,
             )
