@@ -80,13 +80,14 @@ def test_bench_search_tables_from_reused_sweeps(floor_run):
     _, root, _ = floor_run
     sweeps = root / "sweeps"
     sys.path.insert(0, str(BENCH))
-    from bench_search import Sweep
+    from bench_search import GRID_SIZE, Sweep
 
-    for sampler in ("grid", "random", "gp"):  # tpe: the real sweep bench_floor ran with floor 0
+    # tpe: the real sweep bench_floor ran with floor 0; the grid always has its 27 points
+    for sampler, n in (("grid", GRID_SIZE), ("random", 2), ("gp", 2)):
         write_experiment(
-            sweeps / Sweep("tiny-tofu-small", "npo", sampler, 0, 2, 1, 0.0, 2).name,
+            sweeps / Sweep("tiny-tofu-small", "npo", sampler, 0, n, 1, 0.0, 2).name,
             methods=("npo",),
-            trials=2,
+            trials=n,
             seed=0,
             outcomes={},
             sampler=sampler,
@@ -116,7 +117,7 @@ def test_bench_search_tables_from_reused_sweeps(floor_run):
     assert len(TARGET_LINE.findall(proc.stdout)) == 2, proc.stdout
     r = json.loads(out.read_text())["methods"]["npo"]
     assert finite(r["grid_hv"]) and r["grid_hv"] > 0
-    assert len(r["grid"]["curve"]) == 2 and len(r["grid"]["order"]) == 2
+    assert len(r["grid"]["curve"]) == GRID_SIZE and len(r["grid"]["order"]) == GRID_SIZE
     for sampler in ("random", "tpe", "gp"):
         s = r["samplers"][sampler]
         assert all(finite(m) and m > 0 for m, _ in s["hv"].values())
