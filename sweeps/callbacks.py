@@ -116,7 +116,9 @@ class ResultsLog(Appender):
 
 
 class Progress(Callback):
-    """One line per finished trial: counts and the best value of each objective so far."""
+    """One line per evaluated epoch (the objectives and how training goes: loss, learning rate,
+    tokens/s, peak memory), and one per finished trial: counts and the best value of each
+    objective so far."""
 
     def __init__(self, method: str, total: int, objectives: tuple[tuple[str, str], ...]) -> None:
         self.method = method
@@ -129,6 +131,8 @@ class Progress(Callback):
         run = result.get("run", {})
         if all(k in result.get("objectives", {}) for k in self.objectives) or "failure" in run:
             self.last[trial.trial_id] = result
+        if "failure" not in run and "epoch" in run and result.get("objectives"):
+            print(f"[{self.method}] trial {trial.trial_id} {_epoch_line(result)}", file=sys.stderr)
 
     def _line(self, trials, trial, what: str, ended: str) -> None:
         # Ray updates the ending trial's status after the callbacks: count it as `ended`
@@ -174,6 +178,23 @@ class Progress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._line(trials, trial, "FAILED", "ERROR")
+
+
+def _epoch_line(result: dict) -> str:
+    run, values = result["run"], result["objectives"]
+    shown = ", ".join(f"{BY_KEY[k].name(2)} {v:.3g}" for k, v in values.items() if k in BY_KEY)
+    train = [
+        f"{label} {run[k]:{fmt}}{unit}"
+        for k, label, fmt, unit in (
+            ("train_loss", "loss", ".4g", ""),
+            ("lr", "lr", ".2e", ""),
+            ("tokens_per_s", "", ".0f", " tokens/s"),
+            ("peak_memory_gib", "peak", ".2f", " GiB"),
+        )
+        if isinstance(run.get(k), int | float) and math.isfinite(run[k])
+    ]
+    tail = f" | {', '.join(t.strip() for t in train)}" if train else ""
+    return f"epoch {run['epoch']}: {shown}{tail}"
 
 
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")

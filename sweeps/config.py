@@ -24,6 +24,7 @@ from unlearn_core.steps import ACCOUNTINGS
 from unlearn_core.train import TrainConfig
 
 SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
+LOGGERS = ("wandb", "mlflow")  # --log-to: the package each needs is its name (an optional extra)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class SweepConfig:
     # an earlier experiment folder: each method's Pareto front there is evaluated first (after
     # the reference defaults, within the trials); None: none
     warm_start: str | None = None
+    # Ray's dashboard on the private cluster, at http://127.0.0.1:8265 (needs ray[default])
+    dashboard: bool = False
+    # also send every result to wandb, mlflow or both (wandb,mlflow) through Ray's logger
+    # callbacks (WANDB_MODE=offline works; mlflow writes to MLFLOW_TRACKING_URI, else the
+    # experiment's mlruns/); None: the results log and TensorBoard only
+    log_to: str | None = None
 
     def __post_init__(self) -> None:
         benchmark = self.source.benchmark
@@ -105,6 +112,13 @@ class SweepConfig:
                 f"unknown step_accounting {self.step_accounting!r}; "
                 f"accepted: {', '.join(ACCOUNTINGS)}"
             )
+        if self.log_to is not None:
+            unknown = sorted(set(self.log_to.split(",")) - set(LOGGERS))
+            if unknown or not self.log_to:
+                raise UserError(
+                    f"unknown log_to {self.log_to!r}; accepted: {', '.join(LOGGERS)} or both, "
+                    "comma-separated"
+                )
         if self.warm_start is not None:  # absolute: the manifest keeps it for resume
             if self.sampler == "grid":
                 raise UserError(

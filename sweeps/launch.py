@@ -170,7 +170,9 @@ def env_for_workers() -> dict[str, str]:
 _started_with: list[dict[str, str]] = []  # the worker environment Ray was started with
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, dashboard: bool = False) -> None:
+    """Ray for this driver: the private loopback cluster (address None), with Ray's dashboard on
+    127.0.0.1 if asked, or the running cluster at `address`."""
     import ray
 
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
@@ -186,16 +188,17 @@ def init_ray(address: str | None) -> None:
     # the analysis keeps one row per (trial, epoch) (a stale restore, covered by the tests).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     env = env_for_workers()
-    if ray.is_initialized() and _started_with == [env]:
+    if ray.is_initialized() and _started_with == [env | {"dashboard": str(dashboard)}]:
         return
     if ray.is_initialized():  # another experiment in this process: its trials need its folder
         ray.shutdown()
-    _started_with[:] = [env]
+    _started_with[:] = [env | {"dashboard": str(dashboard)}]
     if address is None:  # a private cluster: loopback only, with a token (sweeps/cluster.py)
         private_cluster_settings()
     ray.init(
         address=address,
-        include_dashboard=False,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
         log_to_driver=False,
         configure_logging=True,
         logging_level=logging.ERROR,
@@ -359,6 +362,7 @@ def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: s
         Progress(cfg.method, cfg.trials, tuple(zip(keys, modes, strict=True))),
         DriverMemory(relative(home, folder.driver_memory_path(home)), cfg.method),
     ]
+    callbacks += logger_callbacks(cfg, home)
     if local:
         callbacks.append(StateBackup(relative(home, f"{storage_path.rstrip('/')}/{cfg.method}")))
     return tune.Tuner(
@@ -380,6 +384,27 @@ def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: s
             callbacks=callbacks,
         ),
     )
+
+
+def logger_callbacks(cfg: SweepConfig, home: Path) -> list:
+    """Ray's own logger callbacks for --log-to (preflight.check_watching checked the packages):
+    one wandb run or mlflow run per trial, grouped by the experiment and method."""
+    out = []
+    for name in (cfg.log_to or "").split(","):
+        if name == "wandb":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+
+            out.append(WandbLoggerCallback(project=home.name, group=cfg.method))
+        elif name == "mlflow":
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+            uri = os.environ.get("MLFLOW_TRACKING_URI") or (home / "mlruns").absolute().as_uri()
+            out.append(
+                MLflowLoggerCallback(
+                    tracking_uri=uri, experiment_name=f"{home.name}-{cfg.method}"
+                )
+            )
+    return out
 
 
 class UtilityFloor(Stopper):
@@ -430,7 +455,7 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
     if folder.manifest_path(home).exists() or (home.exists() and any(home.iterdir())):
         prepare_home(home, cfgs, name)  # refuses, naming why, before Ray starts
     drive(home)
-    init_ray(first.address)
+    init_ray(first.address, first.dashboard)
     for cfg in cfgs:
         slots(cfg)  # GPUs/CPUs per trial against the cluster, before anything is written
     home.mkdir(parents=True, exist_ok=True)
@@ -457,7 +482,7 @@ def resume_sweep(home: Path, trials: int | None = None) -> Path:
                 load_study(home, cfg.method)
         check_address(cfgs[0].address)
         drive(home)
-        init_ray(cfgs[0].address)
+        init_ray(cfgs[0].address, cfgs[0].dashboard)
         for cfg in cfgs:
             run_method(cfg, home, trials)
     return home

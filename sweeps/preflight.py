@@ -5,12 +5,13 @@ Hparams), so a sweep that can only fail is refused in one line instead of starte
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from pathlib import Path
 
 from search_spaces import SPACES
 from search_spaces._common import SpaceOptions
-from sweeps.config import SweepConfig, make_job
+from sweeps.config import SweepConfig, make_job, sweep_from_dict
 from unlearn_core.config import check_fields
 from unlearn_core.errors import UserError
 from unlearn_core.paths import check_paths, check_remote_code
@@ -32,10 +33,37 @@ def check_sweep(cfgs: list[SweepConfig], name: str, home: Path) -> None:
         check_resources(cfg)
         check_seeds(cfg)
         check_values(cfg)
+        check_watching(cfg)
         if cfg.warm_start is not None:  # the earlier front, read now: a refusal writes nothing
             from sweeps.warm import warm_points
 
             warm_points(cfg, home)
+
+
+def check_watching(cfg: SweepConfig) -> None:
+    """--log-to needs its package in the driver, and --dashboard Ray's dashboard packages and a
+    cluster this driver starts (a running cluster's dashboard is `ray start`'s to set)."""
+    for name in (cfg.log_to or "").split(","):
+        if name and importlib.util.find_spec(name) is None:
+            extra = {"wandb": "wandb", "mlflow": "mlflow-skinny"}[name]
+            raise UserError(
+                f"--log-to {name} needs the {name} package in this environment: "
+                f"pip install {extra} (or unlearn-sweep[{name}])"
+            )
+    if not cfg.dashboard:
+        return
+    if cfg.address is not None:
+        raise UserError(
+            "--dashboard starts the dashboard of the cluster a sweep starts itself; a running "
+            "cluster has its own (ray start --head --include-dashboard true)"
+        )
+    from ray._private.utils import get_dashboard_dependency_error
+
+    if get_dashboard_dependency_error() is not None:
+        raise UserError(
+            "--dashboard needs Ray's dashboard packages: pip install 'ray[default]' "
+            "(or unlearn-sweep[dashboard])"
+        )
 
 
 def check_name(name: str) -> None:
@@ -123,6 +151,9 @@ def check_resume(home: Path, trials: int | None = None) -> None:
     manifest = read_manifest(home)
     if trials is not None:
         check_total(home, manifest, trials)
+    for doc in manifest.get("sweeps", [])[:1]:  # the options every method shares
+        if isinstance(doc, dict) and (doc.get("log_to") or doc.get("dashboard")):
+            check_watching(sweep_from_dict(doc))
     for path in sorted(references_path(home).glob("*.json")):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ import gc
 import json
 import math
 import platform
+import resource
 import tempfile
 import time
 from dataclasses import dataclass
@@ -123,9 +124,16 @@ def trainable(config: dict) -> None:
         seed = sweep.seed + seed_index
         job = spec.job(seed)
 
-        def on_epoch(epoch: int, metrics: dict, state: LoopState, seed=seed) -> None:
+        since = {"epoch": loop.epoch if loop is not None else 0, "time": time.perf_counter()}
+
+        def on_epoch(epoch: int, metrics: dict, state: LoopState, seed=seed, since=since) -> None:
             progress["epoch_metrics"].setdefault(str(epoch), [])
-            seen = {"metrics": metrics, "optimizer_steps": state.step}
+            seen = {
+                "metrics": metrics,
+                "optimizer_steps": state.step,
+                "train": training_stats(state.logs, since, device),
+            }
+            since.update(epoch=epoch, time=time.perf_counter())
             if sweep.seeds == 1:
                 _report(spec, objectives, epoch, [seen], [seed], started, device, state, progress)
             else:  # reported together once every seed has run
@@ -159,6 +167,26 @@ def trainable(config: dict) -> None:
     gc.collect()
 
 
+def training_stats(logs: list[dict], since: dict, device: str) -> dict[str, float]:
+    """What a long trial shows between evaluations: the mean training loss and the tokens/s of
+    the optimizer steps since the last evaluation (`since`: its epoch and time), the learning
+    rate now, and peak memory: the device's allocated peak since then on CUDA (reset here), the
+    process's peak resident memory elsewhere."""
+    steps = [log for log in logs if log["epoch"] > since["epoch"]]
+    seconds = time.perf_counter() - since["time"]
+    out = {
+        "train_loss": float(np.mean([s["loss"] for s in steps])) if steps else math.nan,
+        "lr": logs[-1]["lr"] if logs else math.nan,
+        "tokens_per_s": sum(s.get("tokens", 0) for s in steps) / seconds if seconds > 0 else 0.0,
+    }
+    if device == "cuda":
+        out["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        torch.cuda.reset_peak_memory_stats()
+    else:  # ru_maxrss is KiB on Linux
+        out["peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
 def _report(
     spec: TrialSpec,
     objectives,
@@ -173,6 +201,7 @@ def _report(
     """One epoch's row (sweeps/rows.py): `evals` holds each seed's metrics and optimizer steps.
     The sampled params are Ray's trial config: ResultsLog writes them."""
     metrics = _summary([e["metrics"] for e in evals])
+    train = {k: float(np.mean([e["train"][k] for e in evals])) for k in evals[0].get("train", {})}
     values = objective_values(metrics, objectives)  # raises on NaN: the trial fails, nothing told
     job = spec.job(seeds[0])
     run = {
@@ -187,6 +216,7 @@ def _report(
         "version": VERSION,
         "utility_floor": spec.utility_floor,
         "utility_violation": spec.utility_floor - metrics["model_utility"],
+        **train,  # train_loss, lr, tokens_per_s, peak_memory_gib (training_stats)
     }
     assert all(math.isfinite(v) for v in values.values()), "objectives must be finite"
     record = rows.report(run, values, metrics)

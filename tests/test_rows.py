@@ -73,11 +73,17 @@ class _Trial:
 def test_the_progress_line_reads_a_sectioned_report(capsys):
     progress = Progress("npo", 2, (("log10_forget_quality", "max"), ("model_utility", "max")))
     a, b = _Trial("a"), _Trial("b")
-    progress.on_trial_result(1, [a, b], a, _report())
+    train = {"train_loss": 2.5, "lr": 1e-5, "tokens_per_s": 1234.4, "peak_memory_gib": 1.5}
+    progress.on_trial_result(1, [a, b], a, _report(**train))
     progress.on_trial_result(1, [a, b], b, rows.report({"diverged": 1.0, "failure": "nan"}))
     progress.on_trial_complete(1, [a, b], a)
     progress.on_trial_complete(1, [a, b], b)
-    first, second = capsys.readouterr().err.splitlines()
+    epoch, first, second = capsys.readouterr().err.splitlines()
+    # a long trial shows each evaluated epoch: objectives, and how its training goes
+    assert epoch == (
+        "[npo] trial a epoch 2: log10 FQ -3, utility 0.8 | "
+        "loss 2.5, lr 1.00e-05, 1234 tokens/s, peak 1.50 GiB"
+    )
     assert "finished: log10 FQ -3, utility 0.8 (epoch 2)" in first
     assert "best log10_forget_quality -3, best model_utility 0.8" in first
     assert "FAILED: nan" in second and "failed 1" in second

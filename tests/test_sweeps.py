@@ -8,6 +8,7 @@ killed driver resumed: the small soak in tests/test_reliability.py."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -98,6 +99,10 @@ def test_study_matches_ray_results_and_nan_trial_fails(fault_sweep):
         (t.user_attrs[EPOCH_OF], t.user_attrs["epoch"]): t for t in study.trials if t not in told
     }
     evaluated = {(r["trial_id"], r["run"]["epoch"]): r for r in rows if "objectives" in r}
+    for r in evaluated.values():  # how training went since the last evaluation (issue 15)
+        run = r["run"]
+        assert math.isfinite(run["train_loss"]) and run["lr"] >= 0
+        assert run["tokens_per_s"] > 0 and run["peak_memory_gib"] > 0
     last = {(t.user_attrs["ray_trial_id"], t.user_attrs["epoch"]) for t in told if t.values}
     assert set(points) == set(evaluated) - last and points
     for key, p in points.items():

@@ -161,6 +161,11 @@ def epoch_batches(
     return batches
 
 
+def _tokens(rows: Sequence[dict], idx: list[int]) -> int:
+    """Unpadded tokens of these rows, summed over their views (forget, forget_idk, ...)."""
+    return sum(len(rows[i][k]["input_ids"]) for i in idx for k in rows[i])
+
+
 def make_batch(
     forget: Sequence[dict],
     retain: Sequence[dict],
@@ -307,6 +312,9 @@ def unlearn(
         for i, (f, r) in enumerate(micro[: plan.micro_in(epoch)]):
             size, steps_now = plan.group(epoch * plan.micro_per_epoch + i)
             batch = make_batch(forget, retain, f, r, pad_id, acc.device, step)
+            # unpadded input tokens of every view, counted on the host (for tokens/s); in
+            # `parts`, so a step still accumulating when a checkpoint is taken keeps its count
+            parts["tokens"] = parts.get("tokens", 0) + _tokens(forget, f) + _tokens(retain, r)
             logged = _backward(
                 acc,
                 model,

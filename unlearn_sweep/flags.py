@@ -70,6 +70,14 @@ def add_fields(
         elif default is None:
             default = "none"
         values = (choices or {}).get(name)
+        if hints[name] is bool:  # --name / --no-name; left out, the field decides
+            p.add_argument(
+                f"--{name.replace('_', '-')}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{text} (default: {'on' if default else 'off'})".replace("%", "%%"),
+            )
+            continue
         p.add_argument(
             f"--{name.replace('_', '-')}",
             type=_plain_type(hints[name]),

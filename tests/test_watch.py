@@ -1,0 +1,99 @@
+"""Watching a long trial (issue 15, item 5): the loop counts each optimizer step's unpadded input
+tokens on the host, and the trainable turns the steps since the last evaluation into the training
+loss, learning rate, tokens/s and peak memory that every evaluated epoch's row and progress line
+carry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sweeps.trainable import training_stats
+from unlearn_core.methods import get_method
+from unlearn_core.train import TrainConfig, unlearn
+
+
+def test_each_step_logs_the_unpadded_tokens_of_its_micro_batches(
+    tiny_model, tiny_examples, tiny_tokenizer
+):
+    forget, retain = tiny_examples
+    method = get_method("grad_diff")
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=2, grad_accum=2, warmup_epochs=0)
+    res = unlearn(
+        tiny_model,
+        method,
+        method.make_hparams({}),
+        cfg,
+        forget,
+        retain,
+        tiny_tokenizer.pad_token_id,
+    )
+    per_epoch = [sum(log["tokens"] for log in res.logs if log["epoch"] == e) for e in (1, 2)]
+    forget_tokens = sum(len(v["input_ids"]) for row in forget for v in row.values())
+    # every forget row once per epoch, and one retain partner per forget row on top
+    lengths = [len(v["input_ids"]) for row in retain for v in row.values()]
+    for n in per_epoch:
+        assert n == int(n)
+        assert forget_tokens + len(forget) * min(lengths) <= n
+        assert n <= forget_tokens + len(forget) * max(lengths)
+
+
+def test_training_stats_cover_the_steps_since_the_last_evaluation():
+    logs = [
+        {"step": 1, "epoch": 1, "lr": 2e-5, "loss": 9.0, "tokens": 100.0},
+        {"step": 2, "epoch": 2, "lr": 1e-5, "loss": 1.0, "tokens": 300.0},
+        {"step": 3, "epoch": 2, "lr": 5e-6, "loss": 3.0, "tokens": 500.0},
+    ]
+    import time
+
+    since = {"epoch": 1, "time": time.perf_counter() - 2.0}
+    out = training_stats(logs, since, "cpu")
+    assert out["train_loss"] == pytest.approx(2.0) and out["lr"] == 5e-6
+    assert 0 < out["tokens_per_s"] <= 800 / 2.0  # 800 tokens in at least 2 s
+    assert out["tokens_per_s"] > 800 / 60
+    assert out["peak_memory_gib"] > 0.01  # the process's peak resident memory
+    empty = training_stats([], {"epoch": 0, "time": time.perf_counter()}, "cpu")
+    assert math.isnan(empty["train_loss"]) and math.isnan(empty["lr"])
+
+
+def _absent(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def _no_dashboard() -> bool:
+    from ray._private.utils import get_dashboard_dependency_error
+
+    return get_dashboard_dependency_error() is not None
+
+
+WATCH_BAD = [
+    (["--log-to", "tensorboard"], "unknown log_to 'tensorboard'; accepted: wandb, mlflow", True),
+    (["--log-to", "wandb"], "--log-to wandb needs the wandb package", _absent("wandb")),
+    (["--log-to", "mlflow"], "--log-to mlflow needs the mlflow package", _absent("mlflow")),
+    (["--dashboard", "--address", "127.0.0.1:6379"], "a running cluster has its own", True),
+    (["--dashboard"], "--dashboard needs Ray's dashboard packages", _no_dashboard()),
+]
+
+
+@pytest.mark.parametrize(
+    "flags,message,applies", WATCH_BAD, ids=[" ".join(f) for f, _, _ in WATCH_BAD]
+)
+def test_watching_options_refuse_in_one_line_and_write_nothing(flags, message, applies, tmp_path):
+    import subprocess
+    import sys
+
+    if not applies:
+        pytest.skip("the package this refusal is about is installed here")
+    out = subprocess.run(
+        [sys.executable, "-m", "unlearn_sweep", "sweep", "--method", "npo", "--trials", "2"]
+        + ["--output", str(tmp_path / "out"), *flags],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+    assert list(tmp_path.iterdir()) == []
