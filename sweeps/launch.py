@@ -400,9 +400,7 @@ def logger_callbacks(cfg: SweepConfig, home: Path) -> list:
 
             uri = os.environ.get("MLFLOW_TRACKING_URI") or (home / "mlruns").absolute().as_uri()
             out.append(
-                MLflowLoggerCallback(
-                    tracking_uri=uri, experiment_name=f"{home.name}-{cfg.method}"
-                )
+                MLflowLoggerCallback(tracking_uri=uri, experiment_name=f"{home.name}-{cfg.method}")
             )
     return out
 
