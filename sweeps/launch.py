@@ -35,7 +35,14 @@ def check_address(address: str | None) -> None:
     """Fail fast on an unreachable cluster instead of Ray's long retry loop."""
     if address is None or address in ("auto", "local"):
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address.startswith("ray://"):
+        # Ray Client would run the tuning loop on the head node, whose callbacks then write the
+        # experiment folder there, not here: the driver runs beside the cluster instead
+        raise UserError(
+            f"--address {address}: Ray Client (ray://) is not supported; run the sweep on the "
+            "head node (ray job submit -- unlearn-sweep sweep ... --address auto)"
+        )
+    host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=3):
             pass
@@ -75,36 +82,53 @@ def check_storage(storage: str | None, flag: str = "storage") -> None:
 
 
 def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
-    """The retain reference (once per sweep) and the target model's metrics, saved in the folder."""
+    """The retain reference (once per sweep) and the target model's metrics, saved in the folder.
+    They are computed in a Ray task with a trial's resources (on a GPU-less head node an 8B
+    evaluation would otherwise run on its CPU); the driver writes what it returns."""
+    import ray
+
     bench = (cfg.source.benchmark, cfg.source.split)
     ref_path = folder.reference_path(home, *bench)
     target_path = folder.model_metrics_path(home, "target", *bench)
     if ref_path.is_file() and target_path.is_file():
         return str(ref_path), json.loads(target_path.read_text())["model_utility"]
-    from sweeps.config import make_job
+    task = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial, max_retries=0)
+    try:
+        done = ray.get(task(model_points).remote(to_dict(cfg)))
+    except ray.exceptions.RayTaskError as e:  # the task's own error, as if raised here
+        cause = e.cause if isinstance(e.cause, Exception) else e
+        raise cause from None
+    write_json(ref_path, done["reference"])
+    write_json(target_path, done["target"])
+    if done["retain"] is not None:  # the retain model's own point (forget_quality 1), for plots
+        write_json(folder.model_metrics_path(home, "retain", *bench), done["retain"])
+    return str(ref_path), done["target"]["model_utility"]
 
+
+def model_points(sweep: dict) -> dict:
+    """What `reference_and_target` saves, computed where Ray runs it: the retain reference, the
+    target model's metrics, and the retain model's (None without one)."""
+    from sweeps.config import make_job
+    from unlearn_core.models import ModelConfig, load_model
+
+    cfg = sweep_from_dict(sweep)
     probe = make_job(cfg, default_point(cfg.resolved_preset()), cfg.seed, None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ctx = job_context(probe, ("forget",), device)
-    write_json(ref_path, ctx.reference.to_json())
-    from unlearn_core.models import ModelConfig, load_model
 
-    model = load_model(ctx.model, device)
-    model.eval()
-
-    def metrics_of(m: torch.nn.Module) -> dict:
+    def metrics_of(model: torch.nn.Module) -> dict:
+        model.eval()
         suite = ctx.setup.suite
         return suite.aggregate(
-            suite.per_sample(m, ctx.tok, ctx.setup, ctx.data, probe.eval), ctx.reference
+            suite.per_sample(model, ctx.tok, ctx.setup, ctx.data, probe.eval), ctx.reference
         )
 
-    metrics = metrics_of(model)
-    write_json(target_path, metrics)
-    if ctx.setup.retain_model:  # the retain model's own point (forget_quality 1), for the plots
-        retain = load_model(ModelConfig(ctx.setup.retain_model), device)
-        retain.eval()
-        write_json(folder.model_metrics_path(home, "retain", *bench), metrics_of(retain))
-    return str(ref_path), metrics["model_utility"]
+    retain = ctx.setup.retain_model
+    return {
+        "reference": ctx.reference.to_json(),
+        "target": metrics_of(load_model(ctx.model, device)),
+        "retain": metrics_of(load_model(ModelConfig(retain), device)) if retain else None,
+    }
 
 
 def defaults_point(cfg: SweepConfig) -> dict:

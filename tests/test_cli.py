@@ -101,6 +101,7 @@ BAD_SWEEPS = [
     (["--method", "npo", "--objectives", "forget_quality,bogus"], "unknown objective 'bogus'"),
     (["--method", "npo", "--gpus-per-trial", "1"], "--gpus-per-trial 1.0 but the cluster has 0"),
     (["--method", "npo", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster"),
+    (["--method", "npo", "--address", "ray://127.0.0.1:10001"], "Ray Client (ray://) is not"),
     (["--method", "npo", "--storage", "/proc/nope"], "storage '/proc/nope' is not writable"),
     (["--method", "npo", "--trials", "0"], "trials must be >= 1"),
     (["--config", "missing.yaml"], "sweep file 'missing.yaml' does not exist"),
