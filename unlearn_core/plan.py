@@ -1,6 +1,6 @@
-"""Will a trial fit? Per-device memory of one unlearning trial, estimated from the model's config
-alone (parameters counted on the meta device, nothing downloaded or loaded), the method, precision,
-LoRA rank, DDP/FSDP over k workers, micro-batch and sequence length. `unlearn-sweep plan` prints it."""
+"""Will a trial fit? Per-device memory of one unlearning trial from the model's config alone
+(parameters counted on the meta device, no weights loaded), the method, precision, LoRA rank,
+DDP/FSDP over k workers, micro-batch and sequence length; `unlearn-sweep plan` prints it."""
 
 from __future__ import annotations
 
@@ -78,11 +78,14 @@ class PlanInputs:
             raise UserError("--strategy fsdp shards over workers: give --workers 2 or more")
         if self.precision not in PLAN_PRECISIONS:
             raise UserError(
-                f"unknown precision {self.precision!r}; accepted: auto, {', '.join(PLAN_PRECISIONS)}"
+                f"unknown precision {self.precision!r}; "
+                f"accepted: auto, {', '.join(PLAN_PRECISIONS)}"
             )
         for name in ("batch_size", "seq_len", "eval_batch_size", "views"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise UserError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         if self.lora_r < 0:
             raise UserError(f"--lora-r must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
 
@@ -119,7 +122,9 @@ def model_shape(config) -> ModelShape:
     linears = [
         (n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "." in n
     ]
-    lora = sum(m.in_features + m.out_features for n, m in linears if n.rsplit(".", 1)[-1] in LORA_TARGETS)
+    lora = sum(
+        m.in_features + m.out_features for n, m in linears if n.rsplit(".", 1)[-1] in LORA_TARGETS
+    )
     blocks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
     layer_params = max(sum(p.numel() for p in b[0].parameters()) for b in blocks) if blocks else 0
     heads = config.num_attention_heads
@@ -163,9 +168,13 @@ def estimate(p: PlanInputs) -> dict[str, float]:
     lora = p.lora_r * s.lora_per_rank
     trained = lora if p.lora_r else s.n_params
     store = 2 if p.precision == "bf16" else 4  # trained weights (bf16-mixed: fp32 masters)
-    frozen = 0 if not p.lora_r else s.n_params * (p.load_bytes if p.precision == "bf16-mixed" else store)
+    frozen = (
+        0 if not p.lora_r else s.n_params * (p.load_bytes if p.precision == "bf16-mixed" else store)
+    )
     weights = (trained * store + frozen) / shard
-    if p.precision == "bf16-mixed":  # autocast's bf16 copy of each trained weight, kept for backward
+    if (
+        p.precision == "bf16-mixed"
+    ):  # autocast's bf16 copy of each trained weight, kept for backward
         weights += 2 * trained / shard
     if p.strategy == "fsdp":  # the gathered layer being computed and the one prefetched
         weights += 2 * s.layer_params * (store if not p.lora_r else p.load_bytes)
@@ -177,7 +186,9 @@ def estimate(p: PlanInputs) -> dict[str, float]:
         "gradient buckets": grads if p.strategy == "ddp" and k > 1 else 0.0,  # DDP's flat copy
         # a deep copy made before training, in the loaded dtype; only the trained model goes
         # through accelerate's prepare, so FSDP does not shard it. LoRA: adapters off, no copy
-        "reference model": float(s.n_params * p.load_bytes) if p.reference and not p.lora_r else 0.0,
+        "reference model": float(s.n_params * p.load_bytes)
+        if p.reference and not p.lora_r
+        else 0.0,
         "epoch-end snapshot": 0.0,  # copied to the host
     }
     tokens = p.batch_size * p.seq_len
@@ -229,7 +240,8 @@ def refusal(p: PlanInputs, device_gib: float) -> str | None:
     if b["total"] <= device_gib * GIB:
         return None
     item = max(ITEMS, key=lambda i: b[i])
+    fixes = " or ".join(_fixes(p, item, device_gib * GIB))
     return (
         f"needs {b['total'] / GIB:.1f} GiB per device, {device_gib:.1f} available; the largest "
-        f"item is {item} ({b[item] / GIB:.1f} GiB): try {' or '.join(_fixes(p, item, device_gib * GIB))}"
+        f"item is {item} ({b[item] / GIB:.1f} GiB): try {fixes}"
     )
