@@ -119,11 +119,10 @@ def model_shape(config) -> ModelShape:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     n_params = sum(p.numel() for p in model.parameters())  # tied weights come once
-    linears = [
-        (n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "." in n
-    ]
-    lora = sum(
-        m.in_features + m.out_features for n, m in linears if n.rsplit(".", 1)[-1] in LORA_TARGETS
+    lora = sum(  # as models.add_lora: every Linear named like one of its targets
+        m.in_features + m.out_features
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in LORA_TARGETS
     )
     blocks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
     layer_params = max(sum(p.numel() for p in b[0].parameters()) for b in blocks) if blocks else 0
@@ -147,15 +146,15 @@ def model_shape(config) -> ModelShape:
 
 def activation_bytes_per_token(s: ModelShape, precision: str) -> int:
     """Bytes one decoder layer saves for backward per token (HF Llama with sdpa attention, which
-    keeps no T x T scores): two RMSNorms save their input, normalised and weighted outputs (3h
-    each, in fp32: the norm upcasts), plus under autocast the bf16 copy the projections read (h);
-    attention saves q and k after RoPE, v and its output, and o_proj's contiguous input
-    (3h + 2 kv*hd); the SwiGLU MLP saves gate, silu(gate), up and their product (4i)."""
+    keeps no T x T scores). Each of the two RMSNorms upcasts to fp32 and saves its fp32 input and
+    normalised output, then the weighted output the projections read (fp32; bf16 in pure bf16),
+    plus under autocast the projections' bf16 copy of it; attention saves q and k after RoPE, v,
+    its output and o_proj's contiguous input (3h + 2 kv*hd); the SwiGLU MLP saves gate,
+    silu(gate), up and their product (4i)."""
+    h = s.hidden
+    norm = {"fp32": 12 * h, "bf16-mixed": 12 * h + 2 * h, "bf16": 8 * h + 2 * h}[precision]
     e = 4 if precision == "fp32" else 2  # compute dtype (bf16 under autocast)
-    norm = 4 if precision != "bf16" else 2  # the norm's upcast (and the residual stream)
-    g = s.kv_heads * s.head_dim
-    cast = s.hidden * e if precision == "bf16-mixed" else 0
-    return 2 * (3 * s.hidden * norm + cast) + (3 * s.hidden + 2 * g + 4 * s.intermediate) * e
+    return 2 * norm + (3 * h + 2 * s.kv_heads * s.head_dim + 4 * s.intermediate) * e
 
 
 def estimate(p: PlanInputs) -> dict[str, float]:
