@@ -308,20 +308,16 @@ def _add_plan_parser(sub) -> None:
         default="auto",
         help=f"training precision; auto: {PLAN_PRECISIONS[0]}, the GPU default (default: auto)",
     )
-    p.add_argument(
-        "--lora-r", type=int, default=0, help="LoRA rank; 0: full fine-tuning (default: 0)"
-    )
-    p.add_argument(
-        "--strategy", default="ddp", help=f"{' | '.join(STRATEGIES)} over --workers (default: ddp)"
-    )
-    p.add_argument("--workers", type=int, default=1, help="devices per trial (default: 1)")
-    for name, what in (
-        ("batch_size", "micro-batch rows per device"),
-        ("seq_len", "tokens per row"),
-        ("eval_batch_size", "sequences per evaluation forward pass"),
+    for name, kind, what in (
+        ("lora_r", int, "LoRA rank; 0: full fine-tuning"),
+        ("strategy", str, f"{' | '.join(STRATEGIES)} over --workers"),
+        ("workers", int, "devices per trial"),
+        ("batch_size", int, "micro-batch rows per device"),
+        ("seq_len", int, "tokens per row"),
+        ("eval_batch_size", int, "sequences per evaluation forward pass"),
     ):
         p.add_argument(
-            f"--{name.replace('_', '-')}", type=int, help=f"{what} (default: {default[name]})"
+            f"--{name.replace('_', '-')}", type=kind, help=f"{what} (default: {default[name]})"
         )
     p.add_argument(
         "--gradient-checkpointing",
@@ -342,13 +338,15 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from unlearn_core.plan import GIB, ITEMS, PLAN_PRECISIONS, PlanInputs
 
     method = get_method(args.method)
-    method.check_lora(args.lora_r)
+    method.check_lora(args.lora_r or 0)
     if args.device_memory is not None and not args.device_memory > 0:
         raise UserError(f"--device-memory must be positive GiB, got {args.device_memory}")
-    given = _given(args, "batch_size", "seq_len", "eval_batch_size")
+    # the flags given; the rest keep PlanInputs' defaults
+    given = _given(
+        args, "lora_r", "strategy", "workers", "batch_size", "seq_len", "eval_batch_size"
+    )
     precision = PLAN_PRECISIONS[0] if args.precision == "auto" else args.precision
-    check = dict(strategy=args.strategy, workers=args.workers, lora_r=args.lora_r)
-    PlanInputs(None, True, **check, **given)  # the flags' checks, before a config is read
+    PlanInputs(None, True, **given)  # the flags' checks, before a config is read
     shape = planning.model_shape(planning.read_config(args.model))
     plan = PlanInputs(
         shape,
@@ -356,7 +354,6 @@ def cmd_plan(args: argparse.Namespace) -> None:
         views=len(method.views),
         precision=precision,
         gradient_checkpointing=args.gradient_checkpointing,
-        **check,
         **given,
     )
     breakdown = planning.estimate(plan)
