@@ -1,7 +1,7 @@
-"""The one command line, `unlearn-sweep`: prepare, methods, unlearn, evaluate, sweep, resume,
-status, confirm, analyze, export. The flags of unlearn, evaluate and sweep are generated from the
-config dataclasses (flags.py). User errors print one line and exit 2; nothing is written before the
-inputs are validated."""
+"""The one command line, `unlearn-sweep`: prepare, methods, plan, unlearn, evaluate, sweep,
+resume, status, confirm, analyze, export. The flags of unlearn, evaluate and sweep are generated
+from the config dataclasses (flags.py). User errors print one line and exit 2; nothing is written
+before the inputs are validated."""
 
 from __future__ import annotations
 
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {PRESETS['llm'].n_layers})",
     )
 
+    _add_plan_parser(sub)
+
     p = sub.add_parser("unlearn", help="run one unlearning job and print metrics before/after")
     p.add_argument(
         "--method", help="a method (see `unlearn-sweep methods`; default: the --config file's)"
@@ -286,6 +288,96 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="file for the metrics JSON (default: none, printed only)")
     analysis_cli.add_parsers(sub)
     return ap
+
+
+def _add_plan_parser(sub) -> None:
+    from unlearn_core.plan import PLAN_PRECISIONS, STRATEGIES, PlanInputs
+    from unlearn_core.train import PRECISIONS
+
+    default = {f.name: f.default for f in dataclasses.fields(PlanInputs)}
+    p = sub.add_parser(
+        "plan",
+        help="estimate one trial's memory per device from the model's config (no weights "
+        "loaded) and refuse, naming the flag to change, a configuration that cannot fit",
+    )
+    p.add_argument("--model", required=True, help="hub id, model folder, or a config.json file")
+    p.add_argument("--method", required=True, help="a method (see `unlearn-sweep methods`)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help=f"training precision; auto: {PLAN_PRECISIONS[0]}, the GPU default (default: auto)",
+    )
+    for name, kind, what in (
+        ("lora_r", int, "LoRA rank; 0: full fine-tuning"),
+        ("strategy", str, f"{' | '.join(STRATEGIES)} over --workers"),
+        ("workers", int, "devices per trial"),
+        ("batch_size", int, "micro-batch rows per device"),
+        ("seq_len", int, "tokens per row"),
+        ("eval_batch_size", int, "sequences per evaluation forward pass"),
+    ):
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, help=f"{what} (default: {default[name]})"
+        )
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="keep only each layer's input, recompute the rest in backward (default: off)",
+    )
+    p.add_argument(
+        "--device-memory",
+        type=float,
+        metavar="GiB",
+        help="memory per device to compare with (default: the visible GPU's, else none)",
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from unlearn_core import plan as planning
+    from unlearn_core.methods import get_method
+    from unlearn_core.plan import GIB, ITEMS, PLAN_PRECISIONS, PlanInputs
+
+    method = get_method(args.method)
+    method.check_lora(args.lora_r or 0)
+    if args.device_memory is not None and not args.device_memory > 0:
+        raise UserError(f"--device-memory must be positive GiB, got {args.device_memory}")
+    # the flags given; the rest keep PlanInputs' defaults
+    given = _given(
+        args, "lora_r", "strategy", "workers", "batch_size", "seq_len", "eval_batch_size"
+    )
+    precision = PLAN_PRECISIONS[0] if args.precision == "auto" else args.precision
+    PlanInputs(None, True, **given)  # the flags' checks, before a config is read
+    shape = planning.model_shape(planning.read_config(args.model))
+    plan = PlanInputs(
+        shape,
+        reference=method.needs_reference(method.hparams()),
+        views=len(method.views),
+        precision=precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        **given,
+    )
+    breakdown = planning.estimate(plan)
+    lora = f", LoRA r={plan.lora_r}" if plan.lora_r else ", full fine-tuning"
+    print(
+        f"{args.model}: {shape.n_params / 1e9:.3g}B parameters{lora}; {args.method}"
+        f"{' (reference model)' if plan.reference else ''}, {precision}, {plan.strategy} x "
+        f"{plan.workers}, batch {plan.batch_size} x {plan.seq_len} tokens"
+    )
+    for item in (*ITEMS, "total"):
+        print(f"  {item:20s} {breakdown[item] / GIB:9.2f} GiB")
+    device = args.device_memory
+    if device is None:
+        import torch
+
+        if torch.cuda.is_available():
+            device = torch.cuda.get_device_properties(0).total_memory / GIB
+    if device is None:
+        print("no device memory to compare with (give --device-memory GiB)")
+        return
+    line = planning.refusal(plan, device)
+    if line is not None:
+        raise UserError(line)
+    print(f"fits: {breakdown['total'] / GIB:.1f} of {device:.1f} GiB per device")
 
 
 def _sweep_configs(args: argparse.Namespace) -> tuple[list, str, Path]:
@@ -681,6 +773,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 COMMANDS = {
     "prepare": cmd_prepare,
     "methods": cmd_methods,
+    "plan": cmd_plan,
     "unlearn": cmd_unlearn,
     "evaluate": cmd_evaluate,
     "sweep": cmd_sweep,
