@@ -130,9 +130,33 @@ LossHook = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _model_state(model: torch.nn.Module) -> dict:
-    """Trainable parameters and buffers: what training changes (frozen weights are reloaded)."""
-    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    return state | {n: b.detach().clone() for n, b in model.named_buffers()}
+    """Trainable parameters and buffers: what training changes (frozen weights are reloaded), as
+    host copies (_host_copy)."""
+    state = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    return _host_copy(state | dict(model.named_buffers()))
+
+
+def _host_copy(tree):
+    """Tensors in nested dicts and lists copied to host memory, the rest deep-copied: an epoch's
+    snapshot must not hold a second copy of the trainable weights and AdamW's two moments on the
+    accelerator (3x the trainable weights for a full fine-tune). Copies from a GPU are
+    non_blocking (into pinned memory) and waited for once, at the end."""
+    on_gpu: list[bool] = []
+    out = _host_tree(tree, on_gpu)
+    if any(on_gpu):
+        torch.cuda.synchronize()  # the non_blocking copies have landed before anyone reads them
+    return out
+
+
+def _host_tree(tree, on_gpu: list[bool]):
+    if isinstance(tree, torch.Tensor):
+        on_gpu.append(tree.is_cuda)
+        return tree.detach().to("cpu", copy=True, non_blocking=tree.is_cuda)
+    if isinstance(tree, dict):
+        return {k: _host_tree(v, on_gpu) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_host_tree(v, on_gpu) for v in tree)
+    return copy.deepcopy(tree)
 
 
 def epoch_batches(
@@ -193,7 +217,10 @@ def _restore(
     """Load an interrupted run's weights, optimizer, schedule, RNG streams and the gradients of a
     step still accumulating; returns its (step, epochs done, logs, that step's logged values).
     Called after the scheduler exists: its constructor resets the optimizer's lr, which the
-    loaded optimizer and scheduler states then overwrite."""
+    loaded optimizer and scheduler states then overwrite. The snapshot lives in host memory:
+    copy_ and load_state_dict (which casts and moves each state to its parameter's dtype and
+    device) put it back where the parameters are; the deepcopy keeps a CPU optimizer from
+    aliasing, and then updating, the snapshot's tensors."""
     _load_model_state(model, resume.model)
     opt.load_state_dict(copy.deepcopy(resume.optimizer))
     sched.load_state_dict(copy.deepcopy(resume.scheduler))
@@ -236,17 +263,18 @@ def _snapshot(
     parts: dict[str, torch.Tensor | float],
     final: bool,
 ) -> LoopState:
-    """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
+    """What resuming after `epoch` needs (copies in host memory: training goes on); _restore
+    loads it back onto the parameters' devices."""
     return LoopState(
         epoch,
         step,
         _model_state(model),
-        copy.deepcopy(opt.state_dict()),
+        _host_copy(opt.state_dict()),
         copy.deepcopy(sched.state_dict()),
         order_gen.get_state(),
         pair_gen.get_state(),
         list(logs),
-        {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None},
+        _host_copy({n: p.grad for n, p in model.named_parameters() if p.grad is not None}),
         dict(parts),
         final,
     )
