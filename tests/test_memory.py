@@ -4,6 +4,7 @@ log-probs computed in chunks of positions (equal to the one-shot maths, values a
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from unlearn_core.methods import get_method
@@ -48,3 +49,27 @@ def test_epoch_snapshots_live_in_host_memory_and_share_no_storage(tiny_tokenizer
     assert held and all(t.device.type == "cpu" for t in held)
     assert not {t.data_ptr() for t in held} & ptrs
     assert all(torch.equal(state.model[k], v) for k, v in values.items())  # training went on
+
+
+def test_sweeps_pass_their_eval_batch_size_to_every_trial():
+    from sweeps.config import SweepConfig, make_job
+    from unlearn_core.evaluate import EvalConfig
+    from unlearn_core.source import Source
+
+    point = {"lr": 1e-5, "epochs": 2, "warmup_epochs": 1.0, "weight_decay": 0.01, "beta": 0.1}
+    source = Source("tiny-tofu-small")
+    assert make_job(SweepConfig("npo", source), point, 0).eval == EvalConfig()
+    job = make_job(SweepConfig("npo", source, eval_batch_size=3), point, 0)
+    assert job.eval == EvalConfig(batch_size=3)
+
+
+@pytest.mark.parametrize("value", ["0", "-4", "2.5"])
+def test_a_bad_eval_batch_size_is_one_line_exit_2(value, tmp_path, monkeypatch, capsys):
+    from unlearn_sweep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", "--method", "npo", "--benchmark", "tiny-tofu-small", "--trials", "2"]
+    code = main([*args, "--eval-batch-size", value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "eval" in err[0] and "batch" in err[0], err
+    assert not list(tmp_path.iterdir())  # refused before any experiment folder exists
