@@ -73,3 +73,138 @@ def test_a_bad_eval_batch_size_is_one_line_exit_2(value, tmp_path, monkeypatch, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "eval" in err[0] and "batch" in err[0], err
     assert not list(tmp_path.iterdir())  # refused before any experiment folder exists
+
+
+def _lora(model: torch.nn.Module) -> torch.nn.Module:
+    from unlearn_core.models import ModelConfig, add_lora
+
+    return add_lora(model, ModelConfig("in-process", lora_r=4))
+
+
+def test_the_lora_reference_is_the_pre_training_model_with_its_adapters_off(
+    tiny_tokenizer, tiny_examples
+):
+    """After NPO has moved the adapters, the reference's logits still equal the model's logits
+    before training, exactly; the model's own have moved; the reference holds no tensor of its
+    own and leaves every module in the mode it found it."""
+    from conftest import make_tiny_model
+
+    from unlearn_core.logprobs import forward, reference_logits
+    from unlearn_core.models import AdapterOff, frozen_reference
+
+    forget, retain = tiny_examples
+    inputs = {k: v[None] if v.dim() == 1 else v for k, v in _collated(forget).items()}
+    model = _lora(make_tiny_model(tiny_tokenizer))
+    model.eval()
+    with torch.no_grad():
+        start = forward(model, inputs)
+    model.train()
+    ref = frozen_reference(model, lora=True)
+    assert isinstance(ref, AdapterOff) and ref.model is model
+    m = get_method("npo")
+    cfg = TrainConfig(lr=1e-2, epochs=2, batch_size=2, grad_accum=1, warmup_epochs=0)
+    unlearn(model, m, m.make_hparams({}), cfg, forget, retain, 0, ref_model=ref)
+    model.train()
+    logits = reference_logits(ref, inputs)
+    assert torch.equal(logits, start) and not logits.requires_grad
+    assert all(mod.training for mod in model.modules())  # put back as it was
+    with torch.no_grad():
+        assert not torch.allclose(forward(model.eval(), inputs), start)  # training happened
+
+
+def _collated(rows: list[dict]) -> dict[str, torch.Tensor]:
+    from unlearn_core.data.format import collate
+
+    return collate([r["forget"] for r in rows], 0)
+
+
+def test_a_lora_npo_job_holds_no_second_copy_of_the_base_weights(small_benchmark, monkeypatch):
+    """run_job's reference for a LoRA job is the trained model itself: while unlearn runs, the
+    only parameters that came to exist are the job's model's (a deep copy would double them)."""
+    import gc
+
+    from unlearn_core import job as job_module
+    from unlearn_core.evaluate import EvalConfig
+    from unlearn_core.job import JobConfig, run_job
+    from unlearn_core.models import AdapterOff
+    from unlearn_core.source import Source
+
+    def storages() -> set[int]:
+        gc.collect()
+        return {
+            o.untyped_storage().data_ptr()
+            for o in gc.get_objects()
+            if type(o) is torch.nn.Parameter
+        }
+
+    seen = {}
+    real = job_module.unlearn
+
+    def spy(model, method, hp, cfg, *args, ref_model=None, **kw):
+        seen["new"] = storages() - seen["old"]
+        seen["model"] = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        seen["ref"] = ref_model
+        return real(model, method, hp, cfg, *args, ref_model=ref_model, **kw)
+
+    monkeypatch.setattr(job_module, "unlearn", spy)
+    train = TrainConfig(epochs=1, batch_size=8, grad_accum=1)
+    job = JobConfig(
+        "npo",
+        source=Source("tiny-tofu-small", lora_r=4),
+        train=train,
+        eval=EvalConfig(generate=False),
+    )
+    seen["old"] = storages()
+    run_job(job, eval_before=False, device=torch.device("cpu"))
+    assert seen["new"] == seen["model"]
+    assert isinstance(seen["ref"], AdapterOff)
+
+
+# every method that reads a reference under LoRA (RMU, GRUN and task vectors refuse LoRA; AltPO's
+# reference is DPO's log-ratio, as IdkDPO's)
+REFERENCE_USERS = [
+    ("npo", {}),
+    ("idk_dpo", {}),
+    ("undial", {}),
+    ("palu", {}),
+    ("grad_diff", {"retain_loss": "kl"}),
+    ("dual_optim", {"base": "npo"}),
+]
+
+
+@pytest.mark.parametrize("name,hparams", REFERENCE_USERS, ids=[c[0] for c in REFERENCE_USERS])
+def test_each_method_gets_the_same_loss_from_the_adapters_off_as_from_a_frozen_copy(
+    name, hparams, small_benchmark
+):
+    """With adapters that have moved away from zero, the method's loss and logged values with the
+    AdapterOff reference equal those with a deep copy of the model taken before they moved."""
+    import json
+
+    from unlearn_core.data.format import PromptFormat
+    from unlearn_core.data.views import build_views
+    from unlearn_core.models import ModelConfig, frozen_reference, load_model, load_tokenizer
+    from unlearn_core.train import make_batch
+
+    path = str(small_benchmark["target"])
+    tok = load_tokenizer(path)
+    rows = json.loads((small_benchmark["data"] / "forget10.json").read_text())[:2]
+    retain = json.loads((small_benchmark["data"] / "retain90.json").read_text())[:2]
+    m = get_method(name)
+    hp = m.make_hparams(hparams)
+    assert m.needs_reference(hp) and not m.no_lora
+    forget, retain = build_views(tok, PromptFormat(), rows, retain, m.views, seed=0)
+    batch = make_batch(forget, retain, [0, 1], [0, 1], tok.pad_token_id, torch.device("cpu"), 0)
+    model = load_model(ModelConfig(path, lora_r=4), torch.device("cpu"))
+    copied = frozen_reference(model)  # before the adapters move
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    loss_copy, logs_copy = m.loss(batch, model, copied, hp)
+    loss_off, logs_off = m.loss(batch, model, frozen_reference(model, lora=True), hp)
+    assert torch.allclose(loss_off, loss_copy, atol=1e-6, rtol=0), (loss_off, loss_copy)
+    for k, v in logs_copy.items():
+        assert torch.allclose(torch.as_tensor(logs_off[k]), torch.as_tensor(v), atol=1e-6), k
+    loss_off.backward()  # the graph goes through the adapters, not through the reference
+    assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
