@@ -208,3 +208,96 @@ def test_each_method_gets_the_same_loss_from_the_adapters_off_as_from_a_frozen_c
         assert torch.allclose(torch.as_tensor(logs_off[k]), torch.as_tensor(v), atol=1e-6), k
     loss_off.backward()  # the graph goes through the adapters, not through the reference
     assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def _step(model: torch.nn.Module, ref, batch: dict) -> torch.Tensor:
+    """One NPO micro-batch's loss and its backward, in train mode."""
+    m = get_method("npo")
+    model.train()
+    loss, _ = m.loss(batch, model, ref, m.make_hparams({}))
+    loss.backward()
+    return loss.detach()
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing_recomputes_and_gives_the_same_loss_and_gradients(
+    lora, tiny_tokenizer, tiny_examples
+):
+    """One NPO micro-batch with checkpointing on: each decoder layer runs its forward twice (the
+    recompute happened) and the loss and every gradient equal those without, to 1e-6."""
+    from conftest import make_tiny_model
+
+    from unlearn_core.models import frozen_reference
+    from unlearn_core.train import _checkpointing, make_batch
+
+    forget, retain = tiny_examples
+    batch = make_batch(forget, retain, [0, 1], [0, 1], 0, torch.device("cpu"), 0)
+    runs = []
+    for checkpointed in (False, True):
+        model = make_tiny_model(tiny_tokenizer)
+        model = _lora(model) if lora else model
+        ref = frozen_reference(model, lora)
+        if checkpointed:
+            _checkpointing(model)
+        calls: list[int] = []
+        # inside the layer (Hugging Face checkpoints its forward, leaving its own hooks out), before
+        # the module runs (the recompute stops once the last saved tensor is back)
+        mlp = model.get_submodule(("base_model.model." if lora else "") + "model.layers.0.mlp")
+        hook = mlp.register_forward_pre_hook(lambda *_, c=calls: c.append(1))
+        loss = _step(model, ref, batch)
+        hook.remove()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        runs.append((loss, grads, len(calls)))
+    (loss0, grads0, calls0), (loss1, grads1, calls1) = runs
+    assert calls1 > calls0  # recomputed in the backward pass
+    assert torch.allclose(loss1, loss0, atol=1e-6, rtol=0)
+    assert grads0 and grads1.keys() == grads0.keys()
+    assert all("lora_" in n for n in grads0) == lora
+    for n, g in grads0.items():
+        assert torch.allclose(grads1[n], g, atol=1e-6, rtol=0), n
+
+
+def test_a_checkpointed_run_ends_as_one_without(tiny_tokenizer, tiny_examples):
+    from conftest import make_tiny_model
+
+    forget, retain = tiny_examples
+    m = get_method("grad_diff")
+    hp = m.make_hparams({})
+    models, logs = [], []
+    for on in (False, True):
+        cfg = TrainConfig(lr=1e-3, epochs=1, batch_size=2, grad_accum=1, gradient_checkpointing=on)
+        model = make_tiny_model(tiny_tokenizer)
+        logs.append(unlearn(model, m, hp, cfg, forget, retain, 0).logs)
+        models.append(model)
+    assert len(logs[1]) == len(logs[0]) == 2
+    for a, b in zip(logs[0], logs[1], strict=True):
+        assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-6 for k in a)
+    pairs = zip(models[0].named_parameters(), models[1].named_parameters(), strict=True)
+    for (n, a), (_, b) in pairs:
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), n
+
+
+def test_gradient_checkpointing_on_a_model_without_it_is_one_user_error(tiny_examples):
+    from unlearn_core.errors import UserError
+
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Linear(2, 2)
+
+    forget, retain = tiny_examples
+    cfg = TrainConfig(epochs=1, batch_size=2, grad_accum=1, gradient_checkpointing=True)
+    with pytest.raises(UserError) as e:
+        unlearn(Plain(), get_method("grad_ascent"), None, cfg, forget, retain, 0)
+    assert "\n" not in str(e.value) and "gradient_checkpointing" in str(e.value)
+    assert "Plain does not support it" in str(e.value)
+
+
+def test_gradient_checkpointing_is_a_checked_train_field():
+    from unlearn_core.config import from_plain
+    from unlearn_core.errors import UserError
+
+    assert TrainConfig().gradient_checkpointing is False
+    assert from_plain(TrainConfig, {"gradient_checkpointing": True}, "train").gradient_checkpointing
+    with pytest.raises(UserError, match="gradient_checkpointing must be bool"):
+        from_plain(TrainConfig, {"gradient_checkpointing": "yes"}, "train")
