@@ -301,3 +301,74 @@ def test_gradient_checkpointing_is_a_checked_train_field():
     assert from_plain(TrainConfig, {"gradient_checkpointing": True}, "train").gradient_checkpointing
     with pytest.raises(UserError, match="gradient_checkpointing must be bool"):
         from_plain(TrainConfig, {"gradient_checkpointing": "yes"}, "train")
+
+
+def _one_shot_logprobs(logits, labels):
+    """token_logprobs as it was: one fp32 (B, T-1, V) log-softmax."""
+    from unlearn_core.logprobs import shift
+
+    logits, targets, mask = shift(logits, labels)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return logp * mask
+
+
+def _one_shot_kl(logits, ref_logits, labels):
+    from unlearn_core.logprobs import shift
+
+    logits, _, mask = shift(logits, labels)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    ref_logp = torch.log_softmax(ref_logits[:, :-1, :].float(), dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)
+
+
+# (B, T, V) and chunk sizes in elements: one position per chunk, a chunk boundary falling inside
+# the sequence, the whole sequence in one chunk, a chunk smaller than one position's vocabulary
+SHAPES = [(2, 9, 50, 100), (3, 17, 40, 5 * 3 * 40), (1, 5, 300, 2**22), (2, 6, 64, 10)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{b}x{t}x{v}/{c}" for b, t, v, c in SHAPES])
+def test_chunked_logprobs_and_kl_equal_the_one_shot_maths(shape, dtype, monkeypatch):
+    """token_logprobs and answer_kl in chunks of positions give the one-shot values and gradients
+    to 1e-6 (bf16 gradients: the same fp32 numbers rounded to bf16), masked positions included."""
+    from unlearn_core import logprobs
+
+    b, t, v, chunk = shape
+    monkeypatch.setattr(logprobs, "CHUNK_ELEMENTS", chunk)
+    gen = torch.Generator().manual_seed(t * v)
+    x = (3 * torch.randn(b, t, v, generator=gen)).to(dtype)
+    ref = (3 * torch.randn(b, t, v, generator=gen)).to(dtype)
+    labels = torch.randint(v, (b, t), generator=gen)
+    labels[0, : t // 2] = -100  # a prompt
+    labels[-1, -2:] = -100  # padding
+    weights = torch.randn(b, t - 1, generator=gen)
+    for ours, theirs in [
+        (lambda z: logprobs.token_logprobs(z, labels)[0], lambda z: _one_shot_logprobs(z, labels)),
+        (lambda z: logprobs.answer_kl(z, ref, labels), lambda z: _one_shot_kl(z, ref, labels)),
+    ]:
+        a, c = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        got, want = ours(a), theirs(c)
+        assert got.dtype == want.dtype == torch.float32
+        assert torch.allclose(got, want, atol=1e-6, rtol=1e-6), (got - want).abs().max()
+        (got * weights).sum().backward() if got.dim() else got.backward()
+        (want * weights).sum().backward() if want.dim() else want.backward()
+        assert a.grad.dtype == dtype
+        tol = 1e-6 if dtype == torch.float32 else 2**-8  # one bf16 rounding apart at most
+        assert torch.allclose(a.grad.float(), c.grad.float(), atol=1e-6, rtol=tol)
+
+
+def test_chunked_logprobs_keep_no_fp32_copy_of_the_logits_for_backward(monkeypatch):
+    """What autograd keeps for the backward of token_logprobs on bf16 logits is the logits
+    themselves and (B, T) tensors: no fp32 (B, T, V) tensor (the one-shot expression kept one)."""
+    from unlearn_core import logprobs
+
+    monkeypatch.setattr(logprobs, "CHUNK_ELEMENTS", 64)
+    b, t, v = 2, 8, 32
+    x = torch.randn(b, t, v).bfloat16().requires_grad_(True)
+    labels = torch.randint(v, (b, t))
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda s: saved.append(s) or s, lambda s: s):
+        logprobs.sequence_nll(x, labels).sum()
+    big = [s for s in saved if s.dtype == torch.float32 and s.numel() >= b * (t - 1) * v]
+    assert not big and saved
