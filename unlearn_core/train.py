@@ -55,8 +55,8 @@ class TrainConfig:
     # bf16-mixed on a GPU with bf16, fp32 elsewhere
     precision: str = "auto"
     # recompute each decoder layer's activations in the backward pass instead of keeping them
-    # (Hugging Face gradient checkpointing, non-reentrant): less activation memory, ~30% more
-    # compute; the same loss and gradients
+    # (Hugging Face gradient checkpointing, non-reentrant): less activation memory for one more
+    # forward pass of each layer; the same loss and gradients
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -404,9 +404,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def _checkpointing(model: torch.nn.Module) -> None:
     """Hugging Face gradient checkpointing on the model as loaded (a peft model passes the call to
-    its base). Non-reentrant: it needs no inputs that require grad, so a LoRA model's frozen
-    embeddings need no enable_input_require_grads, and it recomputes only in train mode (the
-    evaluations and a LoRA reference run in eval mode, without it)."""
+    its base). Non-reentrant: gradients reach LoRA's adapters through frozen embeddings without
+    inputs that require grad (Hugging Face sets that up too, enable_input_require_grads); it
+    recomputes only in train mode with grad on (evaluations and a LoRA reference run without)."""
     try:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     except (AttributeError, ValueError) as e:  # not a Hugging Face model, or one without support
