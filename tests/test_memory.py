@@ -372,3 +372,27 @@ def test_chunked_logprobs_keep_no_fp32_copy_of_the_logits_for_backward(monkeypat
         logprobs.sequence_nll(x, labels).sum()
     big = [s for s in saved if s.dtype == torch.float32 and s.numel() >= b * (t - 1) * v]
     assert not big and saved
+
+
+def test_evaluation_token_statistics_in_chunks_equal_the_one_shot_ones(
+    tiny_model, tiny_examples, monkeypatch
+):
+    """score_encoded's per-token log-probs, Min-K%++ moments and argmax with one position per
+    chunk equal those with the whole batch in one chunk (the one-shot computation)."""
+    import numpy as np
+
+    from unlearn_core import logprobs
+    from unlearn_core.evaluate import EvalConfig, score_encoded
+
+    forget, retain = tiny_examples
+    enc = [r["forget"] for r in forget] + [r["retain"] for r in retain]
+    tiny_model.eval()
+    runs = []
+    for chunk in (2**40, 1):
+        monkeypatch.setattr(logprobs, "CHUNK_ELEMENTS", chunk)
+        runs.append(score_encoded(tiny_model, enc, 0, EvalConfig(batch_size=3)))
+    one, chunked = runs
+    assert np.allclose(one.avg_loss, chunked.avg_loss, atol=1e-6, rtol=0)
+    for name in ("token_logprobs", "token_mu", "token_sigma", "pred_ids", "label_ids"):
+        for a, b in zip(getattr(one, name), getattr(chunked, name), strict=True):
+            assert a.shape == b.shape and np.allclose(a, b, atol=1e-6, rtol=0), name

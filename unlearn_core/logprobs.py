@@ -37,7 +37,7 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 CHUNK_ELEMENTS = 2**22
 
 
-def _chunks(logits: torch.Tensor) -> list[slice]:
+def position_chunks(logits: torch.Tensor) -> list[slice]:
     """Slices of positions (dim 1) holding about CHUNK_ELEMENTS elements each, at least one."""
     b, t, v = logits.shape
     step = max(1, CHUNK_ELEMENTS // max(1, b * v))
@@ -53,7 +53,7 @@ class _TokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         out = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)  # (B, T)
-        for sl in _chunks(logits):
+        for sl in position_chunks(logits):
             logp = torch.log_softmax(logits[:, sl].float(), dim=-1)  # (B, chunk, V)
             out[:, sl] = logp.gather(-1, targets[:, sl, None]).squeeze(-1)
         ctx.save_for_backward(logits, targets)
@@ -63,7 +63,7 @@ class _TokenLogprobs(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         logits, targets = ctx.saved_tensors
         grad_logits = torch.empty_like(logits)
-        for sl in _chunks(logits):
+        for sl in position_chunks(logits):
             g = grad[:, sl, None]  # (B, chunk, 1)
             d = torch.log_softmax(logits[:, sl].float(), dim=-1).exp_().mul_(-g)
             grad_logits[:, sl] = d.scatter_add_(-1, targets[:, sl, None], g)
@@ -103,7 +103,7 @@ class _TokenKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
         out = torch.empty(logits.shape[:2], dtype=torch.float32, device=logits.device)  # (B, T)
-        for sl in _chunks(logits):
+        for sl in position_chunks(logits):
             logp = torch.log_softmax(logits[:, sl].float(), dim=-1)  # (B, chunk, V)
             ref_logp = torch.log_softmax(ref_logits[:, sl].float(), dim=-1)
             out[:, sl] = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
@@ -114,7 +114,7 @@ class _TokenKL(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         logits, ref_logits = ctx.saved_tensors
         grad_logits = torch.empty_like(logits)
-        for sl in _chunks(logits):
+        for sl in position_chunks(logits):
             q = torch.log_softmax(ref_logits[:, sl].float(), dim=-1).exp_()
             d = q.mul_(-grad[:, sl, None])  # d kl / d log p, times the upstream gradient
             p = torch.log_softmax(logits[:, sl].float(), dim=-1).exp_()
