@@ -50,6 +50,9 @@ class SweepConfig:
     # (HF Trainer's, to match its step counts); None: TrainConfig's (unlearn-sweep)
     step_accounting: str | None = None
     eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
+    # sequences per forward pass of every evaluation (lower it when a trial's evaluation runs out
+    # of memory; the metrics do not depend on it); None: EvalConfig's batch_size (64)
+    eval_batch_size: int | None = None
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
     seeds: int = 1  # seeds per configuration, reported as mean and std
@@ -94,6 +97,8 @@ class SweepConfig:
         ):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise UserError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         if self.confirm < 0:
             raise UserError(f"confirm must be >= 0 (0: off), got {self.confirm}")
         if self.max_concurrent < 0 or self.max_failures < -1:
@@ -211,7 +216,8 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = No
         **optional,
     )
     hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}
-    return JobConfig(s.method, hp, s.source, train, EvalConfig(), reference=reference)
+    given = {} if s.eval_batch_size is None else {"batch_size": s.eval_batch_size}
+    return JobConfig(s.method, hp, s.source, train, EvalConfig(**given), reference=reference)
 
 
 def check_space(method: str, opts: SpaceOptions) -> None:

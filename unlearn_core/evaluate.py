@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from unlearn_core.data.format import PromptFormat, collate, encode_pairs, encode_prompt
-from unlearn_core.logprobs import shift
+from unlearn_core.logprobs import position_chunks, shift
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,10 @@ def score_encoded(
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logits, targets, mask = shift(logits, batch["labels"])
-        logp_all = torch.log_softmax(logits.float(), dim=-1)  # (B, T-1, V)
-        tok_lp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        tok_lp, m, s = _token_stats(logits, targets, cfg.token_stats)  # (B, T-1) each
         nll = -(tok_lp * mask).sum(-1) / mask.sum(-1).clamp(min=1)
         if cfg.token_stats:
-            p_all = logp_all.exp()
-            m = (p_all * logp_all).sum(-1)
-            s = ((p_all * logp_all.square()).sum(-1) - m.square()).clamp(min=0).sqrt()
             am = logits.argmax(-1)
-            del p_all
         # one copy to the host per batch, then numpy slices per row (per-row tensor indexing cost
         # as much as the forward passes on small models)
         keep, nll_np = mask.cpu().numpy(), nll.cpu().numpy()
@@ -86,8 +81,25 @@ def score_encoded(
             lp[i], lab[i] = tok_lp_np[j][keep[j]], targets_np[j][keep[j]]
             if cfg.token_stats:
                 mu[i], sd[i], pred[i] = m_np[j][keep[j]], s_np[j][keep[j]], am_np[j][keep[j]]
-        del logp_all
     return SeqStats(avg, lp, mu, sd, pred, lab)
+
+
+def _token_stats(
+    logits: torch.Tensor, targets: torch.Tensor, moments: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """log p(y_t), and with `moments` E_p log p and std_p log p, per position (B, T-1) in fp32,
+    in chunks of positions (logprobs.position_chunks): at batch 64 and a 128k vocabulary one fp32
+    (B, T, V) tensor alone is 32 MiB per position."""
+    tok_lp = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)
+    m, s = (torch.empty_like(tok_lp), torch.empty_like(tok_lp)) if moments else (None, None)
+    for sl in position_chunks(logits):
+        logp = torch.log_softmax(logits[:, sl].float(), dim=-1)  # (B, chunk, V)
+        tok_lp[:, sl] = logp.gather(-1, targets[:, sl, None]).squeeze(-1)
+        if moments:
+            p = logp.exp()
+            m[:, sl] = (p * logp).sum(-1)
+            s[:, sl] = ((p * logp.square()).sum(-1) - m[:, sl].square()).clamp(min=0).sqrt()
+    return tok_lp, m, s
 
 
 def generate_answers(

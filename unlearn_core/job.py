@@ -163,7 +163,8 @@ def run_job(
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ctx = job_context(job, method.views, device)
     model = load_model(ctx.model, device)
-    ref_model = frozen_reference(model) if method.needs_reference(hp) else None
+    lora = ctx.model.lora_r > 0  # the reference is then the model with its adapters off
+    ref_model = frozen_reference(model, lora) if method.needs_reference(hp) else None
 
     def evaluate(m: torch.nn.Module) -> tuple[dict, dict]:
         m.eval()

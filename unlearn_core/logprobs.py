@@ -26,10 +26,48 @@ def shift(
 
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(y_t | y_<t) of each answer token (0 where masked) and the mask, both (B, T-1)."""
+    """log p(y_t | y_<t) of each answer token (0 where masked) and the mask, both (B, T-1).
+    Computed in chunks of positions (_TokenLogprobs): never an fp32 (B, T, V) tensor."""
     logits, targets, mask = shift(logits, labels)
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return logp * mask, mask
+    return _TokenLogprobs.apply(logits, targets) * mask, mask
+
+
+# elements of one chunk of (B, positions, V) fp32 log-probs (16 MiB): the extra memory of
+# token_logprobs and answer_kl, forward and backward, whatever the batch, length and vocabulary
+CHUNK_ELEMENTS = 2**22
+
+
+def position_chunks(logits: torch.Tensor) -> list[slice]:
+    """Slices of positions (dim 1) holding about CHUNK_ELEMENTS elements each, at least one."""
+    b, t, v = logits.shape
+    step = max(1, CHUNK_ELEMENTS // max(1, b * v))
+    return [slice(s, s + step) for s in range(0, t, step)]
+
+
+class _TokenLogprobs(torch.autograd.Function):
+    """log_softmax(logits.float()).gather(targets), chunk by chunk: the same per-row kernel as
+    the one-shot expression, so the same values; the backward recomputes each chunk's log-softmax
+    (saving only the logits, which exist anyway) and gives d logp_t / d x_tv = 1[v = y_t] - p_tv,
+    as log_softmax's backward does, in the logits' dtype."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)  # (B, T)
+        for sl in position_chunks(logits):
+            logp = torch.log_softmax(logits[:, sl].float(), dim=-1)  # (B, chunk, V)
+            out[:, sl] = logp.gather(-1, targets[:, sl, None]).squeeze(-1)
+        ctx.save_for_backward(logits, targets)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, targets = ctx.saved_tensors
+        grad_logits = torch.empty_like(logits)
+        for sl in position_chunks(logits):
+            g = grad[:, sl, None]  # (B, chunk, 1)
+            d = torch.log_softmax(logits[:, sl].float(), dim=-1).exp_().mul_(-g)
+            grad_logits[:, sl] = d.scatter_add_(-1, targets[:, sl, None], g)
+        return grad_logits, None
 
 
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -50,13 +88,38 @@ def answer_lengths(labels: torch.Tensor) -> torch.Tensor:
 
 
 def answer_kl(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """KL(p_ref || p_theta) averaged over answer tokens only (never prompt or padding positions)."""
+    """KL(p_ref || p_theta) averaged over answer tokens only (never prompt or padding positions).
+    Computed in chunks of positions (_TokenKL); the reference carries no gradient."""
     logits, _, mask = shift(logits, labels)
-    ref_logits = ref_logits[:, :-1, :]
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    ref_logp = torch.log_softmax(ref_logits.float(), dim=-1)
-    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)  # (B, T-1)
+    kl = _TokenKL.apply(logits, ref_logits[:, :-1, :].detach())  # (B, T-1)
     return (kl * mask).sum() / mask.sum().clamp(min=1)
+
+
+class _TokenKL(torch.autograd.Function):
+    """sum_v q_v (log q_v - log p_v) per position, q = softmax(ref), p = softmax(logits), in fp32
+    chunk by chunk; the backward recomputes each chunk and applies log_softmax's backward to
+    d kl / d log p = -q: -q g + p sum_v(q g), as autograd does on the one-shot expression."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(logits.shape[:2], dtype=torch.float32, device=logits.device)  # (B, T)
+        for sl in position_chunks(logits):
+            logp = torch.log_softmax(logits[:, sl].float(), dim=-1)  # (B, chunk, V)
+            ref_logp = torch.log_softmax(ref_logits[:, sl].float(), dim=-1)
+            out[:, sl] = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+        ctx.save_for_backward(logits, ref_logits)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, ref_logits = ctx.saved_tensors
+        grad_logits = torch.empty_like(logits)
+        for sl in position_chunks(logits):
+            q = torch.log_softmax(ref_logits[:, sl].float(), dim=-1).exp_()
+            d = q.mul_(-grad[:, sl, None])  # d kl / d log p, times the upstream gradient
+            p = torch.log_softmax(logits[:, sl].float(), dim=-1).exp_()
+            grad_logits[:, sl] = d - p * d.sum(-1, keepdim=True)
+        return grad_logits, None
 
 
 def npo_loss(logp_theta: torch.Tensor, logp_ref: torch.Tensor, beta: float) -> torch.Tensor:

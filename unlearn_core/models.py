@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,12 +139,43 @@ def add_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
     return get_peft_model(model, lora)
 
 
-def frozen_reference(model: torch.nn.Module) -> torch.nn.Module:
-    """A frozen copy of the model as it is now (before unlearning), in eval mode."""
+def frozen_reference(model: torch.nn.Module, lora: bool = False) -> torch.nn.Module | AdapterOff:
+    """The model as it is now (before unlearning), frozen: under LoRA the same model with its
+    adapters off (AdapterOff: no second copy of the base weights, which LoRA never trains), else
+    a frozen deep copy in eval mode."""
+    if lora:
+        return AdapterOff(model)
     ref = copy.deepcopy(model)
     ref.eval()
     ref.requires_grad_(False)
     return ref
+
+
+@dataclass(frozen=True)
+class AdapterOff:
+    """A LoRA model's reference: called as a model is (logprobs.forward), it runs the model being
+    trained with peft's adapters disabled, in eval mode and without a graph, so its logits are
+    the base model's, as the frozen copy's were. Only logits are asked of it: the methods that
+    read a reference's layers or weights (RMU, GRUN, task vectors) refuse LoRA."""
+
+    model: torch.nn.Module  # a peft PeftModel
+
+    def __call__(self, **inputs: torch.Tensor):
+        with torch.no_grad(), self.model.disable_adapter(), _eval_mode(self.model):
+            return self.model(**inputs)
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Every module in eval mode (no dropout: the frozen copy was in eval mode), each put back in
+    the mode it had."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[str]:

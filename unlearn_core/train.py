@@ -54,6 +54,10 @@ class TrainConfig:
     # (weights in bf16: most updates at lr 1e-5 round away, benchmarks/RESULTS.md) or fp32; auto:
     # bf16-mixed on a GPU with bf16, fp32 elsewhere
     precision: str = "auto"
+    # recompute each decoder layer's activations in the backward pass instead of keeping them
+    # (Hugging Face gradient checkpointing, non-reentrant): less activation memory for one more
+    # forward pass of each layer; the same loss and gradients
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         check_fields(dataclasses.asdict(self), TrainConfig, "train")  # types, finite, no booleans
@@ -130,9 +134,33 @@ LossHook = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _model_state(model: torch.nn.Module) -> dict:
-    """Trainable parameters and buffers: what training changes (frozen weights are reloaded)."""
-    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    return state | {n: b.detach().clone() for n, b in model.named_buffers()}
+    """Trainable parameters and buffers: what training changes (frozen weights are reloaded), as
+    host copies (_host_copy)."""
+    state = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    return _host_copy(state | dict(model.named_buffers()))
+
+
+def _host_copy(tree):
+    """Tensors in nested dicts and lists copied to host memory, the rest deep-copied: an epoch's
+    snapshot must not hold a second copy of the trainable weights and AdamW's two moments on the
+    accelerator (3x the trainable weights for a full fine-tune). Copies from a GPU are
+    non_blocking (into pinned memory) and waited for once, at the end."""
+    on_gpu: list[bool] = []
+    out = _host_tree(tree, on_gpu)
+    if any(on_gpu):
+        torch.cuda.synchronize()  # the non_blocking copies have landed before anyone reads them
+    return out
+
+
+def _host_tree(tree, on_gpu: list[bool]):
+    if isinstance(tree, torch.Tensor):
+        on_gpu.append(tree.is_cuda)
+        return tree.detach().to("cpu", copy=True, non_blocking=tree.is_cuda)
+    if isinstance(tree, dict):
+        return {k: _host_tree(v, on_gpu) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_host_tree(v, on_gpu) for v in tree)
+    return copy.deepcopy(tree)
 
 
 def epoch_batches(
@@ -198,7 +226,10 @@ def _restore(
     """Load an interrupted run's weights, optimizer, schedule, RNG streams and the gradients of a
     step still accumulating; returns its (step, epochs done, logs, that step's logged values).
     Called after the scheduler exists: its constructor resets the optimizer's lr, which the
-    loaded optimizer and scheduler states then overwrite."""
+    loaded optimizer and scheduler states then overwrite. The snapshot lives in host memory:
+    copy_ and load_state_dict (which casts and moves each state to its parameter's dtype and
+    device) put it back where the parameters are; the deepcopy keeps a CPU optimizer from
+    aliasing, and then updating, the snapshot's tensors."""
     _load_model_state(model, resume.model)
     opt.load_state_dict(copy.deepcopy(resume.optimizer))
     sched.load_state_dict(copy.deepcopy(resume.scheduler))
@@ -241,17 +272,18 @@ def _snapshot(
     parts: dict[str, torch.Tensor | float],
     final: bool,
 ) -> LoopState:
-    """What resuming after `epoch` needs (copies: training goes on); _restore loads it."""
+    """What resuming after `epoch` needs (copies in host memory: training goes on); _restore
+    loads it back onto the parameters' devices."""
     return LoopState(
         epoch,
         step,
         _model_state(model),
-        copy.deepcopy(opt.state_dict()),
+        _host_copy(opt.state_dict()),
         copy.deepcopy(sched.state_dict()),
         order_gen.get_state(),
         pair_gen.get_state(),
         list(logs),
-        {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None},
+        _host_copy({n: p.grad for n, p in model.named_parameters() if p.grad is not None}),
         dict(parts),
         final,
     )
@@ -285,6 +317,8 @@ def unlearn(
     plan = step_plan(len(forget), cfg, world)
     precision = resolve_precision(cfg.precision, acc.device)
     _cast_weights(model, precision)  # before prepare: a method's own modules keep their dtype
+    if cfg.gradient_checkpointing:
+        _checkpointing(model)
     if method.prepare is not None:
         model = method.prepare(model, hp)
     compute = functools.partial(_compute, precision, acc.device)
@@ -374,6 +408,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "fp32"
+
+
+def _checkpointing(model: torch.nn.Module) -> None:
+    """Hugging Face gradient checkpointing on the model as loaded (a peft model passes the call to
+    its base). Non-reentrant: gradients reach LoRA's adapters through frozen embeddings without
+    inputs that require grad (Hugging Face sets that up too, enable_input_require_grads); it
+    recomputes only in train mode with grad on (evaluations and a LoRA reference run without)."""
+    try:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    except (AttributeError, ValueError) as e:  # not a Hugging Face model, or one without support
+        reason = str(e).splitlines()[0] if isinstance(e, ValueError) else "no such method"
+        raise UserError(
+            f"gradient_checkpointing: {type(model).__name__} does not support it ({reason}); "
+            "leave it off"
+        ) from None
 
 
 def _cast_weights(model: torch.nn.Module, precision: str) -> None:
