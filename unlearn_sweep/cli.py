@@ -97,6 +97,7 @@ TRAIN_FLAGS = (
     "seed",
     "step_accounting",
     "precision",
+    "gradient_checkpointing",
 )
 # SweepConfig fields given as flags of their own name; objectives, space and fixed have flags
 # of their own shape (a comma-separated list, repeatable NAME=... pairs)
