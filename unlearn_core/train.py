@@ -175,25 +175,41 @@ def epoch_batches(
     rank: int,
     world: int,
     lengths: Sequence[int] | None = None,
+    retain_lengths: Sequence[int] | None = None,
 ) -> list[tuple[list[int], list[int]]]:
     """(forget indices, retain indices) per micro-batch. The forget order comes from a stream shared
     by all ranks (so their shards are disjoint); retain partners come from this rank's own stream
     (open-unlearning #139: every rank drew the same retain rows). With `lengths` (each forget
-    row's, for bucketing), each rank's micro-batches are grouped by length (_bucketed)."""
+    row's, row_lengths) each rank's micro-batches are grouped by length (_bucketed), and with
+    `retain_lengths` too the epoch's retain draws (the same draws) are regrouped likewise."""
     order = torch.randperm(n_forget, generator=order_gen)[: n_forget - n_forget % world]
     shard = order[rank::world].tolist()
     groups = [shard[i : i + cfg.batch_size] for i in range(0, len(shard), cfg.batch_size)]
     if lengths is not None:
         groups = _bucketed(shard, lengths, cfg.batch_size, order_gen)
-    batches = []
-    for forget_idx in groups:
-        retain_idx = (
-            torch.randint(n_retain, (len(forget_idx),), generator=pair_gen).tolist()
-            if n_retain
-            else []
-        )
-        batches.append((forget_idx, retain_idx))
-    return batches
+    partners = [
+        torch.randint(n_retain, (len(forget_idx),), generator=pair_gen).tolist() if n_retain else []
+        for forget_idx in groups
+    ]
+    if lengths is not None and retain_lengths is not None and n_retain:
+        # partners were random draws: which micro-batch gets which draw is free to choose, so
+        # group them by length as well (else every retain view pads to its random longest)
+        drawn = _length_sorted([i for p in partners for i in p], retain_lengths, cfg.batch_size)
+        cuts = [0]
+        for p in partners:
+            cuts.append(cuts[-1] + len(p))
+        partners = [drawn[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    return list(zip(groups, partners, strict=True))
+
+
+def _length_sorted(rows: list[int], lengths: Sequence[int], batch_size: int) -> list[int]:
+    """`rows` sorted by length (stable) within chunks of BUCKET_CHUNK micro-batches."""
+    chunk = BUCKET_CHUNK * batch_size
+    return [
+        i
+        for c in range(0, len(rows), chunk)
+        for i in sorted(rows[c : c + chunk], key=lengths.__getitem__)
+    ]
 
 
 def _bucketed(
@@ -204,12 +220,7 @@ def _bucketed(
     shuffled with the shared order stream (every rank has as many, so the stream stays in step
     across ranks) and the short one, if any, kept last as without bucketing. Each row is still in
     exactly one micro-batch; the number of micro-batches (StepPlan's) is unchanged."""
-    chunk = BUCKET_CHUNK * batch_size
-    rows = [
-        i
-        for c in range(0, len(shard), chunk)
-        for i in sorted(shard[c : c + chunk], key=lengths.__getitem__)
-    ]
+    rows = _length_sorted(shard, lengths, batch_size)
     groups = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     full = [g for g in groups if len(g) == batch_size]
     short = [g for g in groups if len(g) < batch_size]
@@ -356,7 +367,9 @@ def unlearn(
         )
         cfg = fit_micro_batch(cfg, fits, acc)
     plan = step_plan(len(forget), cfg, world)
-    lengths = row_lengths(forget) if resolve_bucket(cfg.bucket, acc.device) else None
+    bucket = resolve_bucket(cfg.bucket, acc.device)
+    lengths = row_lengths(forget) if bucket else None
+    retain_lengths = row_lengths(retain) if bucket else None
     pad_multiple = cfg.pad_multiple if lengths is not None else 1
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(method, hp, cfg, model)
@@ -377,7 +390,7 @@ def unlearn(
     for epoch in range(first_epoch, plan.last_epoch):
         model.train()
         micro = epoch_batches(
-            len(forget), len(retain), cfg, order_gen, pair_gen, rank, world, lengths
+            len(forget), len(retain), cfg, order_gen, pair_gen, rank, world, lengths, retain_lengths
         )
         # compiled only while training: the epoch's callback evaluates (and task vectors copy)
         # the plain module
