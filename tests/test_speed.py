@@ -5,6 +5,7 @@ batch and to what tolerance), torch.compile'd training against eager, and bad se
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -134,9 +135,12 @@ def train(method: str, forget, retain, hp: dict | None = None, steps: int = 3, *
 
 
 SPLITS = [(8, 4), (32, 1), (4, 8)]
-# fp32, 3 AdamW steps at lr 1e-3 from one init: the splits differ only in summation order, so the
-# weights agree to ~1e-7 relative (max |diff| / max |w|), measured 1.6e-7 (npo, no retain term)
-TOL = 1e-5
+# fp32, 3 AdamW steps at lr 1e-3 from one init, relative max |w_a - w_b| / max |w_b|: where the
+# loss is split-invariant the splits differ only in summation order, which AdamW's g / sqrt(v)
+# amplifies on near-zero gradients; measured 1.1e-6 (npo, no retain term, varied lengths), 6.9e-6
+# (npo+GD, equal lengths), 5.6e-7 (grad_diff, equal lengths); token means over varied lengths
+# differ by 4.0e-3 to 5.4e-3 (200x the tolerance)
+TOL = 2e-5
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -169,7 +173,7 @@ def test_token_means_depend_on_the_split_when_lengths_differ(method):
     forget, retain = rows(32, "forget", 3, 300, 24), rows(64, "retain", 4, 300, 24)
     a, _ = train(method, forget, retain, batch_size=8, grad_accum=4)
     b, _ = train(method, forget, retain, batch_size=32, grad_accum=1)
-    assert rel_diff(a, b) > 10 * TOL
+    assert rel_diff(a, b) > 100 * TOL
 
 
 def test_micro_batch_auto_keeps_the_configured_split_on_cpu():
@@ -232,3 +236,27 @@ def test_bad_compile_in_a_config_file_is_one_line_exit_2(tmp_path, monkeypatch, 
 def test_fields_round_trip():
     cfg = TrainConfig(bucket="on", pad_multiple=32, micro_batch="auto", compile=True)
     assert from_plain(TrainConfig, dataclasses.asdict(cfg), "train") == cfg
+
+
+def test_the_probe_runs_a_step_and_leaves_no_trace(tiny_model, tiny_examples, tiny_tokenizer):
+    """_fits on CPU: a forward+backward that fits returns True, an OutOfMemoryError False; either
+    way no gradient is left and the method's buffers (PDU's dual variable) are as before."""
+    from accelerate import Accelerator
+
+    from unlearn_core.train import _fits
+
+    forget, retain = tiny_examples
+    m = get_method("pdu")
+    hp = m.make_hparams({"dual_warmup_steps": 0, "dual_step_size": 1.0})
+    model = m.prepare(tiny_model, hp)
+    lam = model.pdu_dual.lam.clone()
+    acc, pad = Accelerator(cpu=True), tiny_tokenizer.pad_token_id
+    args = (acc, model, m, hp, None, forget, retain, pad, contextlib.nullcontext)
+    assert _fits(*args, 8)  # 8 > 4 forget rows: they repeat
+    assert torch.equal(model.pdu_dual.lam, lam)
+    assert all(p.grad is None for p in model.parameters())
+
+    def oom(*_):
+        raise torch.OutOfMemoryError("probe")
+
+    assert not _fits(acc, model, dataclasses.replace(m, loss=oom), *args[3:], 8)

@@ -67,7 +67,8 @@ class TrainConfig:
     # micro-batch order then shuffled (epoch_batches), each view padded to pad_multiple
     bucket: str = "auto"
     # with bucketing, each view's padded length is rounded up to a multiple of this (1..4096), so
-    # the GPU's kernels see a handful of shapes
+    # the GPU's kernels see a handful of shapes (64: at most 8 for max_length 512, and a multiple
+    # of flash attention's tiles; under 64 pad tokens per row)
     pad_multiple: int = 64
     # fixed: batch_size x grad_accum as given; auto: on CUDA, the largest power-of-two micro-batch
     # dividing the effective batch whose forward+backward fits (probed), elsewhere as given; the
@@ -500,8 +501,10 @@ def _fits(
 ) -> bool:
     """Whether one forward+backward of the method's loss on the b longest forget rows (and b
     longest retain rows: partners are drawn at random) fits in GPU memory; gradients are dropped
-    after. Reads no RNG stream of the loop, so the run's data order is unchanged."""
+    and buffers put back after (PDU's dual variable, TAU's snapshot move in a loss). Reads no RNG
+    stream of the loop, so the run's data order is unchanged."""
     f, r = _longest(forget, b), _longest(retain, b) if retain else []
+    buffers = {n: t.detach().clone() for n, t in model.named_buffers()}
     try:
         batch = make_batch(forget, retain, f, r, pad_id, acc.device, 0)
         with compute():
@@ -512,6 +515,7 @@ def _fits(
         return False
     finally:
         model.zero_grad(set_to_none=True)
+        _load_model_state(model, buffers)
         torch.cuda.empty_cache()
 
 
