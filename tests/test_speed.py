@@ -1,7 +1,7 @@
 """Fewer, bigger kernels (issue 16, item 2), on CPU: length-bucketed micro-batches (padding falls,
-every forget row once per epoch, disjoint rank shards, seeded), the micro-batch chosen at the
-same effective batch (the probe's halving; which losses give the same weights at equal effective
-batch and to what tolerance), torch.compile'd training against eager, and bad settings refused."""
+every forget row once per epoch, disjoint rank shards, seeded), the micro-batch probe (halving,
+OOM, no trace left), which losses give the same weights at equal effective batch and to what
+tolerance, torch.compile'd training against eager, and bad settings refused."""
 
 from __future__ import annotations
 
