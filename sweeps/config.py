@@ -21,7 +21,7 @@ from unlearn_core.job import JobConfig
 from unlearn_core.methods import get_method
 from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, Source
 from unlearn_core.steps import ACCOUNTINGS
-from unlearn_core.train import TrainConfig
+from unlearn_core.train import PRECISIONS, TrainConfig
 
 SAMPLERS = ("tpe", "gp", "nsga2", "qmc", "random", "grid")
 LOGGERS = ("wandb", "mlflow")  # --log-to: the package each needs is its name (an optional extra)
@@ -53,6 +53,11 @@ class SweepConfig:
     # sequences per forward pass of every evaluation (lower it when a trial's evaluation runs out
     # of memory; the metrics do not depend on it); None: EvalConfig's batch_size (64)
     eval_batch_size: int | None = None
+    # every trial's weights and compute: bf16-mixed, bf16 or fp32 (TrainConfig.precision);
+    # None: TrainConfig's auto (bf16-mixed on a GPU with bf16, fp32 elsewhere)
+    precision: str | None = None
+    gradient_checkpointing: bool = False  # every trial recomputes activations in the backward
+    compile: bool = False  # every trial torch.compiles the model's forward while it trains
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
     seeds: int = 1  # seeds per configuration, reported as mean and std
@@ -112,6 +117,10 @@ class SweepConfig:
             raise UserError(f"utility_floor is a fraction in [0, 1), got {self.utility_floor}")
         if self.preset != "auto" and self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; accepted: auto, {', '.join(PRESETS)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise UserError(
+                f"unknown precision {self.precision!r}; accepted: {', '.join(PRECISIONS)}"
+            )
         if self.step_accounting is not None and self.step_accounting not in ACCOUNTINGS:
             raise UserError(
                 f"unknown step_accounting {self.step_accounting!r}; "
@@ -205,6 +214,8 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = No
     optional = {"schedule": params["schedule"]} if "schedule" in params else {}
     if s.step_accounting is not None:
         optional["step_accounting"] = s.step_accounting
+    if s.precision is not None:
+        optional["precision"] = s.precision
     train = TrainConfig(
         lr=params["lr"],
         epochs=int(params["epochs"]),
@@ -213,6 +224,8 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = No
         warmup_epochs=params["warmup_epochs"],
         weight_decay=params["weight_decay"],
         seed=seed,
+        gradient_checkpointing=s.gradient_checkpointing,
+        compile=s.compile,
         **optional,
     )
     hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}

@@ -97,3 +97,19 @@ def test_watching_options_refuse_in_one_line_and_write_nothing(flags, message, a
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_hides_transformers_bars_but_not_the_hubs_download_bars(monkeypatch):
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    from unlearn_core.models import _quiet_loading
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    hf_logging.enable_progress_bar()
+    _quiet_loading()
+    assert not hf_logging.is_progress_bar_enabled()  # no "Loading weights" bar per load
+    assert not are_progress_bars_disabled()  # a first download shows its progress
+    disable_progress_bars()  # the user (or HF_HUB_DISABLE_PROGRESS_BARS) turned them off
+    _quiet_loading()
+    assert are_progress_bars_disabled()

@@ -80,6 +80,19 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tok
 
 
+def _quiet_loading() -> None:
+    """No per-load bars from transformers ("Loading weights"), but the hub's download bars stay:
+    a first download of a 16 GB model shows its progress (unless HF_HUB_DISABLE_PROGRESS_BARS is
+    set, which the hub keeps)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    downloads_shown = not are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # transformers' own bars, and the hub's with them
+    if downloads_shown:
+        enable_progress_bars()
+
+
 def load_model(cfg: ModelConfig, device: torch.device | None = None) -> torch.nn.Module:
     """The model on `device`, in train mode, LoRA-wrapped if asked."""
     check_model_path(cfg.path)
@@ -88,6 +101,7 @@ def load_model(cfg: ModelConfig, device: torch.device | None = None) -> torch.nn
     dtype = resolve_dtype(cfg, device)
     from transformers import AutoModelForCausalLM
 
+    _quiet_loading()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             cfg.path,

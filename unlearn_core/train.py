@@ -27,6 +27,14 @@ from unlearn_core.steps import ACCOUNTINGS, decay_groups, scheduler, step_plan
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "bf16-mixed", "bf16", "fp32")
 SEED_MAX = 2**32 - 1  # numpy (and Optuna's samplers) take seeds in 0..2**32-1
+BUCKETS = ("off", "on", "auto")
+MICRO_BATCHES = ("fixed", "auto")
+PAD_MULTIPLE_MAX = 4096
+# bucketing sorts rows by length within chunks of this many micro-batches of the shuffled order:
+# a few hundred rows at batch 8, enough for similar lengths to meet, few enough that the epoch's
+# order stays random at the scale of a step (sorting the whole epoch would put every short row in
+# the first steps and every long one in the last)
+BUCKET_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,19 @@ class TrainConfig:
     # (Hugging Face gradient checkpointing, non-reentrant): less activation memory for one more
     # forward pass of each layer; the same loss and gradients
     gradient_checkpointing: bool = False
+    # length-bucketed micro-batches (off, on, or auto: on on CUDA only, so CPU runs keep their
+    # recorded bits): rows sorted by length within chunks of the epoch's shuffled order, the
+    # micro-batch order then shuffled (epoch_batches), each view padded to pad_multiple
+    bucket: str = "auto"
+    # with bucketing, each view's padded length is rounded up to a multiple of this (1..4096), so
+    # the GPU's kernels see a handful of shapes (64: at most 8 for max_length 512, and a multiple
+    # of flash attention's tiles; under 64 pad tokens per row)
+    pad_multiple: int = 64
+    # fixed: batch_size x grad_accum as given; auto: on CUDA, the largest power-of-two micro-batch
+    # dividing the effective batch whose forward+backward fits (probed), elsewhere as given; the
+    # effective batch stays (token-mean losses then differ slightly: tests/test_speed.py)
+    micro_batch: str = "fixed"
+    compile: bool = False  # torch.compile the trained model's forward while it trains
 
     def __post_init__(self) -> None:
         check_fields(dataclasses.asdict(self), TrainConfig, "train")  # types, finite, no booleans
@@ -82,6 +103,17 @@ class TrainConfig:
             raise UserError(
                 f"unknown step_accounting {self.step_accounting!r}; "
                 f"accepted: {', '.join(ACCOUNTINGS)}"
+            )
+
+        for name, value, accepted in (
+            ("bucket", self.bucket, BUCKETS),
+            ("micro_batch", self.micro_batch, MICRO_BATCHES),
+        ):
+            if value not in accepted:
+                raise UserError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+        if not 1 <= self.pad_multiple <= PAD_MULTIPLE_MAX:
+            raise UserError(
+                f"pad_multiple must be in 1..{PAD_MULTIPLE_MAX}, got {self.pad_multiple}"
             )
 
     @property
@@ -171,22 +203,62 @@ def epoch_batches(
     pair_gen: torch.Generator,
     rank: int,
     world: int,
+    lengths: Sequence[int] | None = None,
+    retain_lengths: Sequence[int] | None = None,
 ) -> list[tuple[list[int], list[int]]]:
     """(forget indices, retain indices) per micro-batch. The forget order comes from a stream shared
     by all ranks (so their shards are disjoint); retain partners come from this rank's own stream
-    (open-unlearning #139: every rank drew the same retain rows)."""
+    (open-unlearning #139: every rank drew the same retain rows). With `lengths` (each forget
+    row's, row_lengths) each rank's micro-batches are grouped by length (_bucketed), and with
+    `retain_lengths` too the epoch's retain draws (the same draws) are regrouped likewise."""
     order = torch.randperm(n_forget, generator=order_gen)[: n_forget - n_forget % world]
     shard = order[rank::world].tolist()
-    batches = []
-    for i in range(0, len(shard), cfg.batch_size):
-        forget_idx = shard[i : i + cfg.batch_size]
-        retain_idx = (
-            torch.randint(n_retain, (len(forget_idx),), generator=pair_gen).tolist()
-            if n_retain
-            else []
-        )
-        batches.append((forget_idx, retain_idx))
-    return batches
+    groups = [shard[i : i + cfg.batch_size] for i in range(0, len(shard), cfg.batch_size)]
+    if lengths is not None:
+        groups = _bucketed(shard, lengths, cfg.batch_size, order_gen)
+    partners = [
+        torch.randint(n_retain, (len(forget_idx),), generator=pair_gen).tolist() if n_retain else []
+        for forget_idx in groups
+    ]
+    if lengths is not None and retain_lengths is not None and n_retain:
+        # partners were random draws: which micro-batch gets which draw is free to choose, so
+        # group them by length as well (else every retain view pads to its random longest)
+        drawn = _length_sorted([i for p in partners for i in p], retain_lengths, cfg.batch_size)
+        cuts = [0]
+        for p in partners:
+            cuts.append(cuts[-1] + len(p))
+        partners = [drawn[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    return list(zip(groups, partners, strict=True))
+
+
+def _length_sorted(rows: list[int], lengths: Sequence[int], batch_size: int) -> list[int]:
+    """`rows` sorted by length (stable) within chunks of BUCKET_CHUNK micro-batches."""
+    chunk = BUCKET_CHUNK * batch_size
+    return [
+        i
+        for c in range(0, len(rows), chunk)
+        for i in sorted(rows[c : c + chunk], key=lengths.__getitem__)
+    ]
+
+
+def _bucketed(
+    shard: list[int], lengths: Sequence[int], batch_size: int, order_gen: torch.Generator
+) -> list[list[int]]:
+    """The shard's micro-batches of similar length: rows sorted by length (stable) within chunks
+    of BUCKET_CHUNK micro-batches of the shuffled order, cut into micro-batches, the full ones
+    shuffled with the shared order stream (every rank has as many, so the stream stays in step
+    across ranks) and the short one, if any, kept last as without bucketing. Each row is still in
+    exactly one micro-batch; the number of micro-batches (StepPlan's) is unchanged."""
+    rows = _length_sorted(shard, lengths, batch_size)
+    groups = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    full = [g for g in groups if len(g) == batch_size]
+    short = [g for g in groups if len(g) < batch_size]
+    return [full[k] for k in torch.randperm(len(full), generator=order_gen).tolist()] + short
+
+
+def row_lengths(rows: Sequence[dict]) -> list[int]:
+    """Each row's longest view in tokens (each view is padded on its own): the bucketing key."""
+    return [max(len(enc["input_ids"]) for enc in row.values()) for row in rows]
 
 
 def _tokens(rows: Sequence[dict], idx: list[int]) -> int:
@@ -202,14 +274,17 @@ def make_batch(
     pad_id: int,
     device: torch.device,
     step: int,
+    pad_multiple: int = 1,
 ) -> dict:
     """Collate every view of the forget rows (forget, forget_idk, ...) and of their retain partners
-    (retain, retain_idk); `step` is the optimizer step, for methods that alternate phases."""
+    (retain, retain_idk), each padded to a multiple of `pad_multiple` tokens; `step` is the
+    optimizer step, for methods that alternate phases."""
     views = {k: [forget[i][k] for i in f_idx] for k in forget[f_idx[0]]}
     if retain:
         views |= {k: [retain[i][k] for i in r_idx] for k in retain[0]}
     batch: dict = {
-        k: {n: t.to(device) for n, t in collate(v, pad_id).items()} for k, v in views.items()
+        k: {n: t.to(device) for n, t in collate(v, pad_id, multiple=pad_multiple).items()}
+        for k, v in views.items()
     }
     batch["step"] = step
     return batch
@@ -314,7 +389,6 @@ def unlearn(
     """
     acc = accelerator or Accelerator(gradient_accumulation_steps=1)
     world, rank = acc.num_processes, acc.process_index
-    plan = step_plan(len(forget), cfg, world)
     precision = resolve_precision(cfg.precision, acc.device)
     _cast_weights(model, precision)  # before prepare: a method's own modules keep their dtype
     if cfg.gradient_checkpointing:
@@ -322,6 +396,16 @@ def unlearn(
     if method.prepare is not None:
         model = method.prepare(model, hp)
     compute = functools.partial(_compute, precision, acc.device)
+    if cfg.micro_batch == "auto" and acc.device.type == "cuda":
+        fits = functools.partial(
+            _fits, acc, model.to(acc.device), method, hp, ref_model, forget, retain, pad_id, compute
+        )
+        cfg = fit_micro_batch(cfg, fits, acc)
+    plan = step_plan(len(forget), cfg, world)
+    bucket = resolve_bucket(cfg.bucket, acc.device)
+    lengths = row_lengths(forget) if bucket else None
+    retain_lengths = row_lengths(retain) if bucket else None
+    pad_multiple = cfg.pad_multiple if lengths is not None else 1
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(method, hp, cfg, model)
     sched = scheduler(opt, cfg, plan)  # sized for all cfg.epochs, even with stop_after
@@ -340,41 +424,46 @@ def unlearn(
     )
     for epoch in range(first_epoch, plan.last_epoch):
         model.train()
-        micro = epoch_batches(len(forget), len(retain), cfg, order_gen, pair_gen, rank, world)
-        # the plan stops open-unlearning's run at its last step, possibly mid-epoch: the
-        # callback below then fires for that cut epoch, where training stops (as HF's does)
-        for i, (f, r) in enumerate(micro[: plan.micro_in(epoch)]):
-            size, steps_now = plan.group(epoch * plan.micro_per_epoch + i)
-            batch = make_batch(forget, retain, f, r, pad_id, acc.device, step)
-            # unpadded input tokens of every view, counted on the host (for tokens/s); in
-            # `parts`, so a step still accumulating when a checkpoint is taken keeps its count
-            parts["tokens"] = parts.get("tokens", 0) + _tokens(forget, f) + _tokens(retain, r)
-            logged = _backward(
-                acc,
-                model,
-                method,
-                hp,
-                ref_model,
-                batch,
-                plan.divisor(size),
-                steps_now,
-                on_loss,
-                compute,
-            )
-            for k, v in logged.items():  # the step's logs: means over its micro-batches, kept
-                parts[k] = parts.get(k, 0.0) + v / size  # on the device (no host sync here)
-            if steps_now:
-                values = _to_host(parts)  # the step's one device-to-host transfer
-                if not math.isfinite(values["loss"]):  # before the step: weights stay finite
-                    raise TrialDiverged(step, values["loss"])
-                _update(acc, params, opt, sched, cfg.max_grad_norm)
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{values['loss']:.4f}")
-                logs.append(
-                    {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **values}
+        micro = epoch_batches(
+            len(forget), len(retain), cfg, order_gen, pair_gen, rank, world, lengths, retain_lengths
+        )
+        # compiled only while training: the epoch's callback evaluates (and task vectors copy)
+        # the plain module
+        with _compiled(acc.unwrap_model(model), cfg.compile):
+            # the plan stops open-unlearning's run at its last step, possibly mid-epoch: the
+            # callback below then fires for that cut epoch, where training stops (as HF's does)
+            for i, (f, r) in enumerate(micro[: plan.micro_in(epoch)]):
+                size, steps_now = plan.group(epoch * plan.micro_per_epoch + i)
+                batch = make_batch(forget, retain, f, r, pad_id, acc.device, step, pad_multiple)
+                # unpadded input tokens of every view, counted on the host (for tokens/s); in
+                # `parts`, so a step still accumulating when a checkpoint is taken keeps its count
+                parts["tokens"] = parts.get("tokens", 0) + _tokens(forget, f) + _tokens(retain, r)
+                logged = _backward(
+                    acc,
+                    model,
+                    method,
+                    hp,
+                    ref_model,
+                    batch,
+                    plan.divisor(size),
+                    steps_now,
+                    on_loss,
+                    compute,
                 )
-                parts = {}
+                for k, v in logged.items():  # the step's logs: means over its micro-batches, kept
+                    parts[k] = parts.get(k, 0.0) + v / size  # on the device (no host sync here)
+                if steps_now:
+                    values = _to_host(parts)  # the step's one device-to-host transfer
+                    if not math.isfinite(values["loss"]):  # before the step: weights stay finite
+                        raise TrialDiverged(step, values["loss"])
+                    _update(acc, params, opt, sched, cfg.max_grad_norm)
+                    step += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{values['loss']:.4f}")
+                    logs.append(
+                        {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **values}
+                    )
+                    parts = {}
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
@@ -423,6 +512,81 @@ def _checkpointing(model: torch.nn.Module) -> None:
             f"gradient_checkpointing: {type(model).__name__} does not support it ({reason}); "
             "leave it off"
         ) from None
+
+
+def resolve_bucket(bucket: str, device: torch.device) -> bool:
+    """TrainConfig.bucket with auto resolved: on on CUDA (few shapes: fewer kernel plans and
+    recompiles, less padding), off elsewhere (a CPU gains little, and the recorded CPU runs, the
+    built-in benchmark's included, keep their data order bit for bit)."""
+    return bucket == "on" or (bucket == "auto" and device.type == "cuda")
+
+
+def fit_micro_batch(
+    cfg: TrainConfig, fits: Callable[[int], bool], acc: Accelerator | None = None
+) -> TrainConfig:
+    """cfg with the largest power-of-two micro-batch dividing the effective batch for which
+    fits(b) holds (halving from there; 1 is taken without asking), grad_accum making up the same
+    effective batch; the smallest over ranks when `acc` has several."""
+    effective = cfg.batch_size * cfg.grad_accum
+    b = effective & -effective  # the largest power of two dividing it
+    while b > 1 and not fits(b):
+        b //= 2
+    if acc is not None and acc.num_processes > 1:
+        b = int(acc.gather(torch.tensor([b], device=acc.device)).min())
+    return dataclasses.replace(cfg, batch_size=b, grad_accum=effective // b)
+
+
+def _fits(
+    acc: Accelerator,
+    model: torch.nn.Module,
+    method: Method,
+    hp: object,
+    ref_model: torch.nn.Module | None,
+    forget: Sequence[dict],
+    retain: Sequence[dict],
+    pad_id: int,
+    compute: Callable[[], AbstractContextManager],
+    b: int,
+) -> bool:
+    """Whether one forward+backward of the method's loss on the b longest forget rows (and b
+    longest retain rows: partners are drawn at random) fits in GPU memory; gradients are dropped
+    and buffers put back after (PDU's dual variable, TAU's snapshot move in a loss). Reads no RNG
+    stream of the loop, so the run's data order is unchanged."""
+    f, r = _longest(forget, b), _longest(retain, b) if retain else []
+    buffers = {n: t.detach().clone() for n, t in model.named_buffers()}
+    try:
+        batch = make_batch(forget, retain, f, r, pad_id, acc.device, 0)
+        with compute():
+            loss, _ = method.loss(batch, model, ref_model, hp)
+        loss.backward()
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        model.zero_grad(set_to_none=True)
+        _load_model_state(model, buffers)
+        torch.cuda.empty_cache()
+
+
+def _longest(rows: Sequence[dict], b: int) -> list[int]:
+    """Indices of the b longest rows (repeated when there are fewer than b)."""
+    lengths = row_lengths(rows)
+    top = sorted(range(len(rows)), key=lambda i: -lengths[i])[:b]
+    return (top * b)[:b]
+
+
+@contextmanager
+def _compiled(model: torch.nn.Module, on: bool) -> Iterator[None]:
+    """With `on`, the model's forward torch.compiled (an instance attribute shadowing the class's
+    forward, removed after: hooks, deepcopies and evaluation then see the plain module)."""
+    if not on:
+        yield
+        return
+    model.forward = torch.compile(model.forward)
+    try:
+        yield
+    finally:
+        del model.forward
 
 
 def _cast_weights(model: torch.nn.Module, precision: str) -> None:

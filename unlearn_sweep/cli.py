@@ -98,6 +98,10 @@ TRAIN_FLAGS = (
     "step_accounting",
     "precision",
     "gradient_checkpointing",
+    "bucket",
+    "pad_multiple",
+    "micro_batch",
+    "compile",
 )
 # SweepConfig fields given as flags of their own name; objectives, space and fixed have flags
 # of their own shape (a comma-separated list, repeatable NAME=... pairs)
@@ -115,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sweeps.config import SAMPLERS, SweepConfig
     from unlearn_core.source import SOURCE_KEYS
     from unlearn_core.steps import ACCOUNTINGS
-    from unlearn_core.train import PRECISIONS, SCHEDULES, TrainConfig
+    from unlearn_core.train import BUCKETS, MICRO_BATCHES, PRECISIONS, SCHEDULES, TrainConfig
     from unlearn_core.version import VERSION
     from unlearn_sweep.flags import add_fields
 
@@ -188,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
             "schedule": SCHEDULES,
             "step_accounting": ACCOUNTINGS,
             "precision": PRECISIONS,
+            "bucket": BUCKETS,
+            "micro_batch": MICRO_BATCHES,
         },
     )
     p.add_argument(
@@ -236,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
             "sampler": SAMPLERS,
             "preset": ("auto", *PRESETS),
             "step_accounting": ACCOUNTINGS,
+            "precision": PRECISIONS,
         },
     )
     _add_source_args(p, SOURCE_KEYS)
@@ -786,11 +793,11 @@ COMMANDS = {
 
 
 def _quiet_libraries() -> None:
-    """Our own progress bars only: no per-file bars from transformers' loading and saving. Set
-    through the environment, which transformers reads when it loads: importing it here would cost
-    every command, `--version` included, a second and a half."""
+    """Our own progress bars, and the hub's download bars (unlearn_core.models hides
+    transformers' per-load bars). Set through the environment, which transformers reads when it
+    loads: importing it here would cost every command, `--version` included, a second and a
+    half."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:

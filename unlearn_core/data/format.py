@@ -116,10 +116,11 @@ def encode_prompt(tokenizer, question: str, fmt: PromptFormat) -> list[int]:
 
 
 def collate(
-    examples: Sequence[dict[str, list[int]]], pad_id: int, left: bool = False
+    examples: Sequence[dict[str, list[int]]], pad_id: int, left: bool = False, multiple: int = 1
 ) -> dict[str, torch.Tensor]:
-    """Pad encoded examples into tensors: right padding for training, left for generation."""
-    width = max(len(e["input_ids"]) for e in examples)
+    """Pad encoded examples into tensors: right padding for training, left for generation; the
+    width rounded up to a multiple of `multiple` (few distinct shapes for the GPU's kernels)."""
+    width = -(-max(len(e["input_ids"]) for e in examples) // multiple) * multiple
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(examples), width), dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
