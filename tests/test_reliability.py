@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 # what differs between two runs of the same trial (in the row's run section): clocks, processes
 VOLATILE = {
     "wall_time_s",
+    "tokens_per_s",  # a measured speed, like the wall time (train_loss and lr must agree)
+    "peak_memory_gib",  # the trial process's peak memory: what else the worker ran before
     "host",
     "timestamp",
     "date",
