@@ -91,11 +91,13 @@ def bench_sweep(home: Path, method: str, seed: int, args: argparse.Namespace) ->
     unseen = range(offset + args.fresh, offset + 2 * args.fresh)
     shown, check = fresh(home, p_after, used), fresh(home, p_after, unseen)
     inside = shown["low"] is not None and shown["low"] <= check["mean"] <= shown["high"]
+    # every figure but the check is on the same `used` seeds: when the pick does not change,
+    # `before` is p_after, whose record now also holds the unseen seeds' runs
     return {
-        "before": before | {"fq": fresh(home, before)},
+        "before": before | {"fq": fresh(home, before, used)},
         "after": p_after | {"fq": shown, "check": check, "inside": inside},
         "practical": {
-            b: None if p is None else p | {"fq": fresh(home, p)} for b, p in budgets.items()
+            b: None if p is None else p | {"fq": fresh(home, p, used)} for b, p in budgets.items()
         },
     }
 
