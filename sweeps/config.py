@@ -58,6 +58,7 @@ class SweepConfig:
     precision: str | None = None
     gradient_checkpointing: bool = False  # every trial recomputes activations in the backward
     compile: bool = False  # every trial torch.compiles the model's forward while it trains
+    liger: bool = False  # every trial runs liger-kernel's fused layer kernels (CUDA, `liger` extra)
     utility_floor: float = 0.5  # stop trials below this fraction of the target's utility; 0: off
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
     seeds: int = 1  # seeds per configuration, reported as mean and std
@@ -226,6 +227,7 @@ def make_job(s: SweepConfig, params: dict, seed: int, reference: str | None = No
         seed=seed,
         gradient_checkpointing=s.gradient_checkpointing,
         compile=s.compile,
+        liger=s.liger,
         **optional,
     )
     hp = {k: v for k, v in params.items() if k in hparam_names(s.method)}

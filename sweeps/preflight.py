@@ -41,8 +41,9 @@ def check_sweep(cfgs: list[SweepConfig], name: str, home: Path) -> None:
 
 
 def check_watching(cfg: SweepConfig) -> None:
-    """--log-to needs its package in the driver, and --dashboard Ray's dashboard packages and a
-    cluster this driver starts (a running cluster's dashboard is `ray start`'s to set)."""
+    """--log-to needs its package in the driver, --liger GPUs and liger-kernel, and --dashboard
+    Ray's dashboard packages and a cluster this driver starts (a running cluster's dashboard is
+    `ray start`'s to set)."""
     for name in (cfg.log_to or "").split(","):
         if name and importlib.util.find_spec(name) is None:
             extra = {"wandb": "wandb", "mlflow": "mlflow-skinny"}[name]
@@ -50,6 +51,13 @@ def check_watching(cfg: SweepConfig) -> None:
                 f"--log-to {name} needs the {name} package in this environment: "
                 f"pip install {extra} (or unlearn-sweep[{name}])"
             )
+    if cfg.liger and cfg.gpus_per_trial == 0:
+        raise UserError("--liger runs Triton kernels on CUDA GPUs only: give --gpus-per-trial")
+    if cfg.liger and importlib.util.find_spec("liger_kernel") is None:
+        raise UserError(
+            "--liger needs the liger-kernel package in this environment: pip install "
+            "'unlearn-sweep[liger]' (or leave --liger off)"
+        )
     if not cfg.dashboard:
         return
     if cfg.address is not None:

@@ -260,3 +260,27 @@ def test_the_probe_runs_a_step_and_leaves_no_trace(tiny_model, tiny_examples, ti
         raise torch.OutOfMemoryError("probe")
 
     assert not _fits(acc, model, dataclasses.replace(m, loss=oom), *args[3:], 8)
+
+
+def test_liger_is_refused_in_one_line_where_it_cannot_run(tmp_path):
+    """liger's kernels are Triton's: on a CPU (and without the package) `unlearn --liger` stops
+    before any model loads, one line, exit 2, nothing written; off, nothing is checked."""
+    import subprocess
+    import sys
+
+    from unlearn_core.kernels import check_liger
+
+    check_liger(False, CPU)  # off: no check, whatever the device
+    with pytest.raises(UserError, match="CUDA GPUs only, this job runs on cpu"):
+        check_liger(True, CPU)
+    out = subprocess.run(
+        [sys.executable, "-m", "unlearn_sweep", "unlearn", "--method", "npo", "--liger"]
+        + ["--epochs", "1", "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "liger runs Triton kernels on CUDA GPUs only" in lines[0]
+    assert list(tmp_path.iterdir()) == []

@@ -75,6 +75,12 @@ WATCH_BAD = [
     (["--log-to", "mlflow"], "--log-to mlflow needs the mlflow package", _absent("mlflow")),
     (["--dashboard", "--address", "127.0.0.1:6379"], "a running cluster has its own", True),
     (["--dashboard"], "--dashboard needs Ray's dashboard packages", _no_dashboard()),
+    (["--liger"], "--liger runs Triton kernels on CUDA GPUs only", True),
+    (
+        ["--liger", "--gpus-per-trial", "1"],
+        "--liger needs the liger-kernel package",
+        _absent("liger_kernel"),
+    ),
 ]
 
 

@@ -17,6 +17,7 @@ from unlearn_core.benchmarks import check_method, eval_data, write_json
 from unlearn_core.config import from_plain, to_plain
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
+from unlearn_core.kernels import check_liger
 from unlearn_core.methods import get_method
 from unlearn_core.models import (
     ModelConfig,
@@ -161,6 +162,7 @@ def run_job(
     method = get_method(job.method)
     hp = method.make_hparams(job.hparams)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_liger(job.train.liger, device)  # before the model loads
     ctx = job_context(job, method.views, device)
     model = load_model(ctx.model, device)
     lora = ctx.model.lora_r > 0  # the reference is then the model with its adapters off

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from unlearn_core.config import check_fields
 from unlearn_core.data.format import collate
 from unlearn_core.errors import TrialDiverged, UserError
+from unlearn_core.kernels import apply_liger, check_liger
 from unlearn_core.methods import Method
 from unlearn_core.steps import ACCOUNTINGS, decay_groups, scheduler, step_plan
 
@@ -79,6 +80,9 @@ class TrainConfig:
     # effective batch stays (token-mean losses then differ slightly: tests/test_speed.py)
     micro_batch: str = "fixed"
     compile: bool = False  # torch.compile the trained model's forward while it trains
+    # liger-kernel's fused RMSNorm, RoPE and SwiGLU on the trained model (CUDA, the `liger`
+    # extra; unlearn_core/kernels.py)
+    liger: bool = False
 
     def __post_init__(self) -> None:
         check_fields(dataclasses.asdict(self), TrainConfig, "train")  # types, finite, no booleans
@@ -393,6 +397,9 @@ def unlearn(
     _cast_weights(model, precision)  # before prepare: a method's own modules keep their dtype
     if cfg.gradient_checkpointing:
         _checkpointing(model)
+    if cfg.liger:
+        check_liger(True, acc.device)
+        apply_liger(model)
     if method.prepare is not None:
         model = method.prepare(model, hp)
     compute = functools.partial(_compute, precision, acc.device)

@@ -102,6 +102,7 @@ TRAIN_FLAGS = (
     "pad_multiple",
     "micro_batch",
     "compile",
+    "liger",
 )
 # SweepConfig fields given as flags of their own name; objectives, space and fixed have flags
 # of their own shape (a comma-separated list, repeatable NAME=... pairs)
