@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
+from unlearn_core.errors import UserError
 from unlearn_core.logprobs import token_logprobs
 from unlearn_core.methods import METHODS, npo
 from unlearn_core.models import (
@@ -100,6 +101,27 @@ class TrialSpec:
     seed: int = 0
     threads: int = 0  # CPU threads for torch (0: leave torch's default)
     eval_batch: int = 0  # > 0: also time no-grad scoring of forget+retain after training
+    train: tuple[tuple[str, object], ...] = ()  # TrainConfig fields given with --train K=V
+
+    def train_config(self, epochs: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs, seed=self.seed, **dict(self.train))
+
+
+def train_options(pairs: list[str]) -> tuple[tuple[str, object], ...]:
+    """--train KEY=VALUE pairs as TrainConfig values of each field's type (bool: on/off)."""
+    kinds = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+    out = []
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        key = key.replace("-", "_")
+        if key not in kinds or key in ("epochs", "seed"):
+            raise ValueError(f"--train {pair}: not a TrainConfig field other than epochs, seed")
+        if kinds[key] is bool:
+            out.append((key, value in ("on", "true", "1")))
+        else:
+            out.append((key, kinds[key](value)))
+    TrainConfig(**dict(out))  # its own checks, now
+    return tuple(out)
 
 
 def synthetic_rows(n: int, view: str, spec: TrialSpec, vocab: int, seed: int) -> list[dict]:
@@ -168,7 +190,7 @@ def run_trial(spec: TrialSpec, wait: Callable[[], None] = lambda: None) -> dict:
     retain = synthetic_rows(spec.n_retain, "retain", spec, vocab, seed=2)
     hp, tokens = npo.Hparams(), []
     method = dataclasses.replace(METHODS["npo"], loss=counting(tokens))
-    warm = TrainConfig(epochs=1, seed=spec.seed)
+    warm = spec.train_config(1)
     unlearn(
         model,
         method,
@@ -191,7 +213,7 @@ def run_trial(spec: TrialSpec, wait: Callable[[], None] = lambda: None) -> dict:
         model,
         method,
         hp,
-        TrainConfig(epochs=spec.epochs, seed=spec.seed),
+        spec.train_config(spec.epochs),
         forget,
         retain,
         PAD_ID,
@@ -420,7 +442,8 @@ def report(r: dict) -> None:
     """The table and the target lines."""
     print(
         f"\nmachine: {r['machine']}; size {r['size']} ({r['n_params'] / 1e6:.1f}M params), "
-        f"{r['modes']['full']['dtype']}, attention {r['modes']['full']['attention']}"
+        f"{r['modes']['full']['dtype']}, attention {r['modes']['full']['attention']}, "
+        f"train {r['train'] or 'TrainConfig defaults'}"
     )
     print(
         f"peaks: spec {r['peak_spec_tflops']} TFLOP/s, measured matmul "
@@ -500,7 +523,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--packs", default="1,2,4", help="LoRA trials per GPU to compare; needs 1")
     ap.add_argument("--packer", default="process", choices=("process", "ray"))
     ap.add_argument("--json", default=None, help="write every figure here")
+    ap.add_argument(
+        "--train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig setting for every trial, e.g. bucket=on, batch_size=32, "
+        "grad_accum=1, precision=bf16-mixed, liger=on (repeatable; default: TrainConfig's)",
+    )
     args = ap.parse_args(argv)
+    try:
+        args.train = train_options(args.train)
+    except (ValueError, UserError) as e:
+        ap.exit(2, f"bench_gpu: {e}\n")
     packs = sorted({int(x) for x in args.packs.split(",")})
     if packs[0] != 1 or args.n_forget < 32 or args.lora_r < 1 or (args.epochs or 1) < 1:
         ap.exit(
@@ -527,6 +562,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict[
         args.prompt_len,
         args.answer_len,
         threads=1 if cpu else mp.cpu_count(),
+        train=args.train,
     )
     if args.epochs is None:  # here, in a process as cold as a trial's
         cal = run_trial(dataclasses.replace(base, lora_r=args.lora_r))
@@ -569,6 +605,7 @@ def summarise(args, device, peaks: dict, full: dict, packed: dict[int, list]) ->
         n_params=full["n_params"],
         lora_r=args.lora_r,
         packer=args.packer,
+        train=dict(args.train),
         peak_spec_tflops=peaks["spec"],
         peak_measured_tflops=peaks["measured"],
         flops_formula=FLOPS,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from unlearn_core.errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "bench_gpu.py"
 
@@ -91,3 +93,26 @@ def test_packs_without_one_is_a_user_error():
     proc = run_bench("--size", "tiny", "--packs", "2,4")
     assert proc.returncode == 2
     assert "--packs must include 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_settings_reach_every_trial_or_are_refused_in_one_line():
+    """--train KEY=VALUE gives each trial's TrainConfig the field's own type; a key that is not
+    a field (or epochs/seed, which the benchmark sets) or a value TrainConfig refuses: exit 2."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from bench_gpu import TrialSpec, train_options
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+    given = train_options(["bucket=on", "batch_size=32", "grad_accum=1", "liger=off"])
+    assert given == (("bucket", "on"), ("batch_size", 32), ("grad_accum", 1), ("liger", False))
+    cfg = TrialSpec("tiny", 0, 1, seed=3, train=given).train_config(2)
+    assert (cfg.epochs, cfg.seed, cfg.bucket, cfg.batch_size, cfg.grad_accum) == (2, 3, "on", 32, 1)
+    with pytest.raises(ValueError, match="not a TrainConfig field"):
+        train_options(["epochs=3"])  # the benchmark's own setting
+    with pytest.raises(UserError, match="unknown bucket 'sideways'"):
+        train_options(["bucket=sideways"])
+    proc = run_bench("--size", "tiny", "--train", "nope=1")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "--train nope=1: not a TrainConfig field" in lines[0]
