@@ -16,7 +16,7 @@ from ray.tune import Callback
 
 from sweeps.objectives import BY_KEY
 from sweeps.relocate import inside
-from sweeps.rows import log_row
+from sweeps.rows import is_step_report, log_row
 
 
 def _completed(path: Path) -> set[str]:
@@ -95,6 +95,8 @@ class ResultsLog(Appender):
         return first
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if is_step_report(result):  # Ray's own trial logs and TensorBoard keep these
+            return
         self._write(log_row("result", trial.trial_id, self.method, _params(trial.config), result))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -50,6 +50,9 @@ class SweepConfig:
     # (HF Trainer's, to match its step counts); None: TrainConfig's (unlearn-sweep)
     step_accounting: str | None = None
     eval_every: int = 1  # evaluate (and report, checkpoint) every N epochs; the last always
+    # also report training loss, learning rate, tokens/s and peak memory every N optimizer steps
+    # between evaluations (to Ray's trial logs and TensorBoard); 0: at evaluations only
+    report_every_steps: int = 0
     # sequences per forward pass of every evaluation (lower it when a trial's evaluation runs out
     # of memory; the metrics do not depend on it); None: EvalConfig's batch_size (64)
     eval_batch_size: int | None = None
@@ -105,6 +108,11 @@ class SweepConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
             raise UserError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.report_every_steps < 0:
+            raise UserError(
+                f"report_every_steps must be >= 0 (0: at evaluations only), "
+                f"got {self.report_every_steps}"
+            )
         if self.confirm < 0:
             raise UserError(f"confirm must be >= 0 (0: off), got {self.confirm}")
         if self.max_concurrent < 0 or self.max_failures < -1:

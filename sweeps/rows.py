@@ -23,6 +23,23 @@ def report(
     return {k: v for k, v in out.items() if v is not None}
 
 
+# the run field marking a report between evaluations (every N optimizer steps): training
+# statistics only, which Ray's own per-trial logs and TensorBoard keep and the searcher, the
+# stopper and the results log pass over
+BETWEEN = "between_evaluations"
+
+
+def step_report(run: dict) -> dict:
+    """What the trainable passes to `tune.report` every N optimizer steps: `run` only (its step,
+    epoch in progress, train_loss, lr, tokens_per_s, peak_memory_gib), marked BETWEEN."""
+    return {"run": {BETWEEN: True, **run}}
+
+
+def is_step_report(result: dict) -> bool:
+    """A report between evaluations, as callbacks (nested) or searchers (flat) see it."""
+    return bool(result.get("run", {}).get(BETWEEN) or result.get(ray_name("run", BETWEEN)))
+
+
 def ray_name(section: str, key: str) -> str:
     """The name under which Ray's searcher and schedulers find `key` of a reported section: Ray
     (2.x) flattens a nested result with "/" before they read it (`flatten_dict` in its

@@ -20,7 +20,7 @@ from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions
 from sweeps.experiment import EPOCH_OF, is_epoch_point
 from sweeps.relocate import inside, relative
-from sweeps.rows import ray_name
+from sweeps.rows import is_step_report, ray_name
 
 OBJECTIVE = ray_name("objectives", "")  # the prefix of the objectives' names for Ray
 EPOCH = ray_name("run", "epoch")
@@ -185,6 +185,8 @@ class UnlearnSearch(OptunaSearch):
         return self.__dict__.setdefault("_last_results", {})
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if is_step_report(result):  # training statistics between evaluations: nothing to learn
+            return
         # Ray's own returns at once for several objectives. A result is known to be an earlier
         # epoch only when the next arrives, so the one before this is added now.
         before = self._pending().get(trial_id)

@@ -120,6 +120,18 @@ def trainable(config: dict) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     fault = faults.armed(folder.faults_path(Path(spec.experiment)), _trial_id())
+    window: list[dict] = []  # the optimizer steps since the last report between evaluations
+    since_step = {"epoch": 0, "time": time.perf_counter()}
+
+    def on_step(log: dict) -> None:
+        window.append(log)
+        if log["step"] % sweep.report_every_steps:
+            return
+        stats = training_stats(window, since_step, device)
+        tune.report(rows.step_report({"step": log["step"], "in_epoch": log["epoch"], **stats}))
+        window.clear()
+        since_step["time"] = time.perf_counter()
+
     for seed_index in range(progress["seed_index"], sweep.seeds):
         seed = sweep.seed + seed_index
         job = spec.job(seed)
@@ -151,6 +163,7 @@ def trainable(config: dict) -> None:
                 on_epoch=on_epoch,
                 resume=loop,
                 on_loss=fault.on_loss if fault is not None else None,
+                on_step=on_step if sweep.report_every_steps else None,
             )
         except TrialDiverged as e:
             # Deterministic, so retrying is pointless: end the trial with the cause and no

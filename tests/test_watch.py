@@ -119,3 +119,52 @@ def test_loading_hides_transformers_bars_but_not_the_hubs_download_bars(monkeypa
     disable_progress_bars()  # the user (or HF_HUB_DISABLE_PROGRESS_BARS) turned them off
     _quiet_loading()
     assert are_progress_bars_disabled()
+
+
+def test_report_every_steps_must_not_be_negative():
+    from sweeps.config import SweepConfig
+    from unlearn_core.errors import UserError
+
+    with pytest.raises(UserError, match="report_every_steps must be >= 0"):
+        SweepConfig(method="npo", report_every_steps=-1)
+
+
+@pytest.mark.slow  # a real Ray sweep
+def test_reports_every_n_steps_reach_rays_trial_logs_and_nothing_else(tmp_path, small_benchmark):
+    """--report-every-steps 1: each trial reports its training statistics after every optimizer
+    step into Ray's own per-trial result.json (what TensorBoard shows), while the results log,
+    the study and the analysis see only the evaluated epochs, as without it."""
+    import json
+    import subprocess
+    import sys
+
+    from sweeps.experiment import is_epoch_point, load_study
+
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "unlearn_sweep", "sweep", "--benchmark", "tiny-tofu-small"]
+        + ["--split", "forget10", "--method", "npo", "--trials", "2", "--fix", "epochs=2"]
+        + ["--report-every-steps", "1", "--output", str(out), "--name", "steps"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    home = out / "steps"
+    logged = [json.loads(x) for x in (home / "results" / "npo.jsonl").open()]
+    evaluated = [r for r in logged if r["event"] == "result"]
+    assert len(evaluated) == 4 and all("objectives" in r for r in evaluated)  # 2 trials x 2
+    assert not any("between_evaluations" in r.get("run", {}) for r in logged)
+    study = load_study(home, "npo")
+    assert len([t for t in study.trials if not is_epoch_point(t)]) == 2
+    assert len([t for t in study.trials if is_epoch_point(t)]) == 2  # each trial's epoch 1
+    per_trial = sorted(home.rglob("result.json"))
+    assert len(per_trial) == 2
+    for path in per_trial:
+        reports = [json.loads(x) for x in path.read_text().splitlines()]
+        steps = [r["run"] for r in reports if r["run"].get("between_evaluations")]
+        total = max(r["run"]["optimizer_steps"] for r in reports if "objectives" in r)
+        assert [s["step"] for s in steps] == list(range(1, total + 1))  # every step, in order
+        for s in steps:
+            assert math.isfinite(s["train_loss"]) and s["lr"] >= 0 and s["in_epoch"] in (1, 2)
+            assert s["tokens_per_s"] > 0 and s["peak_memory_gib"] > 0

@@ -29,7 +29,14 @@ from unlearn_core.models import (
 from unlearn_core.source import Source
 from unlearn_core.suites import EvalData, Reference, Setup
 from unlearn_core.tofu_eval import to_jsonable
-from unlearn_core.train import LoopState, LossHook, TrainConfig, TrainResult, unlearn
+from unlearn_core.train import (
+    LoopState,
+    LossHook,
+    StepCallback,
+    TrainConfig,
+    TrainResult,
+    unlearn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +160,12 @@ def run_job(
     resume: LoopState | None = None,
     progress: bool = False,
     on_loss: LossHook | None = None,
+    on_step: StepCallback | None = None,
 ) -> JobResult:
     """Evaluate, unlearn, evaluate. With eval_every = k > 0 the model is evaluated after every k-th
     epoch and the last; `on_epoch(epoch, metrics, state)` then sees each evaluation with the
     resumable loop state, and the last one is `after`. `resume` continues an interrupted run;
-    `on_loss` sees every loss (train.LossHook)."""
+    `on_loss` sees every loss (train.LossHook), `on_step` every optimizer step's log."""
     job.source.check_paths()  # before any built-in benchmark is built
     method = get_method(job.method)
     hp = method.make_hparams(job.hparams)
@@ -200,6 +208,7 @@ def run_job(
         progress=progress,
         resume=resume,
         on_loss=on_loss,
+        on_step=on_step,
     )
     after, ps = last[0] if last else evaluate(model)
     return JobResult(before, after, result, ps, epochs, model, ctx.tok)

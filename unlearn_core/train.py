@@ -167,6 +167,9 @@ EpochCallback = Callable[[int, torch.nn.Module, LoopState], None]
 # on_loss(loss) -> loss: sees each micro-batch's loss before the divergence check and returns the
 # one to back-propagate (sweeps/faults.py injects its faults here).
 LossHook = Callable[[torch.Tensor], torch.Tensor]
+# on_step(log): after each optimizer step, its log (step, epoch, lr, loss and the method's parts,
+# tokens), already on the host: a sweep trial reports every N steps from here
+StepCallback = Callable[[dict], None]
 
 
 def _model_state(model: torch.nn.Module) -> dict:
@@ -382,6 +385,7 @@ def unlearn(
     progress: bool = False,
     resume: LoopState | None = None,
     on_loss: LossHook | None = None,
+    on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Run `method` on (forget, retain) for the data epochs of a cfg.epochs schedule that
     step_plan says (cfg.last_epoch, or fewer under open-unlearning's accounting); raises
@@ -471,6 +475,8 @@ def unlearn(
                         {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], **values}
                     )
                     parts = {}
+                    if on_step is not None:
+                        on_step(logs[-1])
         if on_epoch_end is not None:
             model.eval()
             plain = acc.unwrap_model(model)
