@@ -5,7 +5,8 @@ trial ends in the study and the results while no process the cluster's nodes sta
 creates or removes anything in the experiment folder (an audit hook in each of them); the worker
 node killed mid-sweep and a fresh one added loses no trial (Ray retries them from their
 checkpoints in the storage); a cluster of another Ray version is refused in one line, exit 2,
-nothing written. Without Ray: the reference a trial gets is the driver's, copied on its node."""
+nothing written. Without Ray: the reference a trial gets is the driver's, copied on its node,
+and a sweep joining several nodes without --storage is warned that their disks are their own."""
 
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ if _roots and _log:
 """
 
 
+POINT = {"lr": 1e-4, "warmup_epochs": 0.0, "weight_decay": 0.0, "epochs": 2, "beta": 0.1}
+
+
 def test_a_trial_reads_the_reference_it_was_given_from_its_nodes_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARN_SWEEP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("UNLEARN_SWEEP_EXPERIMENT", str(tmp_path / "not-here"))
@@ -93,7 +97,19 @@ def test_a_trial_reads_the_reference_it_was_given_from_its_nodes_copy(tmp_path, 
     assert not (tmp_path / "not-here").exists()  # the driver's folder was never made or opened
 
 
-POINT = {"lr": 1e-4, "warmup_epochs": 0.0, "weight_decay": 0.0, "epochs": 2, "beta": 0.1}
+def test_several_nodes_without_storage_are_warned_of(monkeypatch, caplog):
+    import ray
+
+    from sweeps.launch import warn_unshared
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": False}])
+    warn_unshared("/exp/ray")
+    assert not caplog.records  # one live node: its own disk is the driver's
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
+    warn_unshared("/exp/ray")
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "2 nodes and no --storage" in record.getMessage()
+    assert "/exp/ray" in record.getMessage()
 
 
 # --- a real cluster ------------------------------------------------------------------------------
