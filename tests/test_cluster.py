@@ -164,7 +164,7 @@ def start_cluster(tmp: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     node_env = {
         **driver_env,
         "PYTHONPATH": os.pathsep.join([str(hooks), str(REPO)]),
-        WATCH: os.pathsep.join([str(tmp / "out"), str(tmp / "shared"), str(copies)]),
+        WATCH: os.pathsep.join([str(tmp / "out"), str(copies)]),
         AUDIT: str(tmp / "audit.log"),
     }
     nodes = subprocess.Popen(
