@@ -220,14 +220,14 @@ def _run(
 
     from sweeps.interrupt import fit
     from sweeps.launch import reference_and_target, slots
-    from sweeps.relocate import relative
+    from sweeps.relocate import digest
 
     reference, target_utility = reference_and_target(cfg, home)
     configs = [
         {
             **p.params,
             "sweep": to_dict(replace(cfg, seed=seed, seeds=1)),  # one fresh seed per trial
-            "reference": relative(home, reference),
+            "reference": digest(reference),  # the trials get it from Ray's object store
             "utility_floor": cfg.utility_floor * target_utility,  # reported, never stopped at
             "stop_after": p.epoch,
         }
@@ -240,7 +240,7 @@ def _run(
     )
     name = f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"  # never restored: a fresh experiment
     fn = tune.with_resources(
-        tune.with_parameters(_confirm_trial, configs=configs),
+        tune.with_parameters(_confirm_trial, configs=configs, reference=reference),
         {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
     )
     tuner = tune.Tuner(
@@ -281,11 +281,11 @@ def _run(
     return out, interrupted
 
 
-def _confirm_trial(config: dict, configs: list[dict]) -> None:
+def _confirm_trial(config: dict, configs: list[dict], reference: dict) -> None:
     """The sweep's trainable on the config of this trial's index."""
     from sweeps.trainable import trainable
 
-    trainable(configs[config["index"]])
+    trainable(configs[config["index"]], reference)
 
 
 def _sections(result: dict) -> dict:

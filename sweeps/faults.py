@@ -9,7 +9,10 @@ KIND one of `kill` (SIGKILL of the worker mid-epoch), `raise` (an exception mid-
 
 A fault fires once per trial: after the trial's first reported epoch (so a checkpoint exists),
 at the next loss computation. A marker in the experiment's `faults/` folder keeps a retried
-trial from firing again, so a killed trial is retried from its checkpoint and finishes."""
+trial from firing again, so a killed trial is retried from its checkpoint and finishes. That
+folder is the one thing a trial opens in the experiment, and only with the switch on: injected
+faults need the trials to see the experiment folder (one machine, or a shared disk); a sweep
+without them never opens it from a trial (tests/test_cluster.py)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from sweeps.experiment import LOCK, journal, journal_path, read_manifest, study_
 from sweeps.interrupt import Interrupted, fit
 from sweeps.lock import experiment_lock
 from sweeps.objectives import get_objectives
-from sweeps.relocate import EXPERIMENT_ENV, drive, relative
+from sweeps.relocate import EXPERIMENT_ENV, digest, drive, relative
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import job_context
@@ -81,17 +81,19 @@ def check_storage(storage: str | None, flag: str = "storage") -> None:
                 p.rmdir()
 
 
-def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
-    """The retain reference (once per sweep) and the target model's metrics, saved in the folder.
-    They are computed in a Ray task with a trial's resources (on a GPU-less head node an 8B
-    evaluation would otherwise run on its CPU); the driver writes what it returns."""
+def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[dict, float]:
+    """The retain reference's JSON (once per sweep) and the target model's utility, saved in the
+    folder. They are computed in a Ray task with a trial's resources (on a GPU-less head node an
+    8B evaluation would otherwise run on its CPU); the driver writes what it returns, and the
+    trials get the reference from Ray's object store (run_method), never from this folder."""
     import ray
 
     bench = (cfg.source.benchmark, cfg.source.split)
     ref_path = folder.reference_path(home, *bench)
     target_path = folder.model_metrics_path(home, "target", *bench)
     if ref_path.is_file() and target_path.is_file():
-        return str(ref_path), json.loads(target_path.read_text())["model_utility"]
+        utility = json.loads(target_path.read_text())["model_utility"]
+        return json.loads(ref_path.read_text()), utility
     task = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial, max_retries=0)
     try:
         done = ray.get(task(model_points).remote(to_dict(cfg)))
@@ -102,7 +104,8 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[str, float]:
     write_json(target_path, done["target"])
     if done["retain"] is not None:  # the retain model's own point (forget_quality 1), for plots
         write_json(folder.model_metrics_path(home, "retain", *bench), done["retain"])
-    return str(ref_path), done["target"]["model_utility"]
+    # as a later call reads it back (write_json's plain JSON: tuples become lists)
+    return json.loads(ref_path.read_text()), done["target"]["model_utility"]
 
 
 def model_points(sweep: dict) -> dict:
@@ -219,15 +222,25 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
     _started_with[:] = [env | {"dashboard": str(dashboard)}]
     if address is None:  # a private cluster: loopback only, with a token (sweeps/cluster.py)
         private_cluster_settings()
-    ray.init(
-        address=address,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=True,
-        logging_level=logging.ERROR,
-        runtime_env={"env_vars": env},
-    )
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.ERROR,
+            runtime_env={"env_vars": env},
+        )
+    except RuntimeError as e:  # Ray's own check of a running cluster's Ray and Python versions
+        if address is None or not str(e).startswith("Version mismatch"):
+            raise
+        ray.shutdown()
+        _started_with.clear()
+        raise UserError(
+            f"--address {address}: {' '.join(str(e).split())}; run the driver with the "
+            "cluster's Ray and Python versions"
+        ) from None
     if address is None:
         check_loopback()
 
@@ -250,6 +263,23 @@ def slots(cfg: SweepConfig) -> int:
     return max(1, min(fit, cfg.max_concurrent or fit, cfg.trials))
 
 
+def warn_unshared(storage_path: str) -> None:
+    """A running cluster of several nodes, and Ray's storage in the experiment folder: a trial on
+    another node saves its checkpoints on that node's disk unless the folder is on a shared one,
+    where neither the driver nor a retry elsewhere finds them (Ray syncs nothing since 2.7)."""
+    import ray
+
+    nodes = sum(1 for n in ray.nodes() if n["Alive"])
+    if nodes > 1:
+        log.warning(
+            "the cluster has %d nodes and no --storage was given: trials save checkpoints under "
+            "%s on the node they run on; unless that is a shared disk, give --storage on shared "
+            "or cloud storage (s3://, gs://)",
+            nodes,
+            storage_path,
+        )
+
+
 def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
     """One Ray Tune experiment + one Optuna study for cfg.method; restores if it was started.
     `total` (resume --trials): the trials the study is to have from now on, for the manifest."""
@@ -263,13 +293,21 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
         else (cfg.storage or str(folder.ray_path(home)))
     )
     exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
+    if cfg.address is not None and cfg.storage is None:
+        warn_unshared(storage_path)
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
     fn = tune.with_resources(trainable, resources)
     reference, target_utility = reference_and_target(cfg, home)  # computed once, then read
+    # The reference reaches every trial through Ray's object store, so no trial opens the
+    # experiment folder: on a cluster without a shared disk only the driver sees it. Wrapped
+    # again on every restore (a Tuner's object refs end with its driver).
+    fn = tune.with_parameters(fn, reference=reference)
     floor = cfg.utility_floor * target_utility
     constants = {
         "sweep": to_dict(cfg),
-        "reference": relative(home, reference),  # the trial resolves it (sweeps/relocate.py)
+        # names the reference the trials get (the key also keeps older experiments restorable:
+        # Ray checks a restored param_space's keys, and theirs held its path here)
+        "reference": digest(reference),
         "utility_floor": floor,
     }
     repair(cfg, home, exp_dir)

@@ -24,7 +24,7 @@ from sweeps import experiment as folder
 from sweeps import faults, rows
 from sweeps.config import SweepConfig, hparam_names, make_job, sweep_from_dict
 from sweeps.objectives import get_objectives, objective_values
-from sweeps.relocate import inside
+from sweeps.relocate import inside, node_copy
 from unlearn_core.errors import TrialDiverged
 from unlearn_core.job import JobConfig, run_job
 from unlearn_core.train import LoopState
@@ -37,15 +37,18 @@ class TrialSpec:
 
     sweep: SweepConfig
     params: dict
-    reference: str  # RetainReference JSON path
+    # the retain reference's JSON (launch.reference_and_target), from Ray's object store: the
+    # trial never opens the experiment folder, which may be on the driver's disk alone
+    reference: dict
     utility_floor: float  # absolute model_utility below which the trial is stopped
-    experiment: str  # the experiment folder
+    experiment: str  # the experiment folder's path on the driver (only faults.py opens it)
     # stop after this epoch of the sampled schedule (`confirm` reruns a front point evaluated
     # mid-schedule, as export writes it); None: train every epoch
     stop_after: int | None = None
 
     def job(self, seed: int) -> JobConfig:
-        job = make_job(self.sweep, self.params, seed, self.reference)
+        """The seed's job; its reference is the copy on this process's node (relocate.node_copy)."""
+        job = make_job(self.sweep, self.params, seed, str(node_copy(self.reference)))
         if self.stop_after is None or self.stop_after == job.train.epochs:
             return job
         return dataclasses.replace(
@@ -53,19 +56,20 @@ class TrialSpec:
         )
 
 
-def trial_spec(config: dict) -> TrialSpec:
+def trial_spec(config: dict, reference: dict) -> TrialSpec:
+    """The trial's typed spec from Ray's config and the reference `tune.with_parameters` passed.
+    config["reference"] only names that reference (relocate.digest; an experiment made before
+    the object store carried it names its file): it is never opened."""
     sweep = sweep_from_dict(config["sweep"])
     params = {
         k: v for k, v in config.items() if k in OPTIMIZER_KEYS or k in hparam_names(sweep.method)
     }
-    # paths relative to the experiment, wherever the driver found it (sweeps/relocate.py)
-    home = inside("")
     return TrialSpec(
         sweep,
         params,
-        str(inside(config["reference"])),
+        reference,
         float(config["utility_floor"]),
-        str(home),
+        str(inside("")),  # the folder the driver drives (sweeps/relocate.py)
         config.get("stop_after"),
     )
 
@@ -105,8 +109,9 @@ def _trial_id() -> str | None:
         return None
 
 
-def trainable(config: dict) -> None:
-    spec = trial_spec(config)
+def trainable(config: dict, reference: dict) -> None:
+    """One trial; `reference` comes from Ray's object store (tune.with_parameters, launch.py)."""
+    spec = trial_spec(config, reference)
     sweep = spec.sweep
     objectives = get_objectives(list(sweep.objectives))
     progress, loop = ({"seed_index": 0, "done": [], "epoch_metrics": {}}, None)

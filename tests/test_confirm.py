@@ -210,10 +210,11 @@ def test_a_confirm_trial_stops_after_the_points_epoch(home):
 
     cfg = sweep_from_dict(open_experiment(home).sweeps["npo"])
     params = {"lr": 1e-3, "warmup_epochs": 0.0, "weight_decay": 0.0, "epochs": 4, "beta": 0.1}
-    spec = TrialSpec(cfg, params, "ref.json", 0.4, str(home), stop_after=2)
+    ref = {"split": "forget01", "forget_truth_ratio": [0.5], "mia_min_k": 0.5}
+    spec = TrialSpec(cfg, params, ref, 0.4, str(home), stop_after=2)
     assert spec.job(1000).train.stop_after == 2 and spec.job(1000).train.epochs == 4
     assert spec.job(1000).train.seed == 1000
-    last = TrialSpec(cfg, params, "ref.json", 0.4, str(home), stop_after=4)
+    last = TrialSpec(cfg, params, ref, 0.4, str(home), stop_after=4)
     assert last.job(0).train.stop_after is None  # the whole schedule, as the sweep ran it
     with pytest.raises(UserError, match="confirm must be >= 0"):
         SweepConfig("npo", Source("tiny-tofu-small", "forget01"), confirm=-1)
