@@ -240,11 +240,15 @@ def slots(cfg: SweepConfig) -> int:
     gpus = res.get("GPU", 0.0)
     if cfg.gpus_per_trial > gpus:
         raise UserError(f"--gpus-per-trial {cfg.gpus_per_trial} but the cluster has {gpus:g} GPUs")
-    if cfg.cpus_per_trial > res.get("CPU", 0.0):
+    # k workers take cpus_per_trial CPUs each (sweeps/workers.py)
+    cpus = cfg.cpus_per_trial * cfg.workers()
+    if cpus > res.get("CPU", 0.0):
+        per = f" x {cfg.workers()} workers" if cfg.workers() > 1 else ""
         raise UserError(
-            f"--cpus-per-trial {cfg.cpus_per_trial} but the cluster has {res.get('CPU', 0):g} CPUs"
+            f"--cpus-per-trial {cfg.cpus_per_trial}{per} but the cluster has "
+            f"{res.get('CPU', 0):g} CPUs"
         )
-    fit = int(res.get("CPU", 1) // cfg.cpus_per_trial)
+    fit = int(res.get("CPU", 1) // cpus + 1e-9)
     if cfg.gpus_per_trial > 0:
         fit = min(fit, int(gpus // cfg.gpus_per_trial + 1e-9))
     return max(1, min(fit, cfg.max_concurrent or fit, cfg.trials))
@@ -264,6 +268,11 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
     )
     exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    if cfg.workers() > 1:
+        # The trial only fits a TorchTrainer (sweeps/workers.py), whose workers reserve their own
+        # CPUs and GPUs (Train V2 places them in a placement group of its own: bundles reserved
+        # here would be reserved twice). Tune needs a non-empty request: one byte of memory.
+        resources = {"cpu": 0, "memory": 1}
     fn = tune.with_resources(trainable, resources)
     reference, target_utility = reference_and_target(cfg, home)  # computed once, then read
     floor = cfg.utility_floor * target_utility
