@@ -260,6 +260,7 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
     from ray import tune
 
     from sweeps.trainable import trainable
+    from sweeps.workers import trial_resources
 
     storage_path = (
         str(Path(cfg.storage).expanduser().absolute())
@@ -267,13 +268,7 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
         else (cfg.storage or str(folder.ray_path(home)))
     )
     exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
-    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
-    if cfg.workers() > 1:
-        # The trial only fits a TorchTrainer (sweeps/workers.py), whose workers reserve their own
-        # CPUs and GPUs (Train V2 places them in a placement group of its own: bundles reserved
-        # here would be reserved twice). Tune needs a non-empty request: one byte of memory.
-        resources = {"cpu": 0, "memory": 1}
-    fn = tune.with_resources(trainable, resources)
+    fn = tune.with_resources(trainable, trial_resources(cfg))
     reference, target_utility = reference_and_target(cfg, home)  # computed once, then read
     floor = cfg.utility_floor * target_utility
     constants = {

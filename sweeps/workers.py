@@ -33,6 +33,16 @@ class Session:
 Trial = Callable[[dict, Session], None]  # the trial's code (trainable.run_trial)
 
 
+def trial_resources(cfg: SweepConfig) -> dict:
+    """What Tune reserves for a trial: its CPUs and GPUs, or with k >= 2 workers nothing of its
+    own: the TorchTrainer's workers reserve theirs (Train V2 places them in a placement group of
+    its own, so bundles reserved here would be reserved twice; slots() counts them). Tune needs
+    a non-empty request: one byte of memory."""
+    if cfg.workers() > 1:
+        return {"cpu": 0, "memory": 1}
+    return {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+
+
 def tune_session(trial_id: str | None) -> Session:
     return Session(tune.report, tune.get_checkpoint, tune.Checkpoint.from_directory, trial_id)
 
