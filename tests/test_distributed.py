@@ -287,3 +287,40 @@ def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(sweeps):
         a, b = killed[epoch]["metrics"], clean[epoch]["metrics"]
         gaps = {k: abs(a[k] - b[k]) for k in a if isinstance(a[k], float)}
         assert gaps and max(gaps.values()) <= METRIC_TOL, gaps
+
+
+def test_each_rank_checkpoints_its_own_retain_stream_and_gets_it_back(tmp_path):
+    """Rank 0 saves the whole state, rank 1 only its own part, into one folder (as Ray Train
+    merges them); loading on rank 1 gives rank 0's weights with rank 1's retain-partner stream."""
+    import shutil
+
+    from sweeps.trainable import _load, _report_with_checkpoint
+    from sweeps.workers import Session
+    from unlearn_core.train import LoopState
+
+    folder = tmp_path / "ckpt"
+
+    def report(record, checkpoint=None):  # Ray copies the folder during report
+        shutil.copytree(checkpoint, folder, dirs_exist_ok=True)
+
+    def loop(rank: int) -> LoopState:
+        gen = torch.Generator().manual_seed(100 + rank)
+        weights = {"w": torch.full((2,), float(rank))}
+        return LoopState(1, 5, weights, {}, {}, gen.get_state(), gen.get_state(), [])
+
+    for rank in (0, 1):
+        session = Session(report, lambda: None, str, "t", rank=rank, world=2)
+        _report_with_checkpoint({"r": rank}, {"seed_index": 0}, loop(rank), session)
+    assert sorted(p.name for p in folder.iterdir()) == ["rank1.pt", "state.pt"]
+
+    class Folder:  # a Checkpoint's as_directory
+        def as_directory(self):
+            import contextlib
+
+            return contextlib.nullcontext(folder)
+
+    for rank in (0, 1):
+        progress, state = _load(Folder(), rank)
+        assert progress == {"seed_index": 0} and torch.equal(state.model["w"], torch.zeros(2))
+        assert torch.equal(state.pair_gen, loop(rank).pair_gen)
+        assert torch.equal(state.order_gen, loop(0).order_gen)  # shared by the ranks
