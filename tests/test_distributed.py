@@ -251,9 +251,11 @@ def sweeps(tmp_path_factory) -> dict[str, Path]:
 
 
 # NPO's sweep has a retain term: each rank draws its own retain partners (train.epoch_batches),
-# so the 2-worker trials see other retain rows than the 1-worker one. Measured gaps on
-# tiny-tofu-small over 2 epochs: up to 0.03 on a metric; asserted:
-SWEEP_TOL = 0.1
+# so the 2-worker trials see other retain rows than the 1-worker one (and DDP's the same as
+# FSDP's: those two agree to METRIC_TOL, test_a_killed_worker_...). Measured on tiny-tofu-small
+# over 2 epochs, as a fraction of max(1, |metric|): up to 0.024 (extraction_strength, epoch 1;
+# privleak, on a -100..100 scale, differs by 0.34); asserted:
+SWEEP_TOL = 0.05
 
 
 @pytest.mark.slow
@@ -266,7 +268,7 @@ def test_two_worker_trials_report_the_one_worker_metrics(strategy, sweeps):
         assert two[epoch]["run"]["effective_batch"] == one[epoch]["run"]["effective_batch"] == 8
         assert two[epoch]["run"]["optimizer_steps"] == one[epoch]["run"]["optimizer_steps"]
         a, b = one[epoch]["metrics"], two[epoch]["metrics"]
-        gaps = {k: abs(a[k] - b[k]) for k in a if isinstance(a[k], float)}
+        gaps = {k: abs(a[k] - b[k]) / max(1.0, abs(a[k])) for k in a if isinstance(a[k], float)}
         assert gaps and max(gaps.values()) <= SWEEP_TOL, gaps
 
 
