@@ -19,6 +19,7 @@ from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.job import JobConfig
 from unlearn_core.methods import get_method
+from unlearn_core.plan import STRATEGIES
 from unlearn_core.source import PROMPT_KEYS, SOURCE_KEYS, Source
 from unlearn_core.steps import ACCOUNTINGS
 from unlearn_core.train import PRECISIONS, TrainConfig
@@ -66,7 +67,15 @@ class SweepConfig:
     floor_patience: int = 1  # evaluations in a row below the floor before a trial is stopped
     seeds: int = 1  # seeds per configuration, reported as mean and std
     cpus_per_trial: float = 1.0  # CPUs Ray reserves per trial
-    gpus_per_trial: float = 0.0  # GPUs (or a fraction of one) Ray reserves per trial
+    # GPUs Ray reserves per trial: a fraction of one, one, or k >= 2 (a whole number): then the
+    # trial runs as a Ray Train TorchTrainer of k workers of one GPU each
+    gpus_per_trial: float = 0.0
+    # Ray Train workers per trial on a CPU-only cluster (gloo), each with cpus_per_trial CPUs;
+    # 1: the trial runs in Tune's own process, as with one GPU
+    workers_per_trial: int = 1
+    # how a trial of several workers splits: ddp (a replica per worker, gradients averaged) or
+    # fsdp (parameters, gradients and optimizer state sharded over the workers, torch FSDP2)
+    strategy: str = "ddp"
     max_concurrent: int = 0  # trials at once; 0: as many as the cluster's free slots allow
     address: str | None = None  # an existing Ray cluster ("auto" or host:port)
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
@@ -122,6 +131,7 @@ class SweepConfig:
             )
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise UserError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        self.check_workers()
         if not 0 <= self.utility_floor < 1:
             raise UserError(f"utility_floor is a fraction in [0, 1), got {self.utility_floor}")
         if self.preset != "auto" and self.preset not in PRESETS:
@@ -159,6 +169,33 @@ class SweepConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.space_options()  # validates ranges and fixed values against the space
+
+    def workers(self) -> int:
+        """Ray Train workers of each trial: k for k >= 2 GPUs, else workers_per_trial."""
+        return int(self.gpus_per_trial) if self.gpus_per_trial >= 2 else self.workers_per_trial
+
+    def check_workers(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise UserError(
+                f"unknown strategy {self.strategy!r}; accepted: {', '.join(STRATEGIES)}"
+            )
+        if self.workers_per_trial < 1:
+            raise UserError(f"workers_per_trial must be >= 1, got {self.workers_per_trial}")
+        gpus = self.gpus_per_trial
+        if gpus > 1 and not float(gpus).is_integer():
+            raise UserError(
+                f"gpus_per_trial must be a fraction below 1 or a whole number (>= 0), got {gpus}"
+            )
+        if gpus >= 2 and self.workers_per_trial not in (1, int(gpus)):
+            raise UserError(
+                f"--gpus-per-trial {gpus:g} runs {gpus:g} workers of one GPU each; "
+                f"--workers-per-trial {self.workers_per_trial} contradicts it (leave it out)"
+            )
+        if self.strategy == "fsdp" and self.workers() < 2:
+            raise UserError(
+                "--strategy fsdp shards over workers: give --workers-per-trial 2 or more "
+                "(or --gpus-per-trial 2 or more)"
+            )
 
     def resolved_preset(self) -> str:
         if self.preset != "auto":

@@ -221,6 +221,7 @@ def _run(
     from sweeps.interrupt import fit
     from sweeps.launch import reference_and_target, slots
     from sweeps.relocate import digest
+    from sweeps.workers import trial_resources
 
     reference, target_utility = reference_and_target(cfg, home)
     configs = [
@@ -241,7 +242,7 @@ def _run(
     name = f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"  # never restored: a fresh experiment
     fn = tune.with_resources(
         tune.with_parameters(_confirm_trial, configs=configs, reference=reference),
-        {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
+        trial_resources(cfg),
     )
     tuner = tune.Tuner(
         fn,

@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -98,9 +99,16 @@ class Armed:
     kind: str | None
     marker: Path
     ready: bool = False
+    not_before: float = 0.0  # time.monotonic() from which it may fire (arm_after)
+
+    def arm_after(self, seconds: float) -> None:
+        """Ready, firing no sooner than `seconds` from now."""
+        self.ready, self.not_before = True, time.monotonic() + seconds
 
     def on_loss(self, loss: torch.Tensor) -> torch.Tensor:
         if not self.ready or self.kind is None or self.marker.exists():
+            return loss
+        if time.monotonic() < self.not_before:
             return loss
         self.marker.write_text(self.kind)
         if self.kind == "kill":

@@ -253,11 +253,15 @@ def slots(cfg: SweepConfig) -> int:
     gpus = res.get("GPU", 0.0)
     if cfg.gpus_per_trial > gpus:
         raise UserError(f"--gpus-per-trial {cfg.gpus_per_trial} but the cluster has {gpus:g} GPUs")
-    if cfg.cpus_per_trial > res.get("CPU", 0.0):
+    # k workers take cpus_per_trial CPUs each (sweeps/workers.py)
+    cpus = cfg.cpus_per_trial * cfg.workers()
+    if cpus > res.get("CPU", 0.0):
+        per = f" x {cfg.workers()} workers" if cfg.workers() > 1 else ""
         raise UserError(
-            f"--cpus-per-trial {cfg.cpus_per_trial} but the cluster has {res.get('CPU', 0):g} CPUs"
+            f"--cpus-per-trial {cfg.cpus_per_trial}{per} but the cluster has "
+            f"{res.get('CPU', 0):g} CPUs"
         )
-    fit = int(res.get("CPU", 1) // cfg.cpus_per_trial)
+    fit = int(res.get("CPU", 1) // cpus + 1e-9)
     if cfg.gpus_per_trial > 0:
         fit = min(fit, int(gpus // cfg.gpus_per_trial + 1e-9))
     return max(1, min(fit, cfg.max_concurrent or fit, cfg.trials))
@@ -286,6 +290,7 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
     from ray import tune
 
     from sweeps.trainable import trainable
+    from sweeps.workers import trial_resources
 
     storage_path = (
         str(Path(cfg.storage).expanduser().absolute())
@@ -295,8 +300,7 @@ def run_method(cfg: SweepConfig, home: Path, total: int | None = None) -> None:
     exp_dir = f"{storage_path.rstrip('/')}/{cfg.method}"
     if cfg.address is not None and cfg.storage is None:
         warn_unshared(storage_path)
-    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
-    fn = tune.with_resources(trainable, resources)
+    fn = tune.with_resources(trainable, trial_resources(cfg))
     reference, target_utility = reference_and_target(cfg, home)  # computed once, then read
     # The reference reaches every trial through Ray's object store, so no trial opens the
     # experiment folder: on a cluster without a shared disk only the driver sees it. Wrapped

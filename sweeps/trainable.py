@@ -1,10 +1,12 @@
 """The Ray Tune function trainable: typed configs on the first lines, the model loaded inside the
-trial, an evaluation and a checkpointed `tune.report` every `eval_every` epochs, resume from the
-latest checkpoint after a failure, and mean/std over `seeds` seeds."""
+trial, an evaluation and a checkpointed report every `eval_every` epochs, resume from the latest
+checkpoint after a failure, and mean/std over `seeds` seeds. A trial of k >= 2 workers runs the
+same code on each worker of a Ray Train TorchTrainer launched from the Tune trial."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import math
@@ -21,10 +23,11 @@ from ray import tune
 
 from search_spaces._common import OPTIMIZER_KEYS
 from sweeps import experiment as folder
-from sweeps import faults, rows
+from sweeps import faults, rows, workers
 from sweeps.config import SweepConfig, hparam_names, make_job, sweep_from_dict
 from sweeps.objectives import get_objectives, objective_values
 from sweeps.relocate import inside, node_copy
+from sweeps.workers import Session
 from unlearn_core.errors import TrialDiverged
 from unlearn_core.job import JobConfig, run_job
 from unlearn_core.train import LoopState
@@ -56,6 +59,9 @@ class TrialSpec:
         )
 
 
+REPORT_POLL_S = 4.0  # twice Ray Train's default poll of its workers' reports
+
+
 def trial_spec(config: dict, reference: dict) -> TrialSpec:
     """The trial's typed spec from Ray's config and the reference `tune.with_parameters` passed.
     config["reference"] only names that reference (relocate.digest; an experiment made before
@@ -74,20 +80,29 @@ def trial_spec(config: dict, reference: dict) -> TrialSpec:
     )
 
 
-def _report_with_checkpoint(record: dict, state: dict, loop: LoopState) -> None:
-    """`tune.report` with the trial's state as a checkpoint. Ray's documented pattern: the folder
-    is a TemporaryDirectory that Ray copies into the trial's storage during `report`, so it is
+def _report_with_checkpoint(record: dict, state: dict, loop: LoopState, session: Session) -> None:
+    """Report with the trial's state as a checkpoint. Ray's documented pattern: the folder is a
+    TemporaryDirectory that Ray copies into the trial's storage during `report`, so it is
     deleted on return and nothing accumulates in the system temp dir (a full fine-tune's
     checkpoint is tens of GB). The state carries `progress["last"]`, the final record, so the
-    last checkpoint alone is enough to re-report a finished trial after a stale restore."""
+    last checkpoint alone is enough to re-report a finished trial after a stale restore.
+    Rank 0 saves the state (weights and optimizer whole, also under FSDP: train._snapshot);
+    every other rank what is its own, its retain-partner stream and a step's local gradients,
+    into the same checkpoint folder (Ray Train merges the ranks' files)."""
     with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as d:
-        torch.save({"progress": state, "loop": dataclasses.asdict(loop)}, Path(d) / "state.pt")
-        tune.report(record, checkpoint=tune.Checkpoint.from_directory(d))
+        if session.rank == 0:
+            torch.save({"progress": state, "loop": dataclasses.asdict(loop)}, Path(d) / "state.pt")
+        else:
+            own = {"pair_gen": loop.pair_gen, "pending_grads": loop.pending_grads}
+            torch.save(own, Path(d) / f"rank{session.rank}.pt")
+        session.report(record, checkpoint=session.checkpoint(d))
 
 
-def _load(ckpt: tune.Checkpoint) -> tuple[dict, LoopState | None]:
+def _load(ckpt, rank: int = 0) -> tuple[dict, LoopState | None]:
     with ckpt.as_directory() as d:
         saved = torch.load(Path(d) / "state.pt", weights_only=False)
+        if rank > 0 and saved["loop"]:
+            saved["loop"] |= torch.load(Path(d) / f"rank{rank}.pt", weights_only=False)
     loop = LoopState(**saved["loop"]) if saved["loop"] else None
     return saved["progress"], loop
 
@@ -110,30 +125,50 @@ def _trial_id() -> str | None:
 
 
 def trainable(config: dict, reference: dict) -> None:
-    """One trial; `reference` comes from Ray's object store (tune.with_parameters, launch.py)."""
+    """The Tune trial: in this process, or (k >= 2 workers) as a TorchTrainer of k workers;
+    `reference` comes from Ray's object store (tune.with_parameters, launch.py) and reaches
+    every worker with the trial's code."""
+    trial = functools.partial(run_trial, reference=reference)
+    sweep = trial_spec(config, reference).sweep
+    if sweep.workers() > 1:
+        workers.fit(config, sweep, trial, _trial_id())
+        return
+    trial(config, workers.tune_session(_trial_id()))
+
+
+def run_trial(config: dict, session: Session, reference: dict) -> None:
+    """The trial's seeds, epochs and reports, the same on one process and on each of k ranks."""
     spec = trial_spec(config, reference)
     sweep = spec.sweep
     objectives = get_objectives(list(sweep.objectives))
     progress, loop = ({"seed_index": 0, "done": [], "epoch_metrics": {}}, None)
-    if (ckpt := tune.get_checkpoint()) is not None:
-        progress, loop = _load(ckpt)
+    if (ckpt := session.get_checkpoint()) is not None:
+        progress, loop = _load(ckpt, session.rank)
         if loop is not None and "last" in progress and loop.final:
             # The trial had finished, but the Ray state a resumed sweep restored predates its
             # end: report the final result again instead of training anything twice.
-            tune.report(progress["last"])
+            session.report(progress["last"])
             return
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    acc = session.accelerator
+    device = acc.device.type if acc is not None else "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
-    fault = faults.armed(folder.faults_path(Path(spec.experiment)), _trial_id())
+    # under k workers only the last rank may fault (sweeps/faults.py), leaving the others waiting
+    faulty = session.rank == session.world - 1
+    fault = (
+        faults.armed(folder.faults_path(Path(spec.experiment)), session.trial_id)
+        if faulty
+        else None
+    )
     window: list[dict] = []  # the optimizer steps since the last report between evaluations
     since_step = {"epoch": 0, "time": time.perf_counter()}
 
     def on_step(log: dict) -> None:
+        """Every report_every_steps-th step (on every rank: Ray Train's report is a barrier)."""
         window.append(log)
         if log["step"] % sweep.report_every_steps:
             return
         stats = training_stats(window, since_step, device)
-        tune.report(rows.step_report({"step": log["step"], "in_epoch": log["epoch"], **stats}))
+        session.report(rows.step_report({"step": log["step"], "in_epoch": log["epoch"], **stats}))
         window.clear()
         since_step["time"] = time.perf_counter()
 
@@ -152,11 +187,25 @@ def trainable(config: dict, reference: dict) -> None:
             }
             since.update(epoch=epoch, time=time.perf_counter())
             if sweep.seeds == 1:
-                _report(spec, objectives, epoch, [seen], [seed], started, device, state, progress)
+                _report(
+                    spec,
+                    objectives,
+                    epoch,
+                    [seen],
+                    [seed],
+                    started,
+                    device,
+                    state,
+                    progress,
+                    session,
+                )
             else:  # reported together once every seed has run
                 progress["epoch_metrics"][str(epoch)].append(seen)
             if fault is not None:  # an injected fault may fire from now on
-                fault.ready = True
+                # Ray Train's controller takes a worker's report at its next poll (every 2 s,
+                # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S): a worker killed sooner takes its report
+                # and checkpoint with it, and the trial restarts from the one before
+                fault.arm_after(REPORT_POLL_S if session.world > 1 else 0.0)
 
         if fault is not None:  # a one-epoch or resumed trial already has its checkpoint
             fault.ready = job.train.epochs == 1 or loop is not None
@@ -169,11 +218,13 @@ def trainable(config: dict, reference: dict) -> None:
                 resume=loop,
                 on_loss=fault.on_loss if fault is not None else None,
                 on_step=on_step if sweep.report_every_steps else None,
+                accelerator=acc,
+                strategy=sweep.strategy,
             )
         except TrialDiverged as e:
             # Deterministic, so retrying is pointless: end the trial with the cause and no
             # objective values; the searcher records it as FAILED.
-            tune.report(rows.report({"diverged": 1.0, "failure": str(e), "seeds": [seed]}))
+            session.report(rows.report({"diverged": 1.0, "failure": str(e), "seeds": [seed]}))
             return
         loop = None
         progress["seed_index"] = seed_index + 1
@@ -181,7 +232,9 @@ def trainable(config: dict, reference: dict) -> None:
         seeds = [sweep.seed + i for i in range(sweep.seeds)]
         for epoch in sorted(progress["epoch_metrics"], key=int):
             evals = progress["epoch_metrics"][epoch]
-            _report(spec, objectives, int(epoch), evals, seeds, started, device, None, progress)
+            _report(
+                spec, objectives, int(epoch), evals, seeds, started, device, None, progress, session
+            )
     gc.collect()
 
 
@@ -215,6 +268,7 @@ def _report(
     device: str,
     state: LoopState | None,
     progress: dict,
+    session: Session,
 ) -> None:
     """One epoch's row (sweeps/rows.py): `evals` holds each seed's metrics and optimizer steps.
     The sampled params are Ray's trial config: ResultsLog writes them."""
@@ -226,8 +280,8 @@ def _report(
         "epoch": epoch,
         "seeds": seeds,
         "optimizer_steps": evals[0]["optimizer_steps"],  # the seeds share one schedule
-        "effective_batch": job.train.batch_size * job.train.grad_accum,
-        "world_size": 1,
+        "effective_batch": job.train.batch_size * job.train.grad_accum * session.world,
+        "world_size": session.world,
         "wall_time_s": time.perf_counter() - started,
         "device": device,
         "host": platform.node(),
@@ -240,9 +294,9 @@ def _report(
     record = rows.report(run, values, metrics)
     progress["last"] = record
     if state is None:  # several seeds: reported at the trial's end, nothing left to resume
-        tune.report(record)
+        session.report(record)
     else:
-        _report_with_checkpoint(record, progress, state)
+        _report_with_checkpoint(record, progress, state, session)
 
 
 def result_json(record: dict) -> str:

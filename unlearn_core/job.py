@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 
+from unlearn_core import distributed
 from unlearn_core.benchmarks import check_method, eval_data, write_json
 from unlearn_core.config import from_plain, to_plain
 from unlearn_core.errors import UserError
@@ -161,20 +163,32 @@ def run_job(
     progress: bool = False,
     on_loss: LossHook | None = None,
     on_step: StepCallback | None = None,
+    accelerator: Accelerator | None = None,
+    strategy: str = "ddp",
 ) -> JobResult:
     """Evaluate, unlearn, evaluate. With eval_every = k > 0 the model is evaluated after every k-th
     epoch and the last; `on_epoch(epoch, metrics, state)` then sees each evaluation with the
     resumable loop state, and the last one is `after`. `resume` continues an interrupted run;
-    `on_loss` sees every loss (train.LossHook), `on_step` every optimizer step's log."""
+    `on_loss` sees every loss (train.LossHook), `on_step` every optimizer step's log.
+
+    With an `accelerator` of several processes every rank runs this: each trains on its shard of
+    the forget set (train.epoch_batches) with its own reference model (sharded too under
+    `strategy` fsdp), and each evaluates the whole split, so every rank returns the same metrics.
+    Not sharded: an FSDP forward is a collective that every rank must enter equally often, and
+    generation's lengths differ between shards."""
     job.source.check_paths()  # before any built-in benchmark is built
     method = get_method(job.method)
     hp = method.make_hparams(job.hparams)
+    if accelerator is not None:
+        device = accelerator.device
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_liger(job.train.liger, device)  # before the model loads
     ctx = job_context(job, method.views, device)
     model = load_model(ctx.model, device)
     lora = ctx.model.lora_r > 0  # the reference is then the model with its adapters off
     ref_model = frozen_reference(model, lora) if method.needs_reference(hp) else None
+    if strategy == "fsdp" and ref_model is not None and not lora:
+        ref_model = distributed.shard(ref_model)
 
     def evaluate(m: torch.nn.Module) -> tuple[dict, dict]:
         m.eval()
@@ -206,9 +220,11 @@ def run_job(
         ref_model=ref_model,
         on_epoch_end=epoch_end if eval_every else None,
         progress=progress,
+        accelerator=accelerator,
         resume=resume,
         on_loss=on_loss,
         on_step=on_step,
+        strategy=strategy,
     )
     after, ps = last[0] if last else evaluate(model)
     return JobResult(before, after, result, ps, epochs, model, ctx.tok)

@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from unlearn_core import distributed
 from unlearn_core.config import check_fields
 from unlearn_core.data.format import collate
 from unlearn_core.errors import TrialDiverged, UserError
@@ -174,8 +175,8 @@ StepCallback = Callable[[dict], None]
 
 def _model_state(model: torch.nn.Module) -> dict:
     """Trainable parameters and buffers: what training changes (frozen weights are reloaded), as
-    host copies (_host_copy)."""
-    state = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    host copies (_host_copy); a sharded (FSDP) parameter whole (every rank calls this)."""
+    state = {n: distributed.full(p) for n, p in model.named_parameters() if p.requires_grad}
     return _host_copy(state | dict(model.named_buffers()))
 
 
@@ -313,13 +314,13 @@ def _restore(
     device) put it back where the parameters are; the deepcopy keeps a CPU optimizer from
     aliasing, and then updating, the snapshot's tensors."""
     _load_model_state(model, resume.model)
-    opt.load_state_dict(copy.deepcopy(resume.optimizer))
+    distributed.load_optimizer_state(model, opt, copy.deepcopy(resume.optimizer))
     sched.load_state_dict(copy.deepcopy(resume.scheduler))
     order_gen.set_state(resume.order_gen.clone())
     pair_gen.set_state(resume.pair_gen.clone())
     params = dict(model.named_parameters())
     for name, grad in resume.pending_grads.items():
-        params[name].grad = grad.clone().to(params[name].device)
+        params[name].grad = distributed.like(params[name], grad.clone().to(params[name].device))
     return resume.step, resume.epoch, list(resume.logs), dict(resume.pending_parts)
 
 
@@ -333,8 +334,8 @@ def _load_model_state(model: torch.nn.Module, saved: dict) -> None:
         raise ValueError(f"the checkpoint holds {', '.join(unknown[:3])}, which this model lacks")
     with torch.no_grad():
         for name, value in saved.items():
-            if name in params:
-                params[name].copy_(value)
+            if name in params:  # a sharded parameter takes its shard of the whole value
+                params[name].copy_(distributed.like(params[name], value))
             elif buffers[name].shape == value.shape:
                 buffers[name].copy_(value)
             else:  # a buffer whose size the method sets as it runs (GRUN's anchor positions)
@@ -360,12 +361,14 @@ def _snapshot(
         epoch,
         step,
         _model_state(model),
-        _host_copy(opt.state_dict()),
+        _host_copy(distributed.optimizer_state(model, opt)),
         copy.deepcopy(sched.state_dict()),
         order_gen.get_state(),
         pair_gen.get_state(),
         list(logs),
-        _host_copy({n: p.grad for n, p in model.named_parameters() if p.grad is not None}),
+        _host_copy(
+            {n: distributed.full(p.grad) for n, p in model.named_parameters() if p.grad is not None}
+        ),
         dict(parts),
         final,
     )
@@ -386,6 +389,7 @@ def unlearn(
     resume: LoopState | None = None,
     on_loss: LossHook | None = None,
     on_step: StepCallback | None = None,
+    strategy: str = "ddp",
 ) -> TrainResult:
     """Run `method` on (forget, retain) for the data epochs of a cfg.epochs schedule that
     step_plan says (cfg.last_epoch, or fewer under open-unlearning's accounting); raises
@@ -394,6 +398,8 @@ def unlearn(
     forget: encoded examples, each a dict of named encodings ({"forget": {...}, ...});
     retain: encoded examples of the retain set ({"retain": {...}, ...}); empty if unused.
     resume: continue after resume.epoch epochs (weights, optimizer, schedule, RNG streams).
+    strategy: with several processes, ddp (accelerate's DistributedDataParallel) or fsdp (torch
+    FSDP2: parameters, gradients and AdamW state sharded; snapshots hold them whole).
     """
     acc = accelerator or Accelerator(gradient_accumulation_steps=1)
     world, rank = acc.num_processes, acc.process_index
@@ -412,6 +418,8 @@ def unlearn(
             _fits, acc, model.to(acc.device), method, hp, ref_model, forget, retain, pad_id, compute
         )
         cfg = fit_micro_batch(cfg, fits, acc)
+    if strategy == "fsdp":  # before the optimizer: sharding replaces the parameters
+        model = distributed.shard(model.to(acc.device))
     plan = step_plan(len(forget), cfg, world)
     bucket = resolve_bucket(cfg.bucket, acc.device)
     lengths = row_lengths(forget) if bucket else None
@@ -425,7 +433,8 @@ def unlearn(
     step, first_epoch, logs, parts = 0, 0, [], {}
     if resume is not None:
         step, first_epoch, logs, parts = _restore(resume, model, opt, sched, order_gen, pair_gen)
-    model, opt = acc.prepare(model, opt)
+    if strategy == "ddp":  # FSDP2 syncs its own gradients (a DDP wrapper on it would again)
+        model, opt = acc.prepare(model, opt)
     start = time.perf_counter()
     bar = tqdm(
         total=plan.run_steps,
@@ -464,6 +473,8 @@ def unlearn(
                 for k, v in logged.items():  # the step's logs: means over its micro-batches, kept
                     parts[k] = parts.get(k, 0.0) + v / size  # on the device (no host sync here)
                 if steps_now:
+                    if world > 1:  # every rank logs, and checks, the same mean loss
+                        parts["loss"] = distributed.mean_over_ranks(parts["loss"])
                     values = _to_host(parts)  # the step's one device-to-host transfer
                     if not math.isfinite(values["loss"]):  # before the step: weights stay finite
                         raise TrialDiverged(step, values["loss"])
