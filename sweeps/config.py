@@ -63,7 +63,7 @@ class SweepConfig:
     seeds: int = 1  # seeds per configuration, reported as mean and std
     cpus_per_trial: float = 1.0  # CPUs Ray reserves per trial
     gpus_per_trial: float = 0.0  # GPUs (or a fraction of one) Ray reserves per trial
-    max_concurrent: int = 0  # trials at once; 0: as many as the cluster's free slots allow
+    max_concurrent: int = 0  # trials at once, across the methods; 0: as many as the cluster fits
     address: str | None = None  # an existing Ray cluster ("auto" or host:port)
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
     max_failures: int = 2  # retries of a crashed trial from its last checkpoint; -1: no limit
