@@ -9,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+from sweeps import together
+
 
 class Interrupted(Exception):
     """The sweep of `home` was interrupted; the CLI prints the message and exits 130."""
@@ -29,8 +31,6 @@ def fit(tuner) -> bool:
     if threading.current_thread() is not threading.main_thread():
         # Tune installs no handler off the main thread: a study run with others
         # (sweeps/together.py) is stopped by the gate, which raises StudyStopped
-        from sweeps import together
-
         together.fit(tuner)
         return False
     previous = signal.signal(signal.SIGINT, _second_ctrl_c)

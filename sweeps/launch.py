@@ -25,7 +25,6 @@ from sweeps.interrupt import Interrupted, fit
 from sweeps.lock import experiment_lock
 from sweeps.objectives import get_objectives
 from sweeps.relocate import EXPERIMENT_ENV, drive, relative
-from sweeps.together import run_together
 from unlearn_core.benchmarks import write_json
 from unlearn_core.errors import UserError
 from unlearn_core.job import job_context
@@ -484,7 +483,7 @@ def run_methods(cfgs: list[SweepConfig], home: Path, total: int | None = None) -
         reference_and_target(cfg, home)
     whole = dataclasses.replace(cfgs[0], trials=sum(total or c.trials for c in cfgs))
     studies = {c.method: functools.partial(run_method, c, home, total) for c in cfgs}
-    if run_together(studies, slots(whole)):  # Ctrl-C: every study stopped, its state saved
+    if together.run_together(studies, slots(whole)):  # Ctrl-C: every study stopped, its state saved
         raise Interrupted(home)
 
 
