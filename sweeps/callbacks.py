@@ -94,6 +94,20 @@ class ResultsLog(Appender):
         self.completed.add(trial_id)
         return first
 
+    def _starts(self) -> dict[str, float]:
+        """When each trial's process last started it (this driver's clock). In __dict__: a
+        ResultsLog pickled before this field existed starts it empty."""
+        return self.__dict__.setdefault("started", {})
+
+    def _span(self, trial_id: str) -> dict[str, float]:
+        """An end row's `started` and `time`: the trial's run since it last started (several
+        studies at once overlap; sweeps/together.py)."""
+        started = self._starts().pop(trial_id, None)
+        return {"time": time.time()} | ({} if started is None else {"started": started})
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._starts()[trial.trial_id] = time.time()
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if is_step_report(result):  # Ray's own trial logs and TensorBoard keep these
             return
@@ -103,12 +117,14 @@ class ResultsLog(Appender):
         if not self._first_completion(trial.trial_id):
             return  # a resumed sweep re-reported a trial that had finished
         params = _params(trial.config)
-        self._write(log_row("complete", trial.trial_id, self.method, params, time=time.time()))
+        self._write(
+            log_row("complete", trial.trial_id, self.method, params, **self._span(trial.trial_id))
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         params, error = _params(trial.config), _error_text(trial)
-        row = log_row("error", trial.trial_id, self.method, params, error=error, time=time.time())
-        self._write(row)
+        span = self._span(trial.trial_id)
+        self._write(log_row("error", trial.trial_id, self.method, params, error=error, **span))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         error = _error_text(trial)

@@ -76,7 +76,7 @@ class SweepConfig:
     # how a trial of several workers splits: ddp (a replica per worker, gradients averaged) or
     # fsdp (parameters, gradients and optimizer state sharded over the workers, torch FSDP2)
     strategy: str = "ddp"
-    max_concurrent: int = 0  # trials at once; 0: as many as the cluster's free slots allow
+    max_concurrent: int = 0  # trials at once, across the methods; 0: as many as the cluster fits
     address: str | None = None  # an existing Ray cluster ("auto" or host:port)
     storage: str | None = None  # Ray storage for trial checkpoints: a path or pyarrow URI
     max_failures: int = 2  # retries of a crashed trial from its last checkpoint; -1: no limit

@@ -9,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+from sweeps import together
+
 
 class Interrupted(Exception):
     """The sweep of `home` was interrupted; the CLI prints the message and exits 130."""
@@ -27,7 +29,9 @@ def fit(tuner) -> bool:
     back the handler it found when it catches a SIGINT and leaves itself in place otherwise:
     finding ours in place afterwards means Tune caught one."""
     if threading.current_thread() is not threading.main_thread():
-        tuner.fit()  # Tune installs no handler off the main thread: Ctrl-C is not caught
+        # Tune installs no handler off the main thread: a study run with others
+        # (sweeps/together.py) is stopped by the gate, which raises StudyStopped
+        together.fit(tuner)
         return False
     previous = signal.signal(signal.SIGINT, _second_ctrl_c)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from ray.tune import Stopper
 
 from search_spaces._common import default_point
 from sweeps import experiment as folder
+from sweeps import together
 from sweeps.cluster import check_loopback, private_cluster_settings
 from sweeps.config import SweepConfig, sweep_from_dict, to_dict
 from sweeps.experiment import LOCK, journal, journal_path, read_manifest, study_name
@@ -438,7 +440,9 @@ def new_tuner(cfg: SweepConfig, home: Path, fn, constants: dict, storage_path: s
             # Tune's own wrapping for max_concurrent_trials, movable (sweeps/search.py)
             search_alg=MovableGenerator(searcher, slots(cfg), stored_inside),
             num_samples=left,
-            reuse_actors=cfg.gpus_per_trial == 0,
+            # studies run together share the cluster: an actor one keeps for its next trial
+            # would hold a slot the gate gave another (sweeps/together.py)
+            reuse_actors=cfg.gpus_per_trial == 0 and not together.running(),
         ),
         run_config=tune.RunConfig(
             name=cfg.method,
@@ -509,8 +513,24 @@ def reconcile(home: Path, method: str) -> int:
     return fixed
 
 
+def run_methods(cfgs: list[SweepConfig], home: Path, total: int | None = None) -> None:
+    """One method: its study, in this thread. Several: their studies at once, in threads of this
+    driver, at most what one sweep of all their trials would run at once (--max-concurrent, else
+    what fits) across them (sweeps/together.py); the retain reference and the target's metrics,
+    which they share, computed first."""
+    if len(cfgs) == 1:
+        run_method(cfgs[0], home, total)
+        return
+    for cfg in {(c.source.benchmark, c.source.split): c for c in cfgs}.values():
+        reference_and_target(cfg, home)
+    whole = dataclasses.replace(cfgs[0], trials=sum(total or c.trials for c in cfgs))
+    studies = {c.method: functools.partial(run_method, c, home, total) for c in cfgs}
+    if together.run_together(studies, slots(whole)):  # Ctrl-C: every study stopped, its state saved
+        raise Interrupted(home)
+
+
 def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
-    """Validate everything, write the manifest, then run one study per method in turn."""
+    """Validate everything, write the manifest, then run one study per method, all at once."""
     first = cfgs[0]
     check_address(first.address)
     check_storage(first.storage or str(home.parent), "storage" if first.storage else "--output")
@@ -525,8 +545,7 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     with experiment_lock(home):  # a second sweep of the same name waits for nothing: refused
         prepare_home(home, cfgs, name)
-        for cfg in cfgs:
-            run_method(cfg, home)
+        run_methods(cfgs, home)
     return home
 
 
@@ -547,6 +566,5 @@ def resume_sweep(home: Path, trials: int | None = None) -> Path:
         check_address(cfgs[0].address)
         drive(home)
         init_ray(cfgs[0].address, cfgs[0].dashboard)
-        for cfg in cfgs:
-            run_method(cfg, home, trials)
+        run_methods(cfgs, home, trials)
     return home

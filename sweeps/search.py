@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SPACES
 from search_spaces._common import PRESETS, SpaceOptions
+from sweeps import together
 from sweeps.experiment import EPOCH_OF, is_epoch_point
 from sweeps.relocate import inside, relative
 from sweeps.rows import is_step_report, ray_name
@@ -307,7 +308,9 @@ class MovableGenerator(SearchGenerator):
     """Tune's wrapper around the searcher, as Tune builds it for `max_concurrent_trials` (a
     ConcurrencyLimiter inside a SearchGenerator), except that a restored one creates its new
     trials where the experiment is now: Tune's restores, with its counters, the experiment spec
-    it pickled, whose storage names the folder of the sweep's first run."""
+    it pickled, whose storage names the folder of the sweep's first run. Several studies run at
+    once (sweeps/together.py) ask the gate before each trial and stop through it; alone, the gate
+    is open and changes nothing."""
 
     def __init__(self, searcher: UnlearnSearch, max_concurrent: int, storage: str | None) -> None:
         super().__init__(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent))
@@ -317,3 +320,13 @@ class MovableGenerator(SearchGenerator):
         super().set_state(state)
         if self.storage is not None:
             self._experiment.storage.storage_fs_path = str(inside(self.storage))
+
+    def next_trial(self):
+        return together.next_trial(self, super().next_trial)
+
+    def is_finished(self) -> bool:
+        return together.finished(self, super().is_finished())
+
+    def save_to_dir(self, dirpath: str, session_str: str) -> None:
+        super().save_to_dir(dirpath, session_str)
+        together.saved(self)  # raises StudyStopped: the set is to stop (Ctrl-C)

@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         "methods: --method's list); flags override it (default: none)",
     )
     p.add_argument(
-        "--method", help="a method, a comma-separated list, or 'all' (default: the file's)"
+        "--method",
+        help="a method, a comma-separated list or 'all' (several: their studies run at once, "
+        "--max-concurrent trials across them) (default: the file's)",
     )
     p.add_argument("--name", help="experiment name (default: derived from the methods)")
     p.add_argument("--output", help="folder holding experiments (default: ./experiments)")
