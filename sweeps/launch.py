@@ -21,6 +21,7 @@ from sweeps import together
 from sweeps.cluster import check_loopback, private_cluster_settings
 from sweeps.config import SweepConfig, sweep_from_dict, to_dict
 from sweeps.experiment import LOCK, journal, journal_path, read_manifest, study_name
+from sweeps.fit import check_fits
 from sweeps.interrupt import Interrupted, fit
 from sweeps.lock import experiment_lock
 from sweeps.objectives import get_objectives
@@ -226,7 +227,9 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
         private_cluster_settings()
     try:
         ray.init(
-            address=address,
+            # "local": a new private cluster, never one Ray would find on its own (RAY_ADDRESS, or
+            # the last cluster started on this machine, which another sweep's can be)
+            address=address or "local",
             include_dashboard=dashboard,
             dashboard_host="127.0.0.1",
             log_to_driver=False,
@@ -542,6 +545,7 @@ def run_sweep(cfgs: list[SweepConfig], home: Path, name: str) -> Path:
     init_ray(first.address, first.dashboard)
     for cfg in cfgs:
         slots(cfg)  # GPUs/CPUs per trial against the cluster, before anything is written
+    check_fits(cfgs)  # and each GPU trial's memory (plan's estimate) against its GPUs
     home.mkdir(parents=True, exist_ok=True)
     with experiment_lock(home):  # a second sweep of the same name waits for nothing: refused
         prepare_home(home, cfgs, name)

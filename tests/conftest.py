@@ -188,13 +188,15 @@ def run_watched(args: list[str], out: Path, env: dict, timeout: float = 600):
 def small_sweep(tmp_path_factory, small_benchmark):
     """A finished 2-trial NPO sweep (epochs 1, one trial at a time, seed 0) run with secrets in
     its environment; the security tests read it (and the sockets its processes listened on,
-    in `listeners.json` next to it) and the determinism test runs it again."""
+    in `listeners.json` next to it) and the determinism test runs it again. RAY_ADDRESS names
+    a cluster that is not there: a sweep without --address starts its private one all the same
+    (Ray's own lookup would join it, or the last cluster started on the machine)."""
     import json
 
     out = tmp_path_factory.mktemp("small-sweep")
-    code, console, seen = run_watched(
-        [*SMALL_SWEEP, "--output", str(out), "--name", "exp"], out, {**os.environ, **SECRETS}
-    )
+    env = {**os.environ, **SECRETS, "RAY_ADDRESS": "127.0.0.1:9"}
+    args = [*SMALL_SWEEP, "--output", str(out), "--name", "exp"]
+    code, console, seen = run_watched(args, out, env)
     assert code == 0, console[-3000:]
     (out / "listeners.json").write_text(json.dumps(sorted(seen)))
     return out / "exp", console

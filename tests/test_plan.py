@@ -204,3 +204,38 @@ def test_fsdp_beats_ddp_and_lora_beats_full(shapes):
     assert lora["reference model"] == 0 and lora["optimizer state"] < GIB  # adapters only
     ckpt = estimate(dataclasses.replace(base, gradient_checkpointing=True))
     assert ckpt["activations"] < estimate(base)["activations"] / 5
+
+
+def test_the_sweep_start_check_refuses_in_sweep_flags_what_cannot_fit(tmp_path):
+    """sweeps/fit.py: at sweep start each GPU trial's estimate against what a trial gets of its
+    GPU. An 8B full fine-tune of NPO on 80 GiB is refused in one line naming the sweep's own
+    flags; its LoRA, or FSDP over enough workers, fits; CPU trials and models without a config
+    to read (a built-in benchmark's tiny target) are not checked."""
+    from sweeps.config import SweepConfig
+    from sweeps.fit import check_fits, plan_of
+    from unlearn_core.errors import UserError
+    from unlearn_core.source import Source
+
+    model = write_config(tmp_path / "8b", **LLAMA_8B)
+
+    def cfg(**kw) -> SweepConfig:
+        lora = kw.pop("lora_r", 0)
+        source = Source(benchmark="tofu", model=model, lora_r=lora)
+        return SweepConfig(method="npo", source=source, **({"gpus_per_trial": 1} | kw))
+
+    with pytest.raises(UserError) as e:
+        check_fits([cfg()], device_gib=80)
+    line = str(e.value)
+    assert line.startswith("npo: needs ") and "\n" not in line and "80.0 available" in line
+    assert "largest item is activations" in line and "--gradient-checkpointing" in line
+    small = dict(batch_size=1, gradient_checkpointing=True)  # then the optimizer state is
+    with pytest.raises(UserError) as e:
+        check_fits([cfg(**small)], device_gib=80)
+    line = str(e.value)
+    assert "--strategy fsdp --gpus-per-trial 4" in line and "--lora-r 16" in line
+    assert "--workers " not in line and "--seq-len" not in line  # plan's own flags
+    check_fits([cfg(lora_r=16, **small)], device_gib=80)
+    check_fits([cfg(gpus_per_trial=8, strategy="fsdp", **small)], device_gib=80)
+    assert plan_of(cfg(gpus_per_trial=8, strategy="fsdp")).workers == 8
+    assert plan_of(SweepConfig(method="npo")) is None  # tiny-tofu's built target: no config read
+    check_fits([SweepConfig(method="npo", source=Source(benchmark="tofu", model=model))])
