@@ -97,7 +97,10 @@ def reference_and_target(cfg: SweepConfig, home: Path) -> tuple[dict, float]:
     if ref_path.is_file() and target_path.is_file():
         utility = json.loads(target_path.read_text())["model_utility"]
         return json.loads(ref_path.read_text()), utility
-    task = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial, max_retries=0)
+    # one worker's resources: a trial of k workers of one GPU each evaluates on one GPU here
+    task = ray.remote(
+        num_cpus=cfg.cpus_per_trial, num_gpus=min(cfg.gpus_per_trial, 1.0), max_retries=0
+    )
     try:
         done = ray.get(task(model_points).remote(to_dict(cfg)))
     except ray.exceptions.RayTaskError as e:  # the task's own error, as if raised here
