@@ -182,6 +182,8 @@ class SweepConfig:
         if self.workers_per_trial < 1:
             raise UserError(f"workers_per_trial must be >= 1, got {self.workers_per_trial}")
         gpus = self.gpus_per_trial
+        if not math.isfinite(gpus):  # before int(gpus) below
+            raise UserError(f"gpus_per_trial must be a finite number, got {gpus!r}")
         if gpus > 1 and not float(gpus).is_integer():
             raise UserError(
                 f"gpus_per_trial must be a fraction below 1 or a whole number (>= 0), got {gpus}"
