@@ -23,6 +23,7 @@ def ray_private():
     ray.shutdown()
 
 
+@pytest.mark.slow  # a private Ray cluster and a Ray task that evaluates two models (make test-slow)
 def test_the_task_returns_what_the_driver_writes_and_reuses(tmp_path, ray_private):
     cfg = SweepConfig("npo", Source("tiny-tofu-small", "forget01"), cpus_per_trial=1)
     home = tmp_path / "exp"
