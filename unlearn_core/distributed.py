@@ -15,7 +15,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-STRATEGIES = ("ddp", "fsdp")
+STRATEGIES = ("ddp", "fsdp")  # how a trial of several processes splits (train.unlearn)
 FULL = StateDictOptions(full_state_dict=True)  # every rank gets (and gives) whole tensors
 
 

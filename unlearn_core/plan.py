@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
+from unlearn_core.distributed import STRATEGIES
 from unlearn_core.errors import UserError
 from unlearn_core.evaluate import EvalConfig
 from unlearn_core.models import LORA_TARGETS
 from unlearn_core.train import TrainConfig
 
 GIB = 2**30
-STRATEGIES = ("ddp", "fsdp")
 PLAN_PRECISIONS = ("bf16-mixed", "bf16", "fp32")  # TrainConfig's, auto resolved as on a GPU
 ITEMS = (  # the breakdown's rows, in print order; the total adds them as estimate() says
     "weights",
